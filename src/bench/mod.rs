@@ -1,0 +1,252 @@
+//! `dsf bench`: a closed-loop load generator speaking the DSF protocol.
+//!
+//! Each connection keeps `depth` requests in flight (depth 1 = unpipelined), sends a
+//! new one as each response arrives, and records the latency of every response in an
+//! HDR histogram. The same tool drives a node, a proxy and the raw baseline server,
+//! so their numbers compare directly.
+
+use crate::protocol::frame::{self, FrameDecoder};
+use crate::protocol::{Request, Response};
+use clap::Args;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// `dsf bench` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Address to load (a node or a proxy port).
+    #[arg(long)]
+    pub target: String,
+    /// Operation to call.
+    #[arg(long, default_value = "sys.echo")]
+    pub op: String,
+    /// Request body (JSON object); each `{n}` is replaced by a random number below `--keys`.
+    #[arg(long, default_value = "{}")]
+    pub body: String,
+    /// Size of the `{n}` key space.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Session token sent with every request.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Connections.
+    #[arg(long, default_value_t = 64)]
+    pub conns: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// Measured duration.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured warm-up before it.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Load-generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Label for the output.
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// The run's label.
+    pub label: String,
+    /// Operation.
+    pub op: String,
+    /// Connections.
+    pub conns: usize,
+    /// Depth.
+    pub depth: usize,
+    /// Successful responses per second.
+    pub rps: f64,
+    /// Responses with `ok: false`.
+    pub errors: u64,
+    /// Error counts by code.
+    pub error_codes: HashMap<String, u64>,
+    /// Median latency, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: u64,
+    /// Worst latency, microseconds.
+    pub max_us: u64,
+    /// Connections that failed (connect or I/O).
+    pub failed_conns: usize,
+}
+
+struct ConnResult {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: HashMap<String, u64>,
+    failed: bool,
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let report = measure(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{:<24} {:>14} conns={:<4} depth={:<3} {:>10.0} req/s  p50={:>6}us  p99={:>6}us  max={:>7}us  errors={}",
+            report.label, report.op, report.conns, report.depth, report.rps, report.p50_us,
+            report.p99_us, report.max_us, report.errors
+        );
+    }
+    Ok(())
+}
+
+/// Runs the benchmark and returns what it measured.
+pub fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let template: Value =
+        serde_json::from_str(&args.body).map_err(|e| anyhow::anyhow!("--body is not JSON: {e}"))?;
+    anyhow::ensure!(template.is_object(), "--body must be a JSON object");
+    let rt = crate::runtime::Runtime::new("dsf-bench", args.threads)?;
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let end = measure_from + args.duration;
+    let tasks: Vec<_> = (0..args.conns)
+        .map(|_| rt.spawn(one_conn(args.clone(), measure_from, end)))
+        .collect();
+    let results: Vec<ConnResult> = smol::block_on(async {
+        let mut v = Vec::new();
+        for t in tasks {
+            v.push(t.await);
+        }
+        v
+    });
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut ok = 0;
+    let mut error_codes: HashMap<String, u64> = HashMap::new();
+    let mut failed_conns = 0;
+    for r in results {
+        hist.add(&r.hist)?;
+        ok += r.ok;
+        for (k, v) in r.errors {
+            *error_codes.entry(k).or_default() += v;
+        }
+        failed_conns += r.failed as usize;
+    }
+    Ok(BenchReport {
+        label: if args.label.is_empty() {
+            args.target.clone()
+        } else {
+            args.label.clone()
+        },
+        op: args.op.clone(),
+        conns: args.conns,
+        depth: args.depth,
+        rps: ok as f64 / args.duration.as_secs_f64(),
+        errors: error_codes.values().sum(),
+        error_codes,
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        max_us: hist.max(),
+        failed_conns,
+    })
+}
+
+fn body_for(args: &BenchArgs, rng: &mut impl rand::Rng) -> Value {
+    if args.body.contains("{n}") {
+        let n = rng.gen_range(0..args.keys.max(1));
+        serde_json::from_str(&args.body.replace("{n}", &n.to_string())).unwrap_or(Value::Null)
+    } else {
+        serde_json::from_str(&args.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn one_conn(args: BenchArgs, measure_from: Instant, end: Instant) -> ConnResult {
+    let mut result = ConnResult {
+        hist: Histogram::new(3).expect("3 significant figures is valid"),
+        ok: 0,
+        errors: HashMap::new(),
+        failed: false,
+    };
+    let Ok(mut stream) = async_net::TcpStream::connect(&args.target).await else {
+        result.failed = true;
+        return result;
+    };
+    let _ = stream.set_nodelay(true);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+    let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(args.depth * 2);
+    let mut next_id = 1u64;
+    let mut out = Vec::new();
+    let mut dec = FrameDecoder::new(crate::protocol::DEFAULT_MAX_FRAME * 16);
+    let mut push =
+        |out: &mut Vec<u8>, sent: &mut HashMap<u64, Instant>, rng: &mut rand::rngs::StdRng| {
+            let mut req = Request::new(next_id, args.op.clone(), body_for(&args, rng));
+            req.token = args.token.clone();
+            req.encode(out);
+            sent.insert(next_id, Instant::now());
+            next_id += 1;
+        };
+    for _ in 0..args.depth.max(1) {
+        push(&mut out, &mut sent, &mut rng);
+    }
+    loop {
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                result.failed = true;
+                return result;
+            }
+            out.clear();
+        }
+        // Read what is available, then answer every completed frame.
+        let n = {
+            let buf = dec.read_buf();
+            let offered = buf.len();
+            let n = stream.read(buf).await.unwrap_or(0);
+            dec.advance(n, offered);
+            n
+        };
+        if n == 0 {
+            result.failed = Instant::now() < end;
+            return result;
+        }
+        let now = Instant::now();
+        while let Ok(Some(payload)) = dec.next_frame() {
+            let Ok(resp) = Response::parse(payload) else {
+                result.failed = true;
+                return result;
+            };
+            let Some(t0) = resp.id.and_then(|id| sent.remove(&id)) else {
+                continue;
+            };
+            if t0 >= measure_from && now <= end {
+                match &resp.result {
+                    Ok(_) => {
+                        result.ok += 1;
+                        let _ = result
+                            .hist
+                            .record(now.duration_since(t0).as_micros() as u64);
+                    }
+                    Err(e) => *result.errors.entry(e.code.as_str().to_owned()).or_default() += 1,
+                }
+            }
+            if now < end {
+                push(&mut out, &mut sent, &mut rng);
+            }
+        }
+        if now >= end && sent.is_empty() {
+            return result;
+        }
+        if now >= end + Duration::from_secs(5) {
+            return result;
+        }
+    }
+}
+
+/// Reads exactly one frame (helper for tools that do not pipeline).
+pub async fn read_one(stream: &mut async_net::TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut dec = FrameDecoder::new(crate::protocol::DEFAULT_MAX_FRAME);
+    frame::read_frame(stream, &mut dec).await
+}

@@ -1,0 +1,228 @@
+//! The `dsf` command line (PROTOCOL §6): one function per subcommand.
+
+use crate::client::{CallOptions, ClientError, Connection};
+use crate::config::{Config, Loader};
+use crate::runtime::shutdown;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// DSF: a distributed service framework.
+#[derive(Debug, Parser)]
+#[command(name = "dsf", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node.
+    Node(NodeArgs),
+    /// Send one request and print the response JSON.
+    Client(ClientArgs),
+    /// Validate a configuration file.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Drive load against a node or proxy and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `dsf node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Protocol listener address (node.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// A balancer's registration address (node.register).
+    #[arg(long)]
+    pub register: Option<String>,
+    /// MySQL URL (store.url); default: embedded store in --data.
+    #[arg(long)]
+    pub mysql: Option<String>,
+    /// Redis URL (cache.redis); repeat for several instances.
+    #[arg(long)]
+    pub redis: Vec<String>,
+    /// Data folder for the embedded stores (node.data_dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Admin HTTP listener (admin.listen); "" turns it off.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// Node id (node.id).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Operation prefixes to serve, comma-separated (node.ops), e.g. "user.,sys.".
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Vec<String>,
+    /// Event-loop threads (runtime.threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `dsf client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Talk straight to a node.
+    #[arg(long, group = "target")]
+    pub node: Option<String>,
+    /// Talk to a balancer's proxy port.
+    #[arg(long, group = "target")]
+    pub proxy: Option<String>,
+    /// Ask a balancer's directory port which node to use, then talk to it.
+    #[arg(long, group = "target")]
+    pub balancer: Option<String>,
+    /// Give up after this long (e.g. "5s").
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// The request.
+    #[command(subcommand)]
+    pub action: ClientAction,
+}
+
+/// What `dsf client` does.
+#[derive(Debug, Subcommand)]
+pub enum ClientAction {
+    /// Send one request: `call TYPE [BODY_JSON]`.
+    Call {
+        /// Operation name, e.g. `sys.ping`.
+        #[arg(value_name = "TYPE")]
+        op: String,
+        /// Request body as a JSON object.
+        #[arg(value_name = "BODY_JSON")]
+        body: Option<String>,
+        /// Session token.
+        #[arg(long)]
+        token: Option<String>,
+        /// Routing key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+/// Runs the parsed command; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Node(args) => report(node(args)),
+        Command::Client(args) => client(args),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Bench(args) => report(crate::bench::run(args)),
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("dsf: {e:#}");
+            1
+        }
+    }
+}
+
+/// Loads configuration for `dsf node` through the documented pipeline.
+pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
+    let mut loader = Loader::new(args.config.as_deref())
+        .set_opt("node.listen", args.listen.clone())
+        .set_opt("node.register", args.register.clone())
+        .set_opt("store.url", args.mysql.clone())
+        .set_opt(
+            "node.data_dir",
+            args.data.as_ref().map(|p| p.display().to_string()),
+        )
+        .set_opt("admin.listen", args.admin.clone())
+        .set_opt("node.id", args.id.clone())
+        .set_opt("runtime.threads", args.threads.map(|t| t as i64));
+    if !args.redis.is_empty() {
+        loader = loader.set("cache.redis", args.redis.clone());
+    }
+    if !args.ops.is_empty() {
+        loader = loader.set("node.ops", args.ops.clone());
+    }
+    Ok(loader.load()?)
+}
+
+fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let cfg = node_config(&args)?;
+    let _guard = crate::telemetry::init(&cfg.log)?;
+    let (trigger, shutdown) = shutdown::channel();
+    shutdown::on_signals(trigger)?;
+    crate::node::run(cfg, shutdown, |started| {
+        println!("node {} listening on {}", started.id, started.addr);
+        println!("ready");
+    })
+}
+
+fn check_config(file: &std::path::Path) -> i32 {
+    match Loader::new(Some(file)).load() {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            1
+        }
+    }
+}
+
+fn client(args: ClientArgs) -> i32 {
+    let ClientAction::Call {
+        op,
+        body,
+        token,
+        key,
+    } = args.action;
+    let body = match body
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        None => serde_json::json!({}),
+        Some(Ok(v @ serde_json::Value::Object(_))) => v,
+        Some(Ok(_)) => {
+            eprintln!("dsf client: BODY_JSON must be a JSON object");
+            return 2;
+        }
+        Some(Err(e)) => {
+            eprintln!("dsf client: BODY_JSON is not valid JSON: {e}");
+            return 2;
+        }
+    };
+    let target = match (&args.node, &args.proxy, &args.balancer) {
+        (Some(a), _, _) | (_, Some(a), _) => a.clone(),
+        (_, _, Some(_)) => {
+            eprintln!("dsf client: --balancer is not available in this build");
+            return 2;
+        }
+        _ => {
+            eprintln!("dsf client: one of --node, --proxy or --balancer is required");
+            return 2;
+        }
+    };
+    let opts = CallOptions { token, key };
+    let result: Result<_, ClientError> = smol::block_on(async {
+        let conn = Connection::connect(&target, args.timeout).await?;
+        conn.call_timeout(&op, body, &opts, args.timeout).await
+    });
+    match result {
+        Ok(resp) => {
+            println!("{}", resp.to_json_string());
+            if resp.result.is_ok() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("dsf client: {target}: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! A pipelined client connection: many calls in flight on one socket, matched by id.
+
+use crate::protocol::frame::{self, FrameDecoder};
+use crate::protocol::{ApiError, Request, Response, DEFAULT_MAX_FRAME};
+use futures_lite::AsyncWriteExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a call produced no response.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Connecting, reading or writing failed.
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    /// The server closed the connection before answering.
+    #[error("connection closed by the server before the response")]
+    Closed,
+    /// The server answered something that is not a protocol response.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The server answered an error not tied to any request (`id: null`), then closed.
+    #[error("server error: {0}")]
+    Server(ApiError),
+    /// No response within the call's timeout.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Optional request fields.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Session token.
+    pub token: Option<String>,
+    /// Routing key.
+    pub key: Option<String>,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, async_channel::Sender<Result<Response, ClientError>>>>>;
+
+/// One connection; cheap to share (`&self` methods), calls may run concurrently.
+pub struct Connection {
+    /// Write half, serialized by an async mutex so frames never interleave.
+    writer: async_lock::Mutex<async_net::TcpStream>,
+    /// Calls waiting for their response, by wire id.
+    pending: Pending,
+    /// Next wire id.
+    next_id: AtomicU64,
+    /// The peer.
+    peer: SocketAddr,
+    /// Reads responses and completes pending calls; dropped with the connection.
+    _reader: smol::Task<()>,
+}
+
+impl Connection {
+    /// Connects to `addr` (host:port), giving up after `timeout`.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
+        let stream = futures_lite::future::or(
+            async {
+                async_net::TcpStream::connect(addr)
+                    .await
+                    .map_err(ClientError::from)
+            },
+            async {
+                async_io::Timer::after(timeout).await;
+                Err(ClientError::Timeout(timeout))
+            },
+        )
+        .await?;
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let pending: Pending = Arc::default();
+        let reader = smol::spawn(read_loop(stream.clone(), pending.clone()));
+        Ok(Connection {
+            writer: async_lock::Mutex::new(stream),
+            pending,
+            next_id: AtomicU64::new(1),
+            peer,
+            _reader: reader,
+        })
+    }
+
+    /// The server's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Calls `op` with `body`; the response carries the wire id this call used.
+    pub async fn call(
+        &self,
+        op: &str,
+        body: Value,
+        opts: &CallOptions,
+    ) -> Result<Response, ClientError> {
+        let mut req = Request::new(0, op, body);
+        req.token = opts.token.clone();
+        req.key = opts.key.clone();
+        self.send(req).await
+    }
+
+    /// Sends a prepared request (its `id` is replaced by a fresh wire id).
+    pub async fn send(&self, mut req: Request) -> Result<Response, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        req.id = id;
+        let (tx, rx) = async_channel::bounded(1);
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        let mut bytes = Vec::with_capacity(64);
+        req.encode(&mut bytes);
+        let written = {
+            let mut w = self.writer.lock().await;
+            w.write_all(&bytes).await
+        };
+        if let Err(e) = written {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err(e.into());
+        }
+        rx.recv().await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// Like [`call`](Self::call), failing with `Timeout` after `timeout`.
+    pub async fn call_timeout(
+        &self,
+        op: &str,
+        body: Value,
+        opts: &CallOptions,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        futures_lite::future::or(self.call(op, body, opts), async {
+            async_io::Timer::after(timeout).await;
+            Err(ClientError::Timeout(timeout))
+        })
+        .await
+    }
+
+    /// Writes raw bytes (tests of malformed input).
+    pub async fn write_raw(&self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.lock().await.write_all(bytes).await
+    }
+}
+
+async fn read_loop(mut stream: async_net::TcpStream, pending: Pending) {
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME * 64);
+    let fail_all = |e: &dyn Fn() -> ClientError| {
+        let waiting: Vec<_> = pending.lock().expect("pending lock").drain().collect();
+        for (_, tx) in waiting {
+            let _ = tx.try_send(Err(e()));
+        }
+    };
+    loop {
+        let payload = match frame::read_frame(&mut stream, &mut dec).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return fail_all(&|| ClientError::Closed),
+            Err(e) => {
+                let msg = e.to_string();
+                return fail_all(&|| {
+                    ClientError::Io(io::Error::new(io::ErrorKind::Other, msg.clone()))
+                });
+            }
+        };
+        let resp = match Response::parse(&payload) {
+            Ok(r) => r,
+            Err(e) => return fail_all(&|| ClientError::Protocol(e.clone())),
+        };
+        match resp.id {
+            Some(id) => {
+                if let Some(tx) = pending.lock().expect("pending lock").remove(&id) {
+                    let _ = tx.try_send(Ok(resp));
+                }
+            }
+            None => {
+                // An error without an id concerns the connection, e.g. `overloaded`
+                // or `too_large`; every waiting call gets it.
+                let err = resp.result.clone().err();
+                match err {
+                    Some(e) => fail_all(&|| ClientError::Server(e.clone())),
+                    None => fail_all(&|| ClientError::Protocol("response without id".into())),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! DSF — a distributed service framework: nodes that serve length-prefixed JSON
+//! requests, backed by MySQL or embedded stores with a Redis or in-process cache, and a
+//! balancer that registers nodes and routes clients to them.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: frames, requests, responses, error codes, legacy v1 codes.
+//! - [`runtime`]: one smol executor per thread, the blocking pool, listeners,
+//!   the connection registry (`sharded-slab`), limits and shutdown.
+//! - [`framework`]: the router, typed handlers, middleware — how an application
+//!   plugs its operations in.
+//! - [`node`]: the node server and the DSF application (`node::app`).
+//! - [`ring`]: the consistent-hash ring, shared by balancer selection and cache sharding.
+//! - [`balancer`]: membership, node selection, directory and proxy.
+//! - [`client`]: a pipelined client connection.
+//! - [`bench`]: the load generator behind `dsf bench`.
+//! - [`config`]: the configuration pipeline (file → env → flags).
+//! - [`telemetry`]: logging setup for the binary.
+//! - [`cli`]: the `dsf` command line.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+
+pub mod balancer;
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod framework;
+pub mod node;
+pub mod protocol;
+pub mod ring;
+pub mod runtime;
+pub mod telemetry;

@@ -1,0 +1,3 @@
+//! The DSF application: the operations a node serves, grouped by prefix.
+
+pub mod sys;

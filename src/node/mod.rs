@@ -1,0 +1,59 @@
+//! The node server: wires the runtime, the framework and the DSF application together.
+
+pub mod app;
+
+use crate::config::Config;
+use crate::framework::middleware::AccessLog;
+use crate::framework::Router;
+use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A node's name when `node.id` is empty: `<hostname>-<port>`.
+pub fn default_id(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}-{}", addr.port())
+}
+
+/// Builds the router with every operation this node serves.
+pub fn router(cfg: &Config, node_id: Arc<str>) -> Router {
+    let mut router = Router::new(cfg.limits.request_timeout);
+    router.layer(AccessLog::new(cfg.limits.slow_request));
+    app::sys::register(&mut router, node_id);
+    router
+}
+
+/// What a running node reports once it is bound.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The node's id.
+    pub id: String,
+    /// The bound protocol address.
+    pub addr: SocketAddr,
+}
+
+/// Runs a node until `shutdown`, then drains. `on_ready` is called once it accepts work.
+pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> anyhow::Result<()> {
+    runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
+    let rt = Runtime::new("dsf-loop", cfg.runtime.loop_threads())?;
+    let opts = ServerOptions {
+        name: "node",
+        limits: cfg.limits.clone(),
+        reuse_port: cfg.runtime.reuse_port,
+    };
+    let server = Server::bind(&cfg.node.listen, &rt, opts)?;
+    let addr = server.local_addr();
+    let id = if cfg.node.id.is_empty() {
+        default_id(addr)
+    } else {
+        cfg.node.id.clone()
+    };
+    let router = router(&cfg, Arc::from(id.as_str()));
+    tracing::info!(node = %id, %addr, threads = rt.threads(), "node listening");
+    on_ready(&Started { id, addr });
+    smol::block_on(server.run(&rt, Arc::new(router), shutdown))?;
+    tracing::info!("node stopped");
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Length-prefixed framing (PROTOCOL §1): `u32` big-endian length, then that many bytes.
+//!
+//! The decoder never trusts a length before checking it against `max_frame`, and it
+//! grows its buffer only as bytes actually arrive, so a peer that announces a large
+//! frame and sends nothing costs at most one read chunk. An idle connection holds no
+//! buffer at all: [`FrameDecoder::shrink_if_idle`] gives the memory back.
+
+use std::io;
+use thiserror::Error;
+
+/// Default bound on a frame's payload, 1 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// How much the decoder asks the socket for when it knows nothing about the next frame.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Most the buffer grows in one step while a large frame trickles in.
+const MAX_GROW_STEP: usize = 64 * 1024;
+
+/// A frame that cannot be trusted; the connection must be closed after answering.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// A zero length.
+    #[error("frame length 0 is not allowed")]
+    Empty,
+    /// A length over the configured bound.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The configured bound.
+        max: usize,
+    },
+}
+
+/// Incremental decoder: feed it bytes with [`read_buf`](Self::read_buf) + [`advance`](Self::advance),
+/// take frames with [`next_frame`](Self::next_frame).
+#[derive(Debug)]
+pub struct FrameDecoder {
+    /// Largest payload accepted.
+    max_frame: usize,
+    /// Received bytes; `buf[start..]` is not yet consumed.
+    buf: Vec<u8>,
+    /// Offset of the first unconsumed byte, so consuming a frame is O(1).
+    start: usize,
+    /// Frames returned so far (progress for idle detection).
+    frames: u64,
+}
+
+impl FrameDecoder {
+    /// A decoder with the given payload bound.
+    pub fn new(max_frame: usize) -> Self {
+        FrameDecoder {
+            max_frame,
+            buf: Vec::new(),
+            start: 0,
+            frames: 0,
+        }
+    }
+
+    /// How many frames have been returned so far.
+    pub fn consumed(&self) -> u64 {
+        self.frames
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Spare room to read into, sized by what is known about the next frame.
+    ///
+    /// Call [`advance`](Self::advance) with the number of bytes written into it.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        let pending = self.buffered();
+        // Reclaim consumed space before growing.
+        if self.start > 0 && (pending == 0 || self.start >= self.buf.capacity() / 2) {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(pending);
+            self.start = 0;
+        }
+        let want = match self.announced_len() {
+            // The length was checked by `next_frame` before any growth beyond one chunk.
+            Some(len) if len <= self.max_frame => {
+                // Read at least a chunk so that frames pipelined behind this one come
+                // in the same call.
+                let missing = (HEADER_LEN + len).saturating_sub(pending);
+                missing.min(MAX_GROW_STEP).max(READ_CHUNK)
+            }
+            _ => READ_CHUNK,
+        };
+        let len = self.buf.len();
+        self.buf.resize(len + want, 0);
+        &mut self.buf[len..]
+    }
+
+    /// Records that `n` bytes were written at the start of the last [`read_buf`](Self::read_buf).
+    pub fn advance(&mut self, n: usize, offered: usize) {
+        let new_len = self.buf.len() - offered + n;
+        self.buf.truncate(new_len);
+    }
+
+    /// Appends bytes directly (tests and clients that already hold data).
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete payload, `None` if more bytes are needed, or an error if the
+    /// announced length is unusable.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let Some(len) = self.announced_len() else {
+            return Ok(None);
+        };
+        if len == 0 {
+            return Err(FrameError::Empty);
+        }
+        if len > self.max_frame {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        if self.buffered() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let from = self.start + HEADER_LEN;
+        self.start = from + len;
+        self.frames += 1;
+        Ok(Some(&self.buf[from..from + len]))
+    }
+
+    /// Frees the buffer when nothing is pending, so idle connections hold no memory.
+    pub fn shrink_if_idle(&mut self) {
+        if self.buffered() == 0 {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// The length in the next header, if the header is complete.
+    fn announced_len(&self) -> Option<usize> {
+        let b = self.buf.get(self.start..self.start + HEADER_LEN)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+}
+
+/// Appends one frame to `out`, whose payload `write` produces.
+pub fn encode_with<E>(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let at = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    write(out)?;
+    let len = (out.len() - at - HEADER_LEN) as u32;
+    out[at..at + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// Appends one frame holding `payload` to `out`.
+pub fn encode(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Reads one frame from an async reader (clients and tests); `Ok(None)` at a clean end.
+pub async fn read_frame<R>(reader: &mut R, dec: &mut FrameDecoder) -> io::Result<Option<Vec<u8>>>
+where
+    R: futures_lite::AsyncRead + Unpin,
+{
+    use futures_lite::AsyncReadExt;
+    loop {
+        match dec.next_frame() {
+            Ok(Some(frame)) => return Ok(Some(frame.to_vec())),
+            Ok(None) => {}
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+        let buf = dec.read_buf();
+        let offered = buf.len();
+        let n = reader.read(buf).await?;
+        dec.advance(n, offered);
+        if n == 0 {
+            return if dec.buffered() == 0 {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode(&mut v, payload);
+        v
+    }
+
+    fn feed(dec: &mut FrameDecoder, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let buf = dec.read_buf();
+            let offered = buf.len();
+            let n = offered.min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            dec.advance(n, offered);
+            rest = &rest[n..];
+        }
+    }
+
+    #[test]
+    fn split_byte_by_byte() {
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let bytes = frame(br#"{"id":1}"#);
+        for (i, b) in bytes.iter().enumerate() {
+            feed(&mut dec, &[*b]);
+            let got = dec.next_frame().unwrap().map(<[u8]>::to_vec);
+            if i + 1 < bytes.len() {
+                assert_eq!(got, None, "frame surfaced early at byte {i}");
+            } else {
+                assert_eq!(got.as_deref(), Some(&br#"{"id":1}"#[..]));
+            }
+        }
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn coalesced_frames() {
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut bytes = Vec::new();
+        for i in 0..100 {
+            bytes.extend(frame(format!("{{\"id\":{i}}}").as_bytes()));
+        }
+        feed(&mut dec, &bytes);
+        for i in 0..100 {
+            let f = dec.next_frame().unwrap().unwrap().to_vec();
+            assert_eq!(f, format!("{{\"id\":{i}}}").into_bytes());
+        }
+        assert_eq!(dec.next_frame().unwrap(), None);
+    }
+
+    #[test]
+    fn empty_frame_is_rejected() {
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        feed(&mut dec, &[0, 0, 0, 0]);
+        assert_eq!(dec.next_frame(), Err(FrameError::Empty));
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected_before_allocation() {
+        let mut dec = FrameDecoder::new(16);
+        feed(&mut dec, &u32::MAX.to_be_bytes());
+        assert_eq!(
+            dec.next_frame(),
+            Err(FrameError::TooLarge {
+                len: u32::MAX as usize,
+                max: 16
+            })
+        );
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        feed(&mut dec, &(DEFAULT_MAX_FRAME as u32).to_be_bytes());
+        assert_eq!(dec.next_frame().unwrap(), None);
+        // Announcing the largest legal frame grows the buffer by one step, not by 1 MiB.
+        assert!(dec.read_buf().len() <= MAX_GROW_STEP);
+    }
+
+    #[test]
+    fn non_utf8_payload_is_returned_as_bytes() {
+        // The frame layer is byte-oriented; UTF-8 and JSON are checked by `message`.
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        feed(&mut dec, &frame(&[0xff, 0xfe, 0x00]));
+        assert_eq!(dec.next_frame().unwrap(), Some(&[0xff, 0xfe, 0x00][..]));
+    }
+
+    #[test]
+    fn idle_decoder_releases_memory() {
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        feed(&mut dec, &frame(b"{}"));
+        assert!(dec.next_frame().unwrap().is_some());
+        dec.shrink_if_idle();
+        assert_eq!(dec.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn large_frame_arrives_in_steps() {
+        let payload = vec![b'x'; 300_000];
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        feed(&mut dec, &frame(&payload));
+        assert_eq!(dec.next_frame().unwrap().map(<[u8]>::len), Some(300_000));
+    }
+}

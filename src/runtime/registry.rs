@@ -1,0 +1,242 @@
+//! Per-connection state in a `sharded-slab`, so any task can find a connection by id,
+//! read its counters or push a frame to it, and an admin view can list them.
+
+use sharded_slab::Slab;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A message for a connection's task.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Encoded frame(s) answering a request that was in flight.
+    Response(Vec<u8>),
+    /// Encoded frame(s) the server pushes on its own.
+    Push(Vec<u8>),
+    /// Close the connection (idle, shutdown, admin).
+    Close(&'static str),
+}
+
+/// What the registry knows about one open connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Which listener accepted it ("node", "proxy", …).
+    pub listener: &'static str,
+    /// When it was accepted.
+    pub started: Instant,
+    /// Requests received.
+    pub requests: AtomicU64,
+    /// Bytes read.
+    pub bytes_in: AtomicU64,
+    /// Bytes written.
+    pub bytes_out: AtomicU64,
+    /// Requests currently being handled.
+    pub inflight: AtomicU32,
+    /// Milliseconds since the registry's epoch of the last complete frame or write;
+    /// the idle sweeper compares it against the idle timeout.
+    pub last_active_ms: AtomicU64,
+    /// The connection task's mailbox.
+    pub tx: async_channel::Sender<Outbound>,
+}
+
+/// A point-in-time copy of a connection's state (admin views, tests).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnSnapshot {
+    /// Registry id.
+    pub id: u64,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Listener name.
+    pub listener: &'static str,
+    /// Seconds since accept.
+    pub age_s: f64,
+    /// Requests received.
+    pub requests: u64,
+    /// Requests in flight.
+    pub inflight: u32,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+}
+
+/// The connection table of one server.
+pub struct Registry {
+    /// Connection state, addressed by slab key.
+    slab: Slab<ConnInfo>,
+    /// Live keys, for listing (the slab cannot be iterated through a shared reference).
+    keys: Mutex<HashSet<usize>>,
+    /// Origin of `last_active_ms`.
+    epoch: Instant,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            slab: Slab::new(),
+            keys: Mutex::new(HashSet::new()),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Milliseconds since the registry was created (for `last_active_ms`).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Adds a connection; `None` if the slab is full.
+    pub fn insert(
+        &self,
+        peer: SocketAddr,
+        listener: &'static str,
+        tx: async_channel::Sender<Outbound>,
+    ) -> Option<u64> {
+        let key = self.slab.insert(ConnInfo {
+            peer,
+            listener,
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            inflight: AtomicU32::new(0),
+            last_active_ms: AtomicU64::new(self.now_ms()),
+            tx,
+        })?;
+        self.keys.lock().expect("registry lock").insert(key);
+        Some(key as u64)
+    }
+
+    /// Removes a connection.
+    pub fn remove(&self, id: u64) {
+        self.keys
+            .lock()
+            .expect("registry lock")
+            .remove(&(id as usize));
+        self.slab.remove(id as usize);
+    }
+
+    /// Runs `f` on a connection's state, if it is still open.
+    pub fn with<T>(&self, id: u64, f: impl FnOnce(&ConnInfo) -> T) -> Option<T> {
+        self.slab.get(id as usize).map(|e| f(&e))
+    }
+
+    /// Pushes a message to a connection; false if it is gone.
+    pub fn send(&self, id: u64, msg: Outbound) -> bool {
+        // Clone the sender out of the entry: a slab guard must not be held across await.
+        match self.with(id, |c| c.tx.clone()) {
+            Some(tx) => tx.try_send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.keys.lock().expect("registry lock").len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ids of open connections.
+    pub fn ids(&self) -> Vec<u64> {
+        let keys = self.keys.lock().expect("registry lock");
+        keys.iter().map(|k| *k as u64).collect()
+    }
+
+    /// Snapshots of every open connection.
+    pub fn list(&self) -> Vec<ConnSnapshot> {
+        self.ids()
+            .into_iter()
+            .filter_map(|id| {
+                self.with(id, |c| ConnSnapshot {
+                    id,
+                    peer: c.peer,
+                    listener: c.listener,
+                    age_s: c.started.elapsed().as_secs_f64(),
+                    requests: c.requests.load(Ordering::Relaxed),
+                    inflight: c.inflight.load(Ordering::Relaxed),
+                    bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
+    }
+
+    /// Tells every connection idle for longer than `idle` (and with nothing in flight)
+    /// to close; returns how many were told.
+    pub fn close_idle(&self, idle: Duration) -> usize {
+        let now = self.now_ms();
+        let limit = idle.as_millis() as u64;
+        let mut closed = 0;
+        for id in self.ids() {
+            let stale = self.with(id, |c| {
+                c.inflight.load(Ordering::Relaxed) == 0
+                    && now.saturating_sub(c.last_active_ms.load(Ordering::Relaxed)) > limit
+            });
+            if stale == Some(true) && self.send(id, Outbound::Close("idle timeout")) {
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Tells every connection to close.
+    pub fn close_all(&self, reason: &'static str) {
+        for id in self.ids() {
+            self.send(id, Outbound::Close(reason));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_find_push_remove() {
+        let reg = Registry::new();
+        let (tx, rx) = async_channel::unbounded();
+        let id = reg
+            .insert("127.0.0.1:9".parse().unwrap(), "node", tx)
+            .unwrap();
+        assert_eq!(reg.len(), 1);
+        assert!(reg.send(id, Outbound::Push(vec![1])));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Push(v)) if v == [1]));
+        assert_eq!(reg.list()[0].listener, "node");
+        reg.remove(id);
+        assert!(reg.is_empty());
+        assert!(!reg.send(id, Outbound::Close("x")));
+    }
+
+    #[test]
+    fn idle_sweep_spares_busy_connections() {
+        let reg = Registry::new();
+        let (tx1, rx1) = async_channel::unbounded();
+        let (tx2, rx2) = async_channel::unbounded();
+        let a = reg
+            .insert("127.0.0.1:1".parse().unwrap(), "node", tx1)
+            .unwrap();
+        let b = reg
+            .insert("127.0.0.1:2".parse().unwrap(), "node", tx2)
+            .unwrap();
+        reg.with(b, |c| c.inflight.store(1, Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(reg.close_idle(Duration::from_millis(5)), 1);
+        assert!(matches!(rx1.try_recv(), Ok(Outbound::Close(_))));
+        assert!(rx2.try_recv().is_err());
+        let _ = a;
+    }
+}

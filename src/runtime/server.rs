@@ -1,0 +1,215 @@
+//! Binding listeners and accepting connections onto the loop threads.
+//!
+//! Two accept strategies, chosen by `runtime.reuse_port`: one `SO_REUSEPORT` socket
+//! per loop thread (the kernel spreads connections; no cross-thread hand-off), or one
+//! acceptor that hands connections to the loops in turn. BENCHMARKS.md compares them.
+
+use super::connection::{self, ConnShared};
+use super::registry::Registry;
+use super::{Runtime, Service, Shutdown};
+use crate::config::LimitsConfig;
+use crate::protocol::{ApiError, Response};
+use futures_lite::{future, AsyncWriteExt};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a server behaves; built from `[limits]` and `[runtime]`.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Listener name in logs and the registry ("node", "proxy", …).
+    pub name: &'static str,
+    /// Frame, connection, in-flight and time bounds.
+    pub limits: LimitsConfig,
+    /// One SO_REUSEPORT listener per loop thread, or a single dispatching acceptor.
+    pub reuse_port: bool,
+}
+
+impl ServerOptions {
+    /// Options with the given name and limits, using SO_REUSEPORT.
+    pub fn new(name: &'static str, limits: LimitsConfig) -> Self {
+        ServerOptions {
+            name,
+            limits,
+            reuse_port: true,
+        }
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    /// One listener per loop thread (reuse_port) or a single one.
+    listeners: Vec<StdListener>,
+    /// The address actually bound (port 0 resolved).
+    local_addr: SocketAddr,
+    /// Open connections; shared with admin views before and after `run`.
+    registry: Arc<Registry>,
+    /// Name, limits.
+    opts: ServerOptions,
+}
+
+impl Server {
+    /// Binds `addr` for `rt`'s loop threads.
+    pub fn bind(addr: &str, rt: &Runtime, opts: ServerOptions) -> io::Result<Server> {
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing")
+        })?;
+        let count = if opts.reuse_port { rt.threads() } else { 1 };
+        let first = bind_socket(addr, opts.reuse_port)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..count {
+            listeners.push(bind_socket(local_addr, true)?);
+        }
+        Ok(Server {
+            listeners,
+            local_addr,
+            registry: Arc::new(Registry::new()),
+            opts,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The connection registry (admin views, metrics).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Accepts until `shutdown`, answering with `service`, then drains: stops reading
+    /// new requests, lets in-flight ones finish within `limits.drain_timeout`, and
+    /// closes everything.
+    pub async fn run(
+        self,
+        rt: &Runtime,
+        service: Arc<dyn Service>,
+        shutdown: Shutdown,
+    ) -> io::Result<()> {
+        let shared = Arc::new(ConnShared {
+            service,
+            registry: self.registry.clone(),
+            limits: self.opts.limits.clone(),
+            name: self.opts.name,
+            inflight_total: AtomicUsize::new(0),
+        });
+        let threads = rt.threads();
+        let mut accepters = Vec::new();
+        let dispatch = self.listeners.len() == 1 && threads > 1;
+        for (i, std_listener) in self.listeners.into_iter().enumerate() {
+            let shared = shared.clone();
+            let shutdown = shutdown.clone();
+            let rt2 = rt.clone();
+            accepters.push(rt.spawn_on(i, async move {
+                let listener = async_net::TcpListener::try_from(std_listener)?;
+                let mut turn = i;
+                loop {
+                    let accepted = future::or(async { Some(listener.accept().await) }, async {
+                        shutdown.wait().await;
+                        None
+                    })
+                    .await;
+                    let (stream, peer) = match accepted {
+                        None => return Ok::<(), io::Error>(()),
+                        Some(Ok(pair)) => pair,
+                        Some(Err(e)) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(listener = shared.name, error = %e, "accept failed");
+                            async_io::Timer::after(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    if shared.registry.len() >= shared.limits.max_connections {
+                        super::spawn_local(refuse(stream, shared.limits.max_connections)).detach();
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = connection::run(shared.clone(), stream, peer, shutdown.clone());
+                    if dispatch {
+                        turn += 1;
+                        rt2.spawn_on(turn, conn).detach();
+                    } else {
+                        super::spawn_local(conn).detach();
+                    }
+                }
+            }));
+        }
+        // Idle sweeper: closes connections that completed no frame for idle_timeout.
+        let sweeper = {
+            let shared = shared.clone();
+            let shutdown = shutdown.clone();
+            rt.spawn(async move {
+                let every = (shared.limits.idle_timeout / 4).max(Duration::from_millis(20));
+                while !shutdown.is_triggered() {
+                    future::or(
+                        async {
+                            async_io::Timer::after(every).await;
+                        },
+                        shutdown.wait(),
+                    )
+                    .await;
+                    let n = shared.registry.close_idle(shared.limits.idle_timeout);
+                    if n > 0 {
+                        tracing::debug!(
+                            listener = shared.name,
+                            closed = n,
+                            "idle connections closed"
+                        );
+                    }
+                }
+            })
+        };
+        shutdown.wait().await;
+        for a in accepters {
+            a.await?;
+        }
+        sweeper.await;
+        // Connections saw the same shutdown and are draining; wait for them.
+        let deadline = Instant::now() + shared.limits.drain_timeout;
+        while !shared.registry.is_empty() && Instant::now() < deadline {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+        }
+        if !shared.registry.is_empty() {
+            tracing::warn!(
+                listener = shared.name,
+                open = shared.registry.len(),
+                "drain deadline passed; closing remaining connections"
+            );
+            shared.registry.close_all("drain deadline");
+        }
+        Ok(())
+    }
+}
+
+/// Answers a connection over the limit with one `overloaded` frame and closes it.
+async fn refuse(mut stream: async_net::TcpStream, max: usize) {
+    let mut out = Vec::new();
+    Response::err(
+        None,
+        ApiError::overloaded(format!("connection limit ({max}) reached")),
+    )
+    .encode(&mut out);
+    let _ = future::or(async { stream.write_all(&out).await }, async {
+        async_io::Timer::after(Duration::from_secs(1)).await;
+        Ok(())
+    })
+    .await;
+    let _ = stream.close().await;
+}
+
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
