@@ -90,6 +90,8 @@ pub struct NodeConfig {
     pub weight: u32,
     /// Folder for embedded stores.
     pub data_dir: PathBuf,
+    /// Serve `sys.sleep` (drain and deadline tests); off in production.
+    pub debug_ops: bool,
 }
 
 impl Default for NodeConfig {
@@ -103,6 +105,7 @@ impl Default for NodeConfig {
             ops: Vec::new(),
             weight: 1,
             data_dir: PathBuf::from("./data"),
+            debug_ops: false,
         }
     }
 }

@@ -21,7 +21,7 @@ pub fn default_id(addr: SocketAddr) -> String {
 pub fn router(cfg: &Config, node_id: Arc<str>) -> Router {
     let mut router = Router::new(cfg.limits.request_timeout);
     router.layer(AccessLog::new(cfg.limits.slow_request));
-    app::sys::register(&mut router, node_id);
+    app::sys::register(&mut router, node_id, cfg.node.debug_ops);
     router
 }
 

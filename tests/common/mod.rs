@@ -1,0 +1,5 @@
+//! Shared helpers for the whole-system tests.
+#![allow(dead_code)]
+
+pub mod process;
+pub mod wire;

@@ -1,0 +1,126 @@
+//! Starting real `dsf` processes on free ports and reading what they print.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `dsf` process; killed when dropped.
+pub struct Dsf {
+    /// The child process.
+    pub child: Child,
+    /// Addresses it announced, by listener name (e.g. "node" → "127.0.0.1:40123").
+    pub listeners: HashMap<String, String>,
+    /// Lines it printed on stdout after `ready` (read in the background).
+    pub stdout: mpsc::Receiver<String>,
+}
+
+impl Dsf {
+    /// Runs `dsf ARGS` with extra environment and waits (up to 30 s) for `ready`.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Dsf {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsf"));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn dsf");
+        let out = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listeners = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("dsf {args:?} did not print `ready` within 30 s"));
+            if let Some((head, addr)) = line.split_once(" listening on ") {
+                let name = head.split_whitespace().next().unwrap_or("").to_owned();
+                listeners.insert(name, addr.trim().to_owned());
+            }
+            if line.contains("ready") {
+                break;
+            }
+        }
+        Dsf {
+            child,
+            listeners,
+            stdout: rx,
+        }
+    }
+
+    /// Starts `dsf node --listen 127.0.0.1:0` with extra args and environment.
+    pub fn node(extra: &[&str], env: &[(&str, &str)]) -> Dsf {
+        let mut args = vec!["node", "--listen", "127.0.0.1:0", "--admin", ""];
+        args.extend_from_slice(extra);
+        Dsf::start(&args, env)
+    }
+
+    /// The address announced for listener `name`.
+    pub fn addr(&self, name: &str) -> &str {
+        self.listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` listener in {:?}", self.listeners))
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL", "STOP", "CONT").
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Resident memory of the process in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS line")
+    }
+
+    /// Open file descriptors of the process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Dsf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
