@@ -1,0 +1,20 @@
+# nix develop: the Rust toolchain of the build, plus MariaDB/Redis for the tests and
+# the tools of scripts/nix-check and images/.
+{
+  alejandra,
+  clippy,
+  deadnix,
+  dsf,
+  jq,
+  mariadb,
+  mkShell,
+  redis,
+  rust-analyzer,
+  rustfmt,
+  shellcheck,
+  skopeo,
+}:
+mkShell {
+  inputsFrom = [dsf];
+  packages = [alejandra clippy deadnix jq mariadb redis rust-analyzer rustfmt shellcheck skopeo];
+}
