@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# The appliance end to end (only with DSF_HEAVY=1; bounded by DSF_APPLIANCE_TIMEOUT,
+# 1800 s by default): the image builds reproducibly, `podman load`s, answers sys.ping
+# through the proxy of `dsf up`, stops cleanly on SIGTERM; then compose.yaml with
+# locally built MariaDB/Redis runs register → login → blacklist.insert →
+# blacklist.query through the balancer, and keeps answering after a node is killed.
+#
+#   DSF_HEAVY=1 tests/appliance.sh
+#   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
+set -euo pipefail
+
+if [ "${DSF_HEAVY:-}" != 1 ]; then
+  echo "appliance: skipped (set DSF_HEAVY=1)"
+  exit 0
+fi
+if [ -z "${DSF_APPLIANCE_BOUNDED:-}" ]; then
+  DSF_APPLIANCE_BOUNDED=1 exec timeout --kill-after=30 "${DSF_APPLIANCE_TIMEOUT:-1800}" "$0" "$@"
+fi
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CONTAINERS_CONF=$root/images/containers.conf
+# shellcheck source=SCRIPTDIR/../images/lib/oci.sh
+. "$root/images/lib/oci.sh"
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/dsf-images
+work=$(mktemp -d)
+project=dsf-appliance-$$
+up_container=$project-up
+compose=()
+
+step() { echo "appliance: $*" >&2; }
+fail() {
+  echo "appliance: FAIL: $*" >&2
+  exit 1
+}
+cleanup() {
+  set +e
+  if [ "${#compose[@]}" -gt 0 ]; then
+    if [ -z "${passed:-}" ]; then
+      "${compose[@]}" logs >"$work/compose.log" 2>&1
+      tail -50 "$work/compose.log" >&2
+    fi
+    # `down` only knows the containers of an unscaled project: remove the replicas
+    # (dependents first), then the rest, the network and the volume.
+    local s
+    for s in node nginx balancer-2 balancer redis mariadb; do
+      containers_all "$s" | xargs -r podman rm -f -t 5 >/dev/null 2>&1
+    done
+    "${compose[@]}" down -v -t 5 >/dev/null 2>&1
+    podman pod rm -f "pod_$project" >/dev/null 2>&1
+  fi
+  podman rm -f -t 5 "$up_container" >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+containers_all() { # SERVICE: its containers, running or not
+  podman ps -a --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
+}
+
+free_port() {
+  local p
+  while :; do
+    p=$(shuf -i 20000-45000 -n 1)
+    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+  done
+}
+
+# podman-compose >= 1.1 (profiles, --env-file, exec-form health checks); Debian
+# bookworm ships 1.0.3, so a newer one goes into a virtualenv in the cache.
+ensure_compose() {
+  local v
+  v=$(podman-compose version 2>/dev/null | sed -n 's/^podman-compose version //p' | head -1) || true
+  if [ -n "$v" ] && [ "$(printf '%s\n1.1.0\n' "$v" | sort -V | head -1)" = 1.1.0 ]; then
+    echo podman-compose
+    return
+  fi
+  if [ ! -x "$cache/venv/bin/podman-compose" ]; then
+    python3 -m venv "$cache/venv" >&2 2>/dev/null || {
+      need pip3 python3-pip
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+      python3 -m venv "$cache/venv" >&2
+    }
+    "$cache/venv/bin/pip" install -q 'podman-compose>=1.1,<2' >&2
+  fi
+  echo "$cache/venv/bin/podman-compose"
+}
+
+# call ADDR TYPE [BODY] [--token T]: one request through a proxy port; prints the
+# response; fails unless ok.
+call() {
+  local addr=$1
+  shift
+  timeout 10 "$client" client --proxy "$addr" call "$@"
+}
+# body_field JSON FIELD: a field of the response body (`dsf client` prints the whole
+# response; accept a bare body too).
+body_field() { jq -er --arg f "$2" '(.body // .)[$f]' <<<"$1"; }
+
+need jq jq
+need podman podman
+need runc runc
+need skopeo skopeo
+need ss iproute2
+
+# 1. Reproducible image.
+if [ -z "${DSF_BIN:-}" ]; then
+  step "building the static dsf and the image"
+  d1=$(timeout 1200 "$root/images/build")
+  DSF_BIN=$root/target/x86_64-unknown-linux-gnu/release/dsf
+else
+  d1=$(timeout 300 "$root/images/build")
+fi
+export DSF_BIN
+d2=$(timeout 300 "$root/images/build")
+[ "$d1" = "$d2" ] || fail "two builds gave different digests: $d1 $d2"
+step "image digest $d1 (twice)"
+client=${DSF_CLIENT:-$DSF_BIN}
+
+# 2. podman load, dsf up, sys.ping through the proxy, clean stop.
+config_digest=$(jq -r '.config.digest' "$root/images/out/oci/blobs/sha256/$(jq -r '.manifests[0].digest' "$root/images/out/oci/index.json" | cut -d: -f2)")
+timeout 120 podman load -q -i "$root/images/out/dsf.tar" >/dev/null
+[ "sha256:$(podman image inspect --format '{{.Id}}' dsf:latest)" = "$config_digest" ] ||
+  fail "podman's dsf:latest is not the image just built"
+port=$(free_port)
+podman run -d --name "$up_container" -p "127.0.0.1:$port:6400" dsf:latest >/dev/null
+for _ in $(seq 60); do
+  podman logs "$up_container" 2>&1 | grep -q ready && break
+  sleep 1
+done
+podman logs "$up_container" 2>&1 | grep -q ready || fail "dsf up printed no ready line: $(podman logs "$up_container" 2>&1 | tail -5)"
+out=$(call "127.0.0.1:$port" sys.ping) || fail "sys.ping through dsf up's proxy: $out"
+step "dsf up in a container answers sys.ping: $out"
+timeout 60 podman stop -t 20 "$up_container" >/dev/null
+code=$(podman inspect --format '{{.State.ExitCode}}' "$up_container")
+[ "$code" = 0 ] || fail "dsf up exited $code on SIGTERM (want 0)"
+podman rm "$up_container" >/dev/null
+
+# 3. The cluster from compose.yaml, on MariaDB and Redis images built here.
+step "building/loading the MariaDB and Redis images (cached in $cache)"
+mapfile -t refs < <(timeout 900 "$root/images/rootfs/build" mariadb redis)
+pc=$(ensure_compose)
+port=$(free_port)
+cat >"$work/dsf.env" <<ENV
+DSF_DB_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
+DSF_DB_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
+DSF_CLUSTER_SECRET=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
+DSF_IMAGE=dsf:latest
+MARIADB_IMAGE=${refs[0]}
+REDIS_IMAGE=${refs[1]}
+DSF_PROXY_PORT=$port
+ENV
+compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env")
+step "compose up with 3 nodes (proxy on 127.0.0.1:$port)"
+timeout 300 "${compose[@]}" up -d --scale node=3 >"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "compose up"
+}
+proxy=127.0.0.1:$port
+
+containers() { # SERVICE: its running containers
+  podman ps --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
+}
+node_count() {
+  local b
+  b=$(containers balancer | head -1)
+  podman exec "$b" /bin/dsf client --node 127.0.0.1:6300 call lb.nodes 2>/dev/null |
+    jq '[(.body // .).nodes[] | select(.state == "healthy")] | length' 2>/dev/null || echo 0
+}
+wait_for() { # SECONDS DESCRIPTION COMMAND…
+  local t=$1 what=$2
+  shift 2
+  for _ in $(seq "$t"); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  fail "waited ${t}s for $what"
+}
+# Health checks are not scheduled where systemd is absent: run them by hand.
+wait_for 180 "MariaDB to be healthy" podman healthcheck run "$(containers mariadb)"
+wait_for 120 "3 nodes to register" test "$(node_count)" = 3
+wait_for 60 "sys.ping through the proxy" call "$proxy" sys.ping
+
+user=u$$
+password=appliance-$$-password
+call "$proxy" user.register "{\"name\":\"$user\",\"password\":\"$password\"}" >/dev/null ||
+  fail "user.register"
+out=$(call "$proxy" user.login "{\"name\":\"$user\",\"password\":\"$password\"}") || fail "user.login: $out"
+token=$(body_field "$out" token) || fail "user.login gave no token: $out"
+out=$(call "$proxy" blacklist.insert '{"id_card":"X-0001","name":"Appliance Test"}' --token "$token") ||
+  fail "blacklist.insert: $out"
+out=$(call "$proxy" blacklist.query '{"id_card":"X-0001"}' --token "$token") || fail "blacklist.query: $out"
+[ "$(body_field "$out" listed)" = true ] || fail "blacklist.query does not see the insert: $out"
+step "register → login → insert → query through the balancer: ok"
+
+# 4. Kill a node: the balancer drops it and the cluster keeps answering.
+victim=$(containers node | sort | sed -n 2p)
+podman kill "$victim" >/dev/null
+wait_for 30 "the balancer to drop $victim" test "$(node_count)" -le 2
+for i in $(seq 20); do
+  out=$(call "$proxy" blacklist.query '{"id_card":"X-0001"}' --token "$token") ||
+    fail "query $i after killing $victim: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "query $i after killing $victim: $out"
+done
+step "killed $victim; 20 queries answered by the remaining nodes"
+passed=1
+step "ok"
