@@ -157,9 +157,7 @@ async fn read_loop(mut stream: async_net::TcpStream, pending: Pending) {
             Ok(None) => return fail_all(&|| ClientError::Closed),
             Err(e) => {
                 let msg = e.to_string();
-                return fail_all(&|| {
-                    ClientError::Io(io::Error::new(io::ErrorKind::Other, msg.clone()))
-                });
+                return fail_all(&|| ClientError::Io(io::Error::other(msg.clone())));
             }
         };
         let resp = match Response::parse(&payload) {

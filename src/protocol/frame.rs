@@ -46,8 +46,6 @@ pub struct FrameDecoder {
     buf: Vec<u8>,
     /// Offset of the first unconsumed byte, so consuming a frame is O(1).
     start: usize,
-    /// Frames returned so far (progress for idle detection).
-    frames: u64,
 }
 
 impl FrameDecoder {
@@ -57,13 +55,7 @@ impl FrameDecoder {
             max_frame,
             buf: Vec::new(),
             start: 0,
-            frames: 0,
         }
-    }
-
-    /// How many frames have been returned so far.
-    pub fn consumed(&self) -> u64 {
-        self.frames
     }
 
     /// Bytes received but not yet returned as frames.
@@ -88,7 +80,7 @@ impl FrameDecoder {
                 // Read at least a chunk so that frames pipelined behind this one come
                 // in the same call.
                 let missing = (HEADER_LEN + len).saturating_sub(pending);
-                missing.min(MAX_GROW_STEP).max(READ_CHUNK)
+                missing.clamp(READ_CHUNK, MAX_GROW_STEP)
             }
             _ => READ_CHUNK,
         };
@@ -111,25 +103,26 @@ impl FrameDecoder {
     /// The next complete payload, `None` if more bytes are needed, or an error if the
     /// announced length is unusable.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
-        let Some(len) = self.announced_len() else {
+        let Some(range) = split_frame(&self.buf[self.start..], self.max_frame)? else {
             return Ok(None);
         };
-        if len == 0 {
-            return Err(FrameError::Empty);
-        }
-        if len > self.max_frame {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame,
-            });
-        }
-        if self.buffered() < HEADER_LEN + len {
-            return Ok(None);
-        }
-        let from = self.start + HEADER_LEN;
-        self.start = from + len;
-        self.frames += 1;
-        Ok(Some(&self.buf[from..from + len]))
+        let from = self.start + range.start;
+        self.start += range.end;
+        Ok(Some(&self.buf[from..self.start]))
+    }
+
+    /// Keeps `tail` (an incomplete frame read elsewhere, e.g. into a loop's scratch
+    /// buffer) for the next read. Only valid while nothing else is buffered.
+    pub fn stash(&mut self, tail: &[u8]) {
+        debug_assert_eq!(self.buffered(), 0, "stash over pending bytes");
+        self.buf.clear();
+        self.start = 0;
+        self.buf.extend_from_slice(tail);
+    }
+
+    /// The payload bound.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// Frees the buffer when nothing is pending, so idle connections hold no memory.
@@ -145,6 +138,31 @@ impl FrameDecoder {
         let b = self.buf.get(self.start..self.start + HEADER_LEN)?;
         Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
+}
+
+/// Finds the first complete frame at the start of `bytes`: the payload's range, whose
+/// end is also the frame's end. `None` if more bytes are needed.
+pub fn split_frame(
+    bytes: &[u8],
+    max_frame: usize,
+) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+    let Some(h) = bytes.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max_frame {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    if bytes.len() < HEADER_LEN + len {
+        return Ok(None);
+    }
+    Ok(Some(HEADER_LEN..HEADER_LEN + len))
 }
 
 /// Appends one frame to `out`, whose payload `write` produces.

@@ -1,26 +1,41 @@
 //! One connection's task: read frames, dispatch requests, write responses.
 //!
 //! Requests are polled once inline; one that completes at once (ping, echo, a cache
-//! hit) is answered without a spawn or a channel hop, and one that has to wait is
+//! hit) is answered without a spawn or a queue hop, and one that has to wait is
 //! spawned on this loop and answers through the connection's mailbox. Responses are
 //! batched into one write. Backpressure: with `max_inflight_per_connection` requests
 //! outstanding the task stops reading, so a client that never reads its responses
-//! costs a bounded amount of memory. While idle the task holds no read or write buffer.
+//! costs a bounded amount of memory.
+//!
+//! Idle footprint: reads go into the loop thread's scratch buffer, and only an
+//! incomplete tail is copied into the connection's own decoder; the write buffer is
+//! freed after each write. An idle connection therefore holds no buffers — just its
+//! task, its registry entry and its mailbox (measured in BENCHMARKS.md).
 
-use super::registry::{Outbound, Registry};
+use super::mailbox::{Mailbox, Outbound};
+use super::registry::Registry;
 use super::{ConnMeta, Service, Shutdown};
 use crate::config::LimitsConfig;
+use crate::protocol::frame::split_frame;
 use crate::protocol::{
     ApiError, ErrorCode, FrameDecoder, FrameError, Request, RequestError, Response,
 };
 use async_io::Async;
 use futures_lite::{future, AsyncWriteExt};
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use tracing::Instrument;
+
+/// Size of each loop thread's read scratch buffer.
+const SCRATCH_LEN: usize = 64 * 1024;
+
+thread_local! {
+    /// Shared by every connection of this loop thread; never held across an await.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
+}
 
 /// State shared by all connections of one server.
 pub struct ConnShared {
@@ -36,290 +51,431 @@ pub struct ConnShared {
     pub inflight_total: AtomicUsize,
 }
 
-/// Why the read side stopped.
+/// What the read side should do next.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// Keep going.
+    /// Keep reading.
     No,
     /// Peer closed, legacy exit, or shutdown: finish in-flight work, then close.
     Graceful,
-    /// Untrustworthy frame or I/O error: close after flushing what is queued.
+    /// Untrustworthy frame, idle, or I/O error: close after flushing what is queued.
     Now,
 }
 
 /// Runs one accepted connection to completion.
-pub async fn run(
+///
+/// Not an `async fn`: the state is built here and moved into [`Conn::drive`] once, so
+/// the task — most of an idle connection's memory — holds one copy of it.
+pub fn run(
     shared: Arc<ConnShared>,
     stream: async_net::TcpStream,
     peer: SocketAddr,
     shutdown: Shutdown,
-) {
-    let (tx, rx) = async_channel::unbounded();
-    let Some(id) = shared.registry.insert(peer, shared.name, tx.clone()) else {
-        return;
+) -> impl std::future::Future<Output = ()> + Send {
+    let mailbox = Arc::new(Mailbox::new());
+    // Unwrap async-net's Arc: the accept loop held the only other reference.
+    let Ok(stream) = Arc::try_unwrap(Arc::<Async<TcpStream>>::from(stream)) else {
+        return Conn::drive(None, shutdown);
     };
-    let span = tracing::debug_span!("conn", listener = shared.name, conn = id, %peer);
-    let stream: Arc<Async<TcpStream>> = stream.into();
-    let meta = ConnMeta { id, peer };
-    async {
-        tracing::debug!("accepted");
-        if let Err(e) = serve(&shared, &stream, meta, tx, rx, shutdown).await {
+    let id = shared.registry.insert(peer, mailbox.clone());
+    let conn = id.map(|id| Conn {
+        span: {
+            let span = tracing::debug_span!("conn", listener = shared.name, conn = id, %peer);
+            (!span.is_disabled()).then(|| Box::new(span))
+        },
+        dec: FrameDecoder::new(shared.limits.max_frame),
+        shared,
+        stream,
+        meta: ConnMeta { id, peer },
+        mailbox,
+        out: Vec::new(),
+        inflight: 0,
+        stop: Stop::No,
+    });
+    Conn::drive(conn, shutdown)
+}
+
+/// One connection's state while it is served.
+struct Conn {
+    /// Entered around the synchronous parts (an instrumented future would cost a
+    /// second copy of the span in every idle task); boxed and absent unless debug
+    /// logging is on, since a span is 40 bytes of every idle connection.
+    span: Option<Box<tracing::Span>>,
+    shared: Arc<ConnShared>,
+    /// Owned, not shared: only this task uses the socket.
+    stream: Async<TcpStream>,
+    meta: ConnMeta,
+    mailbox: Arc<Mailbox>,
+    /// Holds only an incomplete frame's bytes (or frames held back by backpressure).
+    dec: FrameDecoder,
+    /// Encoded responses waiting to be written.
+    out: Vec<u8>,
+    /// Spawned requests not yet answered.
+    inflight: usize,
+    stop: Stop,
+}
+
+impl Conn {
+    /// The connection's span, or a disabled one.
+    fn span(&self) -> tracing::Span {
+        self.span
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(tracing::Span::none)
+    }
+
+    /// Serves the connection, then unregisters it. The state is used in place through
+    /// `&mut`, never moved, so the future stores it once.
+    async fn drive(mut conn: Option<Conn>, shutdown: Shutdown) {
+        if let Some(conn) = &mut conn {
+            let result = conn.serve_loop(&shutdown).await;
+            conn.finish(result);
+        }
+    }
+
+    /// Unregisters the connection once its loop has ended.
+    fn finish(&mut self, result: io::Result<()>) {
+        let span = self.span();
+        let _entered = span.enter();
+        if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
         }
-        shared.service.on_close(meta);
-        shared.registry.remove(id);
+        self.mailbox.close();
+        self.shared.service.on_close(self.meta);
+        self.shared.registry.remove(self.meta.id);
         tracing::debug!("closed");
     }
-    .instrument(span)
-    .await;
-}
 
-async fn serve(
-    shared: &ConnShared,
-    stream: &Async<TcpStream>,
-    meta: ConnMeta,
-    tx: async_channel::Sender<Outbound>,
-    rx: async_channel::Receiver<Outbound>,
-    shutdown: Shutdown,
-) -> io::Result<()> {
-    let limits = &shared.limits;
-    let mut dec = FrameDecoder::new(limits.max_frame);
-    let mut out: Vec<u8> = Vec::new();
-    let mut inflight = 0usize;
-    let mut stop = Stop::No;
-    let mut closing = false;
-    // Publishes progress for the idle sweeper and admin views.
-    let touch = |inflight: usize| {
-        shared.registry.with(meta.id, |c| {
-            c.last_active_ms
-                .store(shared.registry.now_ms(), Ordering::Relaxed);
-            c.inflight.store(inflight as u32, Ordering::Relaxed);
-        });
-    };
-
-    loop {
-        // Decide what to wait for.
-        let can_read = matches!(stop, Stop::No) && inflight < limits.max_inflight_per_connection;
-        if !can_read && inflight == 0 && !matches!(stop, Stop::No) {
-            break;
-        }
-        if can_read && shutdown.is_triggered() {
-            stop = Stop::Graceful;
-            continue;
-        }
-        if out.is_empty() {
-            dec.shrink_if_idle();
-            out = Vec::new();
-        }
-        enum Ev {
-            Readable,
-            Mail(Outbound),
-            Shutdown,
-        }
-        let ev = if can_read {
-            future::or(
-                future::or(
-                    async {
-                        let _ = stream.readable().await;
-                        Ev::Readable
-                    },
-                    async { rx.recv().await.map_or(Ev::Shutdown, Ev::Mail) },
-                ),
-                async {
-                    shutdown.wait().await;
-                    Ev::Shutdown
-                },
-            )
-            .await
-        } else {
-            match rx.recv().await {
-                Ok(m) => Ev::Mail(m),
-                Err(_) => break,
+    async fn serve_loop(&mut self, shutdown: &Shutdown) -> io::Result<()> {
+        self.span().in_scope(|| tracing::debug!("accepted"));
+        let max_inflight = self.shared.limits.max_inflight_per_connection;
+        loop {
+            if self.stop == Stop::No && shutdown.is_triggered() {
+                self.stop = Stop::Graceful;
             }
-        };
-
-        match ev {
-            Ev::Shutdown => stop = Stop::Graceful,
-            Ev::Mail(m) => {
-                handle_mail(m, &mut out, &mut inflight, shared, &mut closing);
-                // Batch whatever else is ready.
-                while let Ok(m) = rx.try_recv() {
-                    handle_mail(m, &mut out, &mut inflight, shared, &mut closing);
-                }
-                // Frames held back by the in-flight limit can go now.
-                if matches!(stop, Stop::No) && dec.buffered() > 0 {
-                    stop = take_frames(&mut dec, shared, meta, &tx, &mut out, &mut inflight);
-                }
-                touch(inflight);
+            if self.stop == Stop::Now || (self.stop == Stop::Graceful && self.inflight == 0) {
+                break;
             }
-            Ev::Readable => {
-                let buf = dec.read_buf();
-                let offered = buf.len();
-                let n = match (&*stream.get_ref()).read(buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        dec.advance(0, offered);
-                        continue;
+            let can_read = self.stop == Stop::No && self.inflight < max_inflight;
+            // One hand-written poll for both sources: no allocation while waiting, and
+            // the idle task stays small.
+            let stream = &self.stream;
+            let mailbox = &*self.mailbox;
+            let readable = std::future::poll_fn(|cx| {
+                if let Poll::Ready(m) = mailbox.poll_recv(cx) {
+                    return Poll::Ready(Some(m));
+                }
+                if can_read && stream.poll_readable(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            let mut frames = 0;
+            match readable {
+                None => frames = self.read()?,
+                Some(m) => {
+                    self.mail(m);
+                    while let Some(m) = self.mailbox.try_pop() {
+                        self.mail(m);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                        dec.advance(0, offered);
-                        continue;
+                    // Frames held back by the in-flight limit can go now.
+                    if self.stop == Stop::No && self.dec.buffered() > 0 {
+                        frames = self.take_buffered();
                     }
-                    Err(e) => {
-                        dec.advance(0, offered);
-                        return Err(e);
-                    }
-                };
-                dec.advance(n, offered);
-                shared.registry.with(meta.id, |c| {
-                    c.bytes_in.fetch_add(n as u64, Ordering::Relaxed)
-                });
+                }
+            }
+            if !self.out.is_empty() {
+                // Boxed so the idle task does not carry the write path's state.
+                Box::pin(self.write_out()).await?;
+                self.touch(true);
+            } else if frames > 0 {
+                // Only whole frames count as activity: a peer trickling bytes of a
+                // frame it never finishes (slowloris) still times out.
+                self.touch(true);
+            } else {
+                self.touch(false);
+            }
+        }
+        // Half-close so the peer sees a clean end after the last response.
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        Ok(())
+    }
+
+    /// Reads once and dispatches the complete frames; returns how many there were.
+    fn read(&mut self) -> io::Result<usize> {
+        let span = self.span();
+        let _entered = span.enter();
+        let result = if self.dec.buffered() == 0 {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let n = self.stream.get_ref().read(&mut scratch)?;
+                self.count_in(n);
                 if n == 0 {
-                    stop = Stop::Graceful;
-                } else {
-                    let before = dec.consumed();
-                    stop = take_frames(&mut dec, shared, meta, &tx, &mut out, &mut inflight);
-                    // Only whole frames count as activity: a peer trickling bytes of a
-                    // frame it never finishes (slowloris) still times out.
-                    if dec.consumed() != before {
-                        touch(inflight);
+                    self.stop = Stop::Graceful;
+                    return Ok(0);
+                }
+                Ok(self.take_slice(&scratch[..n]))
+            })
+        } else {
+            let buf = self.dec.read_buf();
+            let offered = buf.len();
+            match self.stream.get_ref().read(buf) {
+                Ok(n) => {
+                    self.dec.advance(n, offered);
+                    self.count_in(n);
+                    if n == 0 {
+                        self.stop = Stop::Graceful;
+                        return Ok(0);
                     }
+                    Ok(self.take_buffered())
+                }
+                Err(e) => {
+                    self.dec.advance(0, offered);
+                    Err(e)
+                }
+            }
+        };
+        match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
+    fn count_in(&self, n: usize) {
+        self.shared.registry.with(self.meta.id, |c| {
+            c.bytes_in.fetch_add(n as u64, Ordering::Relaxed)
+        });
+    }
+
+    /// Dispatches frames from a freshly read slice, stashing an incomplete tail.
+    fn take_slice(&mut self, bytes: &[u8]) -> usize {
+        let mut at = 0;
+        let mut frames = 0;
+        while self.stop == Stop::No {
+            if self.inflight >= self.shared.limits.max_inflight_per_connection {
+                break;
+            }
+            match split_frame(&bytes[at..], self.shared.limits.max_frame) {
+                Ok(Some(range)) => {
+                    let payload = &bytes[at + range.start..at + range.end];
+                    at += range.end;
+                    frames += 1;
+                    self.dispatch(payload);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.frame_error(e);
+                    return frames;
                 }
             }
         }
-
-        if closing {
-            stop = Stop::Now;
+        if self.stop == Stop::No && at < bytes.len() {
+            self.dec.stash(&bytes[at..]);
         }
-        if !out.is_empty() {
-            write_out(shared, stream, meta, &mut out).await?;
-            touch(inflight);
-        }
-        if matches!(stop, Stop::Now) {
-            break;
-        }
+        frames
     }
-    // Half-close so the peer sees a clean end after the last response.
-    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
-    Ok(())
-}
 
-/// Applies one mailbox message.
-fn handle_mail(
-    m: Outbound,
-    out: &mut Vec<u8>,
-    inflight: &mut usize,
-    shared: &ConnShared,
-    closing: &mut bool,
-) {
-    match m {
-        Outbound::Response(bytes) => {
-            out.extend_from_slice(&bytes);
-            *inflight -= 1;
-            shared.inflight_total.fetch_sub(1, Ordering::Relaxed);
+    /// Dispatches frames already in the decoder.
+    fn take_buffered(&mut self) -> usize {
+        let mut frames = 0;
+        while self.stop == Stop::No
+            && self.inflight < self.shared.limits.max_inflight_per_connection
+        {
+            let payload = match self.dec.next_frame() {
+                Ok(Some(p)) => p.to_vec(),
+                Ok(None) => break,
+                Err(e) => {
+                    self.frame_error(e);
+                    break;
+                }
+            };
+            frames += 1;
+            self.dispatch(&payload);
         }
-        Outbound::Push(bytes) => out.extend_from_slice(&bytes),
-        Outbound::Close(reason) => {
-            tracing::debug!(reason, "closing");
-            *closing = true;
-        }
+        frames
     }
-}
 
-/// Decodes and dispatches every complete frame in the buffer.
-fn take_frames(
-    dec: &mut FrameDecoder,
-    shared: &ConnShared,
-    meta: ConnMeta,
-    tx: &async_channel::Sender<Outbound>,
-    out: &mut Vec<u8>,
-    inflight: &mut usize,
-) -> Stop {
-    loop {
-        if *inflight >= shared.limits.max_inflight_per_connection {
-            // The rest stays buffered until responses drain.
-            return Stop::No;
-        }
-        let payload = match dec.next_frame() {
-            Ok(Some(p)) => p,
-            Ok(None) => return Stop::No,
-            Err(e) => {
-                let code = match e {
-                    FrameError::Empty => ErrorCode::BadFrame,
-                    FrameError::TooLarge { .. } => ErrorCode::TooLarge,
-                };
-                tracing::debug!(error = %e, "unusable frame; closing");
-                Response::err(None, ApiError::new(code, e.to_string())).encode(out);
-                return Stop::Now;
-            }
+    /// Answers an untrustworthy frame length and stops reading.
+    fn frame_error(&mut self, e: FrameError) {
+        let code = match e {
+            FrameError::Empty => ErrorCode::BadFrame,
+            FrameError::TooLarge { .. } => ErrorCode::TooLarge,
         };
+        tracing::debug!(error = %e, "unusable frame; closing");
+        Response::err(None, ApiError::new(code, e.to_string())).encode(&mut self.out);
+        self.stop = Stop::Now;
+    }
+
+    /// Parses one payload and answers it inline or spawns it.
+    fn dispatch(&mut self, payload: &[u8]) {
+        let shared = &*self.shared;
         shared
             .registry
-            .with(meta.id, |c| c.requests.fetch_add(1, Ordering::Relaxed));
+            .with(self.meta.id, |c| c.requests.fetch_add(1, Ordering::Relaxed));
         let req = match Request::parse(payload) {
             Ok(r) => r,
-            Err(RequestError::Exit) => return Stop::Graceful,
+            Err(RequestError::Exit) => {
+                self.stop = Stop::Graceful;
+                return;
+            }
             Err(RequestError::Reply { id, error }) => {
-                Response::err(id, error).encode(out);
-                continue;
+                Response::err(id, error).encode(&mut self.out);
+                return;
             }
         };
-        let id = req.id;
         if shared.inflight_total.load(Ordering::Relaxed) >= shared.limits.max_inflight {
-            Response::err(
-                Some(id),
-                ApiError::overloaded("too many requests in flight"),
-            )
-            .encode(out);
-            continue;
+            let busy = ApiError::overloaded("too many requests in flight");
+            Response::err(Some(req.id), busy).encode(&mut self.out);
+            return;
         }
-        let mut fut = shared.service.call(meta, req);
+        let mut fut = shared.service.call(self.meta, req);
         // A first poll with a no-op waker: if the handler must wait, the spawned task
-        // polls it again with a real waker, so nothing is lost.
+        // polls it again with a real waker, so no wake-up is lost.
         match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(resp) => resp.encode(out),
+            Poll::Ready(resp) => resp.encode(&mut self.out),
             Poll::Pending => {
-                *inflight += 1;
+                self.inflight += 1;
                 shared.inflight_total.fetch_add(1, Ordering::Relaxed);
-                let tx = tx.clone();
+                let mailbox = self.mailbox.clone();
                 super::spawn_local(async move {
                     let resp = fut.await;
                     let mut bytes = Vec::with_capacity(128);
                     resp.encode(&mut bytes);
-                    // The connection may be gone; then the answer has nobody to go to.
-                    let _ = tx.send(Outbound::Response(bytes)).await;
+                    // A closed mailbox means the client left; the answer has nowhere to go.
+                    mailbox.push(Outbound::Response(bytes));
                 })
                 .detach();
             }
         }
     }
-}
 
-/// Writes `out` fully, bounded by the idle timeout (a peer that stops reading is dropped).
-async fn write_out(
-    shared: &ConnShared,
-    stream: &Async<TcpStream>,
-    meta: ConnMeta,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    let n = out.len();
-    let mut w = stream;
-    let done = future::or(async { Some(w.write_all(out).await) }, async {
-        async_io::Timer::after(shared.limits.idle_timeout).await;
-        None
-    })
-    .await;
-    match done {
-        Some(r) => r?,
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "peer stopped reading responses",
-            ))
+    /// Applies one mailbox message.
+    fn mail(&mut self, m: Outbound) {
+        match m {
+            Outbound::Response(bytes) => {
+                self.out.extend_from_slice(&bytes);
+                self.inflight -= 1;
+                self.shared.inflight_total.fetch_sub(1, Ordering::Relaxed);
+            }
+            Outbound::Push(bytes) => self.out.extend_from_slice(&bytes),
+            Outbound::Drain => {
+                if self.stop == Stop::No {
+                    self.stop = Stop::Graceful;
+                }
+            }
+            Outbound::Close(reason) => {
+                tracing::debug!(reason, "closing");
+                self.stop = Stop::Now;
+            }
         }
     }
-    shared.registry.with(meta.id, |c| {
-        c.bytes_out.fetch_add(n as u64, Ordering::Relaxed)
-    });
-    out.clear();
-    Ok(())
+
+    /// Publishes progress for the idle sweeper and admin views.
+    fn touch(&self, active: bool) {
+        let registry = &self.shared.registry;
+        registry.with(self.meta.id, |c| {
+            if active {
+                c.last_active_ms.store(registry.now_ms(), Ordering::Relaxed);
+            }
+            c.inflight.store(self.inflight as u32, Ordering::Relaxed);
+        });
+    }
+
+    /// Writes `out` fully, bounded by the idle timeout (a peer that stops reading is
+    /// dropped), then frees the buffer.
+    async fn write_out(&mut self) -> io::Result<()> {
+        let n = self.out.len();
+        let mut w = &self.stream;
+        let out = &self.out;
+        let idle = self.shared.limits.idle_timeout;
+        let done = future::or(async { Some(w.write_all(out).await) }, async {
+            async_io::Timer::after(idle).await;
+            None
+        })
+        .await;
+        match done {
+            Some(r) => r?,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer stopped reading responses",
+                ))
+            }
+        }
+        self.shared.registry.with(self.meta.id, |c| {
+            c.bytes_out.fetch_add(n as u64, Ordering::Relaxed)
+        });
+        self.out = Vec::new();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_future_size() {
+        let (_t, s) = crate::runtime::shutdown::channel();
+        let shared = std::sync::Arc::new(super::ConnShared {
+            service: std::sync::Arc::new(crate::framework::Router::new(
+                std::time::Duration::from_secs(1),
+            )),
+            registry: Default::default(),
+            limits: Default::default(),
+            name: "x",
+            inflight_total: Default::default(),
+        });
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let stream = async_net::TcpStream::try_from(c).unwrap();
+        let fut = super::run(shared, stream, "127.0.0.1:1".parse().unwrap(), s);
+        eprintln!("conn future: {} bytes", std::mem::size_of_val(&fut));
+        eprintln!("Conn: {} bytes", std::mem::size_of::<super::Conn>());
+        let l2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c2 = std::net::TcpStream::connect(l2.local_addr().unwrap()).unwrap();
+        let mut conn = super::Conn {
+            dec: crate::protocol::FrameDecoder::new(10),
+            shared: std::sync::Arc::new(super::ConnShared {
+                service: std::sync::Arc::new(crate::framework::Router::new(
+                    std::time::Duration::from_secs(1),
+                )),
+                registry: Default::default(),
+                limits: Default::default(),
+                name: "x",
+                inflight_total: Default::default(),
+            }),
+            stream: async_io::Async::new(c2).unwrap(),
+            meta: crate::runtime::ConnMeta {
+                id: 1,
+                peer: "127.0.0.1:1".parse().unwrap(),
+            },
+            mailbox: Default::default(),
+            out: Vec::new(),
+            inflight: 0,
+            stop: super::Stop::No,
+            span: None,
+        };
+        let (_t2, s2) = crate::runtime::shutdown::channel();
+        eprintln!(
+            "serve_loop: {} bytes",
+            std::mem::size_of_val(&conn.serve_loop(&s2))
+        );
+
+        eprintln!(
+            "FrameDecoder: {} bytes",
+            std::mem::size_of::<crate::protocol::FrameDecoder>()
+        );
+        eprintln!("Span: {} bytes", std::mem::size_of::<tracing::Span>());
+        eprintln!(
+            "Shutdown: {} bytes",
+            std::mem::size_of::<crate::runtime::Shutdown>()
+        );
+    }
 }

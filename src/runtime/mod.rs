@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod executors;
+pub mod mailbox;
 pub mod registry;
 pub mod server;
 pub mod shutdown;

@@ -1,33 +1,22 @@
 //! Per-connection state in a `sharded-slab`, so any task can find a connection by id,
 //! read its counters or push a frame to it, and an admin view can list them.
 
+pub use super::mailbox::{Mailbox, Outbound};
 use sharded_slab::Slab;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A message for a connection's task.
-#[derive(Debug)]
-pub enum Outbound {
-    /// Encoded frame(s) answering a request that was in flight.
-    Response(Vec<u8>),
-    /// Encoded frame(s) the server pushes on its own.
-    Push(Vec<u8>),
-    /// Close the connection (idle, shutdown, admin).
-    Close(&'static str),
-}
 
 /// What the registry knows about one open connection.
 #[derive(Debug)]
 pub struct ConnInfo {
     /// The peer's address.
     pub peer: SocketAddr,
-    /// Which listener accepted it ("node", "proxy", …).
-    pub listener: &'static str,
-    /// When it was accepted.
-    pub started: Instant,
+    /// When it was accepted, in seconds since the registry's epoch (4 bytes, not 16:
+    /// every idle connection carries this struct).
+    pub started_s: u32,
     /// Requests received.
     pub requests: AtomicU64,
     /// Bytes read.
@@ -36,11 +25,11 @@ pub struct ConnInfo {
     pub bytes_out: AtomicU64,
     /// Requests currently being handled.
     pub inflight: AtomicU32,
-    /// Milliseconds since the registry's epoch of the last complete frame or write;
-    /// the idle sweeper compares it against the idle timeout.
-    pub last_active_ms: AtomicU64,
+    /// Milliseconds since the registry's epoch of the last complete frame or write,
+    /// wrapping; the idle sweeper compares it against the idle timeout.
+    pub last_active_ms: AtomicU32,
     /// The connection task's mailbox.
-    pub tx: async_channel::Sender<Outbound>,
+    pub tx: Arc<Mailbox>,
 }
 
 /// A point-in-time copy of a connection's state (admin views, tests).
@@ -70,8 +59,10 @@ pub struct Registry {
     slab: Slab<ConnInfo>,
     /// Live keys, for listing (the slab cannot be iterated through a shared reference).
     keys: Mutex<HashSet<usize>>,
-    /// Origin of `last_active_ms`.
+    /// Origin of `last_active_ms` and `started_s`.
     epoch: Instant,
+    /// Which listener this registry belongs to ("node", "proxy", …).
+    listener: &'static str,
 }
 
 impl Default for Registry {
@@ -80,37 +71,35 @@ impl Default for Registry {
             slab: Slab::new(),
             keys: Mutex::new(HashSet::new()),
             epoch: Instant::now(),
+            listener: "",
         }
     }
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty registry for the listener named `listener`.
+    pub fn new(listener: &'static str) -> Self {
+        Registry {
+            listener,
+            ..Self::default()
+        }
     }
 
-    /// Milliseconds since the registry was created (for `last_active_ms`).
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    /// Milliseconds since the registry was created, wrapping (for `last_active_ms`).
+    pub fn now_ms(&self) -> u32 {
+        self.epoch.elapsed().as_millis() as u32
     }
 
     /// Adds a connection; `None` if the slab is full.
-    pub fn insert(
-        &self,
-        peer: SocketAddr,
-        listener: &'static str,
-        tx: async_channel::Sender<Outbound>,
-    ) -> Option<u64> {
+    pub fn insert(&self, peer: SocketAddr, tx: Arc<Mailbox>) -> Option<u64> {
         let key = self.slab.insert(ConnInfo {
             peer,
-            listener,
-            started: Instant::now(),
+            started_s: self.epoch.elapsed().as_secs() as u32,
             requests: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             inflight: AtomicU32::new(0),
-            last_active_ms: AtomicU64::new(self.now_ms()),
+            last_active_ms: AtomicU32::new(self.now_ms()),
             tx,
         })?;
         self.keys.lock().expect("registry lock").insert(key);
@@ -135,7 +124,7 @@ impl Registry {
     pub fn send(&self, id: u64, msg: Outbound) -> bool {
         // Clone the sender out of the entry: a slab guard must not be held across await.
         match self.with(id, |c| c.tx.clone()) {
-            Some(tx) => tx.try_send(msg).is_ok(),
+            Some(tx) => tx.push(msg),
             None => false,
         }
     }
@@ -164,8 +153,8 @@ impl Registry {
                 self.with(id, |c| ConnSnapshot {
                     id,
                     peer: c.peer,
-                    listener: c.listener,
-                    age_s: c.started.elapsed().as_secs_f64(),
+                    listener: self.listener,
+                    age_s: self.epoch.elapsed().as_secs_f64() - f64::from(c.started_s),
                     requests: c.requests.load(Ordering::Relaxed),
                     inflight: c.inflight.load(Ordering::Relaxed),
                     bytes_in: c.bytes_in.load(Ordering::Relaxed),
@@ -179,12 +168,12 @@ impl Registry {
     /// to close; returns how many were told.
     pub fn close_idle(&self, idle: Duration) -> usize {
         let now = self.now_ms();
-        let limit = idle.as_millis() as u64;
+        let limit = idle.as_millis().min(u128::from(u32::MAX / 2)) as u32;
         let mut closed = 0;
         for id in self.ids() {
             let stale = self.with(id, |c| {
                 c.inflight.load(Ordering::Relaxed) == 0
-                    && now.saturating_sub(c.last_active_ms.load(Ordering::Relaxed)) > limit
+                    && now.wrapping_sub(c.last_active_ms.load(Ordering::Relaxed)) > limit
             });
             if stale == Some(true) && self.send(id, Outbound::Close("idle timeout")) {
                 closed += 1;
@@ -193,10 +182,17 @@ impl Registry {
         closed
     }
 
-    /// Tells every connection to close.
+    /// Tells every connection to close now.
     pub fn close_all(&self, reason: &'static str) {
         for id in self.ids() {
             self.send(id, Outbound::Close(reason));
+        }
+    }
+
+    /// Tells every connection to finish what is in flight and close.
+    pub fn drain_all(&self) {
+        for id in self.ids() {
+            self.send(id, Outbound::Drain);
         }
     }
 }
@@ -207,14 +203,13 @@ mod tests {
 
     #[test]
     fn insert_find_push_remove() {
-        let reg = Registry::new();
-        let (tx, rx) = async_channel::unbounded();
-        let id = reg
-            .insert("127.0.0.1:9".parse().unwrap(), "node", tx)
-            .unwrap();
+        let reg = Registry::new("node");
+        let tx = Arc::new(Mailbox::new());
+        let rx = tx.clone();
+        let id = reg.insert("127.0.0.1:9".parse().unwrap(), tx).unwrap();
         assert_eq!(reg.len(), 1);
         assert!(reg.send(id, Outbound::Push(vec![1])));
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Push(v)) if v == [1]));
+        assert!(matches!(rx.try_pop(), Some(Outbound::Push(v)) if v == [1]));
         assert_eq!(reg.list()[0].listener, "node");
         reg.remove(id);
         assert!(reg.is_empty());
@@ -223,20 +218,16 @@ mod tests {
 
     #[test]
     fn idle_sweep_spares_busy_connections() {
-        let reg = Registry::new();
-        let (tx1, rx1) = async_channel::unbounded();
-        let (tx2, rx2) = async_channel::unbounded();
-        let a = reg
-            .insert("127.0.0.1:1".parse().unwrap(), "node", tx1)
-            .unwrap();
-        let b = reg
-            .insert("127.0.0.1:2".parse().unwrap(), "node", tx2)
-            .unwrap();
+        let reg = Registry::new("node");
+        let (tx1, tx2) = (Arc::new(Mailbox::new()), Arc::new(Mailbox::new()));
+        let (rx1, rx2) = (tx1.clone(), tx2.clone());
+        let a = reg.insert("127.0.0.1:1".parse().unwrap(), tx1).unwrap();
+        let b = reg.insert("127.0.0.1:2".parse().unwrap(), tx2).unwrap();
         reg.with(b, |c| c.inflight.store(1, Ordering::Relaxed));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(reg.close_idle(Duration::from_millis(5)), 1);
-        assert!(matches!(rx1.try_recv(), Ok(Outbound::Close(_))));
-        assert!(rx2.try_recv().is_err());
+        assert!(matches!(rx1.try_pop(), Some(Outbound::Close(_))));
+        assert!(rx2.try_pop().is_none());
         let _ = a;
     }
 }

@@ -67,7 +67,7 @@ impl Server {
         Ok(Server {
             listeners,
             local_addr,
-            registry: Arc::new(Registry::new()),
+            registry: Arc::new(Registry::new(opts.name)),
             opts,
         })
     }
@@ -169,6 +169,9 @@ impl Server {
             a.await?;
         }
         sweeper.await;
+        // Connections that registered before the trigger get a drain message; later
+        // ones see the trigger themselves before they wait for input.
+        shared.registry.drain_all();
         // Connections saw the same shutdown and are draining; wait for them.
         let deadline = Instant::now() + shared.limits.drain_timeout;
         while !shared.registry.is_empty() && Instant::now() < deadline {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Node vs raw baseline, side by side in one run with the same load tool (dsf bench),
+# and resident memory per idle connection. Loopback only, bounded in time.
+# Usage: benches/node.sh [seconds-per-run]   (writes a Markdown table to stdout)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-8}
+cargo build --release --bins --benches -q
+dsf=target/release/dsf
+raw=$(ls -t target/release/deps/raw_echo-* | grep -v '\.d$' | head -n1)
+ulimit -n 20000 || true
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+
+# Servers get one loop thread each, the load generator one thread: two cores in all.
+"$raw" 127.0.0.1:7190 1 >"$tmp/raw.out" &
+DSF__RUNTIME__THREADS=1 DSF__LIMITS__MAX_CONNECTIONS=20000 RUST_LOG=warn \
+  "$dsf" node --listen 127.0.0.1:7191 --admin "" >"$tmp/node.out" &
+node_pid=$!
+sleep 1
+
+run() { # label target conns depth
+  "$dsf" bench --label "$1" --target "$2" --op sys.echo --body '{"msg":"hello"}' \
+    --conns "$3" --depth "$4" --duration "${secs}s" --warmup 1s --threads 1 --json
+}
+echo "| server | conns | depth | req/s | p50 µs | p99 µs | node/raw |"
+echo "|---|---|---|---|---|---|---|"
+for depth in 16 1; do
+  r=$(run raw 127.0.0.1:7190 64 $depth)
+  n=$(run node 127.0.0.1:7191 64 $depth)
+  python3 - "$r" "$n" <<'PY'
+import json, sys
+r, n = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for x in (r, n):
+    ratio = "" if x is r else f"{n['rps'] / r['rps']:.2f}"
+    print(f"| {x['label']} | {x['conns']} | {x['depth']} | {x['rps']:.0f} | {x['p50_us']} | {x['p99_us']} | {ratio} |")
+PY
+done
+echo
+echo "Idle connections (node, 1 loop thread):"
+python3 benches/idle_conns.py 127.0.0.1:7191 "$node_pid" 10000
