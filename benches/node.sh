@@ -39,3 +39,20 @@ done
 echo
 echo "Idle connections (node, 1 loop thread):"
 python3 benches/idle_conns.py 127.0.0.1:7191 "$node_pid" 10000
+kill "$node_pid"
+
+echo
+echo "Accept strategy (node with 2 loop threads, 64 conns, depth 16):"
+echo "| runtime.reuse_port | req/s | p50 µs | p99 µs |"
+echo "|---|---|---|---|"
+port=7192
+for reuse in true false; do
+  DSF__RUNTIME__THREADS=2 DSF__RUNTIME__REUSE_PORT=$reuse RUST_LOG=warn \
+    "$dsf" node --listen 127.0.0.1:$port --admin "" >/dev/null &
+  pid=$!
+  sleep 1
+  r=$(run "reuse_port=$reuse" 127.0.0.1:$port 64 16)
+  python3 -c 'import json,sys; x=json.loads(sys.argv[1]); print(f"| {sys.argv[2]} | {x[\"rps\"]:.0f} | {x[\"p50_us\"]} | {x[\"p99_us\"]} |")' "$r" "$reuse"
+  kill $pid
+  port=$((port + 1))
+done

@@ -156,6 +156,9 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
     shutdown::on_signals(trigger)?;
     crate::node::run(cfg, shutdown, |started| {
         println!("node {} listening on {}", started.id, started.addr);
+        if let Some(admin) = started.admin {
+            println!("admin listening on {admin}");
+        }
         println!("ready");
     })
 }

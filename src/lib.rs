@@ -14,6 +14,7 @@
 //! - [`balancer`]: membership, node selection, directory and proxy.
 //! - [`client`]: a pipelined client connection.
 //! - [`bench`]: the load generator behind `dsf bench`.
+//! - [`admin`]: the admin HTTP listener (metrics, health, status page).
 //! - [`config`]: the configuration pipeline (file → env → flags).
 //! - [`telemetry`]: logging setup for the binary.
 //! - [`cli`]: the `dsf` command line.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod admin;
 pub mod balancer;
 pub mod bench;
 pub mod cli;

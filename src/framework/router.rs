@@ -3,6 +3,7 @@
 use super::handler::Typed;
 use super::middleware::{Middleware, Next};
 use super::{Access, Ctx, Handler};
+use crate::admin::metrics as m;
 use crate::protocol::{ApiError, ErrorCode, Request, Response};
 use crate::runtime::{BoxFuture, ConnMeta, Service};
 use futures_lite::future;
@@ -23,6 +24,10 @@ struct Route {
     access: Access,
     /// The chain's final step.
     handler: Arc<dyn Handler>,
+    /// `dsf_requests_total{op, code="ok"}`, resolved once.
+    ok: metrics::Counter,
+    /// `dsf_request_duration_seconds{op}`, resolved once.
+    latency: metrics::Histogram,
 }
 
 /// Maps operation names to handlers.
@@ -45,6 +50,9 @@ pub struct Router {
 
 impl Router {
     /// An empty router whose requests must finish within `request_timeout`.
+    ///
+    /// Install the metrics recorder ([`crate::admin::metrics::install`]) before
+    /// registering routes: their metric handles are resolved at registration.
     pub fn new(request_timeout: Duration) -> Self {
         Router {
             routes: HashMap::new(),
@@ -81,6 +89,8 @@ impl Router {
                 op: Arc::from(op),
                 access,
                 handler,
+                ok: metrics::counter!(m::REQUESTS, "op" => op.to_owned(), "code" => "ok"),
+                latency: metrics::histogram!(m::REQUEST_SECONDS, "op" => op.to_owned()),
             },
         );
         assert!(previous.is_none(), "operation `{op}` registered twice");
@@ -106,6 +116,9 @@ impl Service for Router {
     fn call(&self, conn: ConnMeta, req: Request) -> BoxFuture<'static, Response> {
         let id = req.id;
         let Some(route) = self.routes.get(&req.op) else {
+            // Client-chosen names are not labels: that would let anyone grow the metrics.
+            metrics::counter!(m::REQUESTS, "op" => "unknown", "code" => "unknown_type")
+                .increment(1);
             let err = ApiError::new(
                 ErrorCode::UnknownType,
                 format!("no operation named `{}`", req.op),
@@ -131,6 +144,7 @@ impl Service for Router {
             handler: route.handler.clone(),
         };
         let fut = next.run(ctx, req.body);
+        let (ok, latency, op) = (route.ok.clone(), route.latency.clone(), route.op.clone());
         Box::pin(async move {
             // The handler is polled first, so a request answered at once never arms a timer.
             let result = future::or(fut, async move {
@@ -138,6 +152,12 @@ impl Service for Router {
                 Err(ApiError::timeout())
             })
             .await;
+            latency.record(started.elapsed().as_secs_f64());
+            match &result {
+                Ok(_) => ok.increment(1),
+                Err(e) => metrics::counter!(m::REQUESTS, "op" => op.to_string(), "code" => e.code.as_str())
+                    .increment(1),
+            }
             Response {
                 id: Some(id),
                 result,

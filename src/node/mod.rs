@@ -32,11 +32,14 @@ pub struct Started {
     pub id: String,
     /// The bound protocol address.
     pub addr: SocketAddr,
+    /// The admin HTTP address, if enabled.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Runs a node until `shutdown`, then drains. `on_ready` is called once it accepts work.
 pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> anyhow::Result<()> {
     runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
+    crate::admin::metrics::install();
     let rt = Runtime::new("dsf-loop", cfg.runtime.loop_threads())?;
     let opts = ServerOptions {
         name: "node",
@@ -51,8 +54,32 @@ pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> 
         cfg.node.id.clone()
     };
     let router = router(&cfg, Arc::from(id.as_str()));
-    tracing::info!(node = %id, %addr, threads = rt.threads(), "node listening");
-    on_ready(&Started { id, addr });
+    let admin = crate::admin::bind(&cfg.admin.listen)?;
+    let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
+    if let Some(listener) = admin {
+        let registry = server.registry();
+        let checks = crate::admin::Checks {
+            checks: Vec::new(),
+            status: Some(Box::new(
+                move || serde_json::json!({ "connections": registry.list() }),
+            )),
+            page: None,
+        };
+        crate::admin::spawn(&rt, listener, Arc::new(checks), shutdown.clone());
+    }
+    tracing::info!(node = %id, %addr, admin = ?admin_addr, threads = rt.threads(), "node listening");
+    on_ready(&Started {
+        id,
+        addr,
+        admin: admin_addr,
+    });
+    crate::admin::notify_ready();
+    let stopping = shutdown.clone();
+    rt.spawn(async move {
+        stopping.wait().await;
+        crate::admin::notify_stopping();
+    })
+    .detach();
     smol::block_on(server.run(&rt, Arc::new(router), shutdown))?;
     tracing::info!("node stopped");
     Ok(())

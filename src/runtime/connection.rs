@@ -49,6 +49,40 @@ pub struct ConnShared {
     pub name: &'static str,
     /// Requests in flight across the server, against `limits.max_inflight`.
     pub inflight_total: AtomicUsize,
+    /// Metric handles, resolved once per server.
+    pub metrics: ServerMetrics,
+}
+
+/// Metric handles of one server (labelled with its listener name).
+#[derive(Clone)]
+pub struct ServerMetrics {
+    /// Open connections.
+    pub connections: metrics::Gauge,
+    /// Accepted connections.
+    pub accepted: metrics::Counter,
+    /// Connections refused at the limit.
+    pub refused: metrics::Counter,
+    /// Requests in flight.
+    pub inflight: metrics::Gauge,
+    /// Bytes read.
+    pub bytes_in: metrics::Counter,
+    /// Bytes written.
+    pub bytes_out: metrics::Counter,
+}
+
+impl ServerMetrics {
+    /// Handles labelled `listener = name`.
+    pub fn new(name: &'static str) -> Self {
+        use crate::admin::metrics as m;
+        ServerMetrics {
+            connections: metrics::gauge!(m::CONNECTIONS, "listener" => name),
+            accepted: metrics::counter!(m::CONNECTIONS_ACCEPTED, "listener" => name),
+            refused: metrics::counter!(m::CONNECTIONS_REFUSED, "listener" => name),
+            inflight: metrics::gauge!(m::INFLIGHT, "listener" => name),
+            bytes_in: metrics::counter!(m::BYTES_IN, "listener" => name),
+            bytes_out: metrics::counter!(m::BYTES_OUT, "listener" => name),
+        }
+    }
 }
 
 /// What the read side should do next.
@@ -78,6 +112,10 @@ pub fn run(
         return Conn::drive(None, shutdown);
     };
     let id = shared.registry.insert(peer, mailbox.clone());
+    if id.is_some() {
+        shared.metrics.accepted.increment(1);
+        shared.metrics.connections.increment(1.0);
+    }
     let conn = id.map(|id| Conn {
         span: {
             let span = tracing::debug_span!("conn", listener = shared.name, conn = id, %peer);
@@ -143,6 +181,14 @@ impl Conn {
         self.mailbox.close();
         self.shared.service.on_close(self.meta);
         self.shared.registry.remove(self.meta.id);
+        self.shared.metrics.connections.decrement(1.0);
+        if self.inflight > 0 {
+            // Answers that will never be collected no longer count as in flight.
+            self.shared
+                .inflight_total
+                .fetch_sub(self.inflight, Ordering::Relaxed);
+            self.shared.metrics.inflight.decrement(self.inflight as f64);
+        }
         tracing::debug!("closed");
     }
 
@@ -250,6 +296,7 @@ impl Conn {
     }
 
     fn count_in(&self, n: usize) {
+        self.shared.metrics.bytes_in.increment(n as u64);
         self.shared.registry.with(self.meta.id, |c| {
             c.bytes_in.fetch_add(n as u64, Ordering::Relaxed)
         });
@@ -344,6 +391,7 @@ impl Conn {
             Poll::Pending => {
                 self.inflight += 1;
                 shared.inflight_total.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.inflight.increment(1.0);
                 let mailbox = self.mailbox.clone();
                 super::spawn_local(async move {
                     let resp = fut.await;
@@ -364,6 +412,7 @@ impl Conn {
                 self.out.extend_from_slice(&bytes);
                 self.inflight -= 1;
                 self.shared.inflight_total.fetch_sub(1, Ordering::Relaxed);
+                self.shared.metrics.inflight.decrement(1.0);
             }
             Outbound::Push(bytes) => self.out.extend_from_slice(&bytes),
             Outbound::Drain => {
@@ -431,6 +480,7 @@ mod size_probe {
             limits: Default::default(),
             name: "x",
             inflight_total: Default::default(),
+            metrics: super::ServerMetrics::new("x"),
         });
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
@@ -450,6 +500,7 @@ mod size_probe {
                 limits: Default::default(),
                 name: "x",
                 inflight_total: Default::default(),
+                metrics: super::ServerMetrics::new("x"),
             }),
             stream: async_io::Async::new(c2).unwrap(),
             meta: crate::runtime::ConnMeta {

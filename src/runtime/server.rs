@@ -4,7 +4,7 @@
 //! per loop thread (the kernel spreads connections; no cross-thread hand-off), or one
 //! acceptor that hands connections to the loops in turn. BENCHMARKS.md compares them.
 
-use super::connection::{self, ConnShared};
+use super::connection::{self, ConnShared, ServerMetrics};
 use super::registry::Registry;
 use super::{Runtime, Service, Shutdown};
 use crate::config::LimitsConfig;
@@ -97,6 +97,7 @@ impl Server {
             limits: self.opts.limits.clone(),
             name: self.opts.name,
             inflight_total: AtomicUsize::new(0),
+            metrics: ServerMetrics::new(self.opts.name),
         });
         let threads = rt.threads();
         let mut accepters = Vec::new();
@@ -125,6 +126,7 @@ impl Server {
                         }
                     };
                     if shared.registry.len() >= shared.limits.max_connections {
+                        shared.metrics.refused.increment(1);
                         super::spawn_local(refuse(stream, shared.limits.max_connections)).detach();
                         continue;
                     }

@@ -65,7 +65,10 @@ impl Dsf {
 
     /// Starts `dsf node --listen 127.0.0.1:0` with extra args and environment.
     pub fn node(extra: &[&str], env: &[(&str, &str)]) -> Dsf {
-        let mut args = vec!["node", "--listen", "127.0.0.1:0", "--admin", ""];
+        let mut args = vec!["node", "--listen", "127.0.0.1:0"];
+        if !extra.contains(&"--admin") {
+            args.extend_from_slice(&["--admin", ""]);
+        }
         args.extend_from_slice(extra);
         Dsf::start(&args, env)
     }
@@ -99,6 +102,11 @@ impl Dsf {
         None
     }
 
+    /// GETs `path` from the admin listener; returns (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr("admin"), path)
+    }
+
     /// Resident memory of the process in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -123,4 +131,45 @@ impl Drop for Dsf {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read response");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one Prometheus sample line, e.g. `dsf_requests_total{code="ok",op="sys.ping"}`;
+/// 0 when absent. Label order is as the exporter renders it.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap_or(0.0))
+        .sum()
 }

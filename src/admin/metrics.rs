@@ -1,0 +1,53 @@
+//! The process-wide metrics recorder (Prometheus text format) and the metric names.
+//!
+//! Metrics are recorded through the `metrics` facade everywhere; this module installs
+//! the Prometheus recorder once and renders it for `/metrics`. Names are constants so
+//! the README's list and the code cannot drift apart.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Requests answered, by `op` and `code` (`ok` or an error code).
+pub const REQUESTS: &str = "dsf_requests_total";
+/// Request latency in seconds, by `op`.
+pub const REQUEST_SECONDS: &str = "dsf_request_duration_seconds";
+/// Open connections, by `listener`.
+pub const CONNECTIONS: &str = "dsf_connections_open";
+/// Connections accepted, by `listener`.
+pub const CONNECTIONS_ACCEPTED: &str = "dsf_connections_accepted_total";
+/// Connections refused at the connection limit, by `listener`.
+pub const CONNECTIONS_REFUSED: &str = "dsf_connections_refused_total";
+/// Requests in flight, by `listener`.
+pub const INFLIGHT: &str = "dsf_inflight_requests";
+/// Bytes read from clients, by `listener`.
+pub const BYTES_IN: &str = "dsf_bytes_received_total";
+/// Bytes written to clients, by `listener`.
+pub const BYTES_OUT: &str = "dsf_bytes_sent_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder (first call) and returns the handle that renders it.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".into()),
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may exist in tests that embed several servers; rendering
+        // then shows this one's view, which is still correct for the process.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The current metrics in Prometheus text format.
+pub fn render() -> String {
+    install().render()
+}

@@ -1,0 +1,74 @@
+//! The admin listener of a real node: metrics move by exactly what was done; health.
+
+mod common;
+
+use common::process::{metric, Dsf};
+use common::wire::Wire;
+use serde_json::json;
+
+/// After a known sequence of requests, /metrics counters moved by exactly those amounts.
+#[test]
+fn metrics_count_exactly_what_happened() {
+    let node = Dsf::node(&["--admin", "127.0.0.1:0"], &[]);
+    let (status, before) = node.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let count = |text: &str, op: &str, code: &str| {
+        metric(text, "dsf_requests_total", &[("op", op), ("code", code)])
+    };
+    let mut w = Wire::connect(node.addr("node"));
+    for i in 0..3 {
+        w.call(i, "sys.ping", json!({}));
+    }
+    for i in 0..2 {
+        w.call(10 + i, "sys.echo", json!({"x": i}));
+    }
+    w.call(20, "nope.nope", json!({}));
+    w.call(21, "sys.echo", json!({"x": 1}));
+    let (_, after) = node.admin_get("/metrics");
+    assert_eq!(
+        count(&after, "sys.ping", "ok") - count(&before, "sys.ping", "ok"),
+        3.0
+    );
+    assert_eq!(
+        count(&after, "sys.echo", "ok") - count(&before, "sys.echo", "ok"),
+        3.0
+    );
+    assert_eq!(
+        count(&after, "unknown", "unknown_type") - count(&before, "unknown", "unknown_type"),
+        1.0
+    );
+    let latency = |t: &str| {
+        metric(
+            t,
+            "dsf_request_duration_seconds_count",
+            &[("op", "sys.ping")],
+        )
+    };
+    assert_eq!(latency(&after) - latency(&before), 3.0);
+    assert_eq!(
+        metric(&after, "dsf_connections_open", &[("listener", "node")]),
+        1.0,
+        "{after}"
+    );
+    assert!(metric(&after, "dsf_bytes_received_total", &[("listener", "node")]) > 0.0);
+    drop(w);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (_, closed) = node.admin_get("/metrics");
+    assert_eq!(
+        metric(&closed, "dsf_connections_open", &[("listener", "node")]),
+        0.0
+    );
+}
+
+/// /healthz answers, /readyz says ready with its checks, unknown paths are 404.
+#[test]
+fn health_endpoints() {
+    let node = Dsf::node(&["--admin", "127.0.0.1:0"], &[]);
+    let (status, body) = node.admin_get("/healthz");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) = node.admin_get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(node.admin_get("/nope").0, 404);
+}
