@@ -1,6 +1,6 @@
 //! The `dsf` command line (PROTOCOL §6): one function per subcommand.
 
-use crate::client::{CallOptions, ClientError, Connection};
+use crate::client::{CallOptions, ClientError, Connection, DirectoryClient};
 use crate::config::{Config, Loader};
 use crate::runtime::shutdown;
 use clap::{Args, Parser, Subcommand};
@@ -19,8 +19,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a whole local cluster: a balancer and N nodes, on the embedded defaults.
+    Up(UpArgs),
     /// Run one node.
     Node(NodeArgs),
+    /// Run one balancer (registration, directory and proxy ports).
+    Balancer(BalancerArgs),
     /// Send one request and print the response JSON.
     Client(ClientArgs),
     /// Validate a configuration file.
@@ -62,6 +66,55 @@ pub struct NodeArgs {
     /// Operation prefixes to serve, comma-separated (node.ops), e.g. "user.,sys.".
     #[arg(long, value_delimiter = ',')]
     pub ops: Vec<String>,
+    /// Service name announced to the balancer (node.service).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Selection weight announced to the balancer, 1–1000 (node.weight).
+    #[arg(long)]
+    pub weight: Option<u32>,
+    /// Event-loop threads (runtime.threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `dsf up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// TOML configuration file (balancer and node sections apply).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Data folder shared by the nodes' embedded stores (node.data_dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// `dsf balancer`.
+#[derive(Debug, Args)]
+pub struct BalancerArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Registration listener for nodes (balancer.registration).
+    #[arg(long)]
+    pub registration: Option<String>,
+    /// Directory listener for clients (balancer.directory).
+    #[arg(long)]
+    pub directory: Option<String>,
+    /// Proxy listener for clients (balancer.proxy).
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Redis URL to share membership with other balancers (balancer.redis).
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Default selection algorithm (balancer.algorithm).
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// Admin HTTP listener (admin.listen); "" turns it off.
+    #[arg(long)]
+    pub admin: Option<String>,
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -110,7 +163,9 @@ pub enum ClientAction {
 /// Runs the parsed command; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Up(args) => report(up(args)),
         Command::Node(args) => report(node(args)),
+        Command::Balancer(args) => report(balancer(args)),
         Command::Client(args) => client(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Bench(args) => report(crate::bench::run(args)),
@@ -139,6 +194,8 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
         )
         .set_opt("admin.listen", args.admin.clone())
         .set_opt("node.id", args.id.clone())
+        .set_opt("node.service", args.service.clone())
+        .set_opt("node.weight", args.weight.map(i64::from))
         .set_opt("runtime.threads", args.threads.map(|t| t as i64));
     if !args.redis.is_empty() {
         loader = loader.set("cache.redis", args.redis.clone());
@@ -161,6 +218,46 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
         }
         println!("ready");
     })
+}
+
+/// Loads configuration for `dsf balancer` through the documented pipeline.
+pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
+    Ok(Loader::new(args.config.as_deref())
+        .set_opt("balancer.registration", args.registration.clone())
+        .set_opt("balancer.directory", args.directory.clone())
+        .set_opt("balancer.proxy", args.proxy.clone())
+        .set_opt("balancer.redis", args.redis.clone())
+        .set_opt("balancer.algorithm", args.algorithm.clone())
+        .set_opt("admin.listen", args.admin.clone())
+        .set_opt("runtime.threads", args.threads.map(|t| t as i64))
+        .load()?)
+}
+
+fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
+    let cfg = balancer_config(&args)?;
+    let _guard = crate::telemetry::init(&cfg.log)?;
+    let (trigger, shutdown) = shutdown::channel();
+    shutdown::on_signals(trigger)?;
+    crate::balancer::run(cfg, shutdown, |s| {
+        println!("balancer registration listening on {}", s.registration);
+        println!("balancer directory listening on {}", s.directory);
+        println!("balancer proxy listening on {}", s.proxy);
+        println!("ready");
+    })?;
+    Ok(())
+}
+
+fn up(args: UpArgs) -> anyhow::Result<()> {
+    let cfg = Loader::new(args.config.as_deref())
+        .set_opt(
+            "node.data_dir",
+            args.data.as_ref().map(|p| p.display().to_string()),
+        )
+        .load()?;
+    let _guard = crate::telemetry::init(&cfg.log)?;
+    let (trigger, _) = shutdown::channel();
+    shutdown::on_signals(trigger.clone())?;
+    crate::balancer::up::run(cfg, args.nodes, trigger, |line| println!("{line}"))
 }
 
 fn check_config(file: &std::path::Path) -> i32 {
@@ -198,22 +295,31 @@ fn client(args: ClientArgs) -> i32 {
             return 2;
         }
     };
-    let target = match (&args.node, &args.proxy, &args.balancer) {
-        (Some(a), _, _) | (_, Some(a), _) => a.clone(),
-        (_, _, Some(_)) => {
-            eprintln!("dsf client: --balancer is not available in this build");
-            return 2;
-        }
-        _ => {
-            eprintln!("dsf client: one of --node, --proxy or --balancer is required");
-            return 2;
-        }
-    };
     let opts = CallOptions { token, key };
-    let result: Result<_, ClientError> = smol::block_on(async {
-        let conn = Connection::connect(&target, args.timeout).await?;
-        conn.call_timeout(&op, body, &opts, args.timeout).await
-    });
+    let (target, result): (String, Result<_, ClientError>) =
+        match (&args.node, &args.proxy, &args.balancer) {
+            (Some(a), _, _) | (_, Some(a), _) => (
+                a.clone(),
+                smol::block_on(async {
+                    let conn = Connection::connect(a, args.timeout).await?;
+                    conn.call_timeout(&op, body, &opts, args.timeout).await
+                }),
+            ),
+            (_, _, Some(dir)) => (
+                dir.clone(),
+                smol::block_on(async {
+                    let client = DirectoryClient::new(dir.clone(), args.timeout);
+                    let mut resp = client.call(&op, body, &opts).await?;
+                    // The wire id is the client's business; print the request's own, 1.
+                    resp.id = Some(1);
+                    Ok(resp)
+                }),
+            ),
+            _ => {
+                eprintln!("dsf client: one of --node, --proxy or --balancer is required");
+                return 2;
+            }
+        };
     match result {
         Ok(resp) => {
             println!("{}", resp.to_json_string());

@@ -1,3 +1,229 @@
 //! The balancer: node membership, selection algorithms, the directory and the proxy.
+//!
+//! One role per module, in the order a request meets them:
+//!
+//! - [`registration`]: the port nodes hold their lease on (`lb.register`, heartbeats,
+//!   drain, deregister), with the cluster secret checked in constant time;
+//! - [`membership`]: leases, states, expiry and the change log; publishes an immutable
+//!   [`snapshot::Snapshot`] through `ArcSwap`, rebuilt only when membership changes;
+//! - [`shared`]: where membership is published beyond this process ([`shared::Discovery`]:
+//!   in memory, or Redis so that several balancers agree);
+//! - [`selection`]: one [`selection::Selector`] per strategy;
+//! - [`directory`]: `lb.assign` / `lb.nodes` for clients that connect to nodes themselves;
+//! - [`proxy`] and [`pool`]: forwarding requests over pooled, pipelined node connections;
+//! - [`agent`]: the node's side of registration;
+//! - [`up`]: `dsf up`, a balancer and N nodes in one process.
 
+pub mod agent;
+pub mod directory;
+pub mod error;
+pub mod membership;
+pub mod pool;
+pub mod proxy;
+pub mod registration;
 pub mod selection;
+pub mod shared;
+pub mod snapshot;
+pub mod up;
+
+pub use error::BalancerError;
+pub use membership::Membership;
+
+use crate::config::Config;
+use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
+use futures_lite::future;
+use shared::{Discovery, InMemory, RedisShared};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether an operation may be sent twice without harm, so that a request lost with
+/// a failed node can be repeated on another: reads and liveness checks.
+pub fn retry_safe(op: &str) -> bool {
+    op.starts_with("sys.")
+        || matches!(
+            op,
+            "blacklist.query" | "blacklist.search" | "lb.assign" | "lb.nodes"
+        )
+}
+
+/// Where a running balancer listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// Registration port (nodes).
+    pub registration: SocketAddr,
+    /// Directory port (clients asking which node).
+    pub directory: SocketAddr,
+    /// Proxy port (clients whose requests are forwarded).
+    pub proxy: SocketAddr,
+}
+
+/// A bound balancer, not yet serving.
+pub struct Balancer {
+    /// Loop threads shared by the three listeners.
+    rt: Runtime,
+    /// The membership all three listeners read or write.
+    membership: Arc<Membership>,
+    /// Redis sharing, when configured.
+    shared: Option<Arc<RedisShared>>,
+    /// The three listeners.
+    registration: Server,
+    directory: Server,
+    proxy: Server,
+    /// The cluster secret registrations must present.
+    secret: Option<String>,
+    /// The configuration it was built from.
+    cfg: Config,
+}
+
+impl Balancer {
+    /// Binds the three listeners of `cfg.balancer`.
+    pub fn bind(cfg: Config) -> Result<Balancer, BalancerError> {
+        let settings = membership::Settings::from_config(&cfg.balancer)?;
+        let secret = cfg
+            .cluster
+            .resolve()
+            .map_err(|e| BalancerError::BadRequest(e.to_string()))?;
+        if secret.is_none() {
+            tracing::warn!("no cluster secret configured: any process can register as a node");
+        }
+        let (shared, discovery): (Option<Arc<RedisShared>>, Arc<dyn Discovery>) =
+            if cfg.balancer.redis.is_empty() {
+                (None, Arc::new(InMemory))
+            } else {
+                let r = RedisShared::new(&cfg.balancer.redis, cfg.balancer.lease_ttl)?;
+                (Some(r.clone()), r)
+            };
+        let membership = Arc::new(Membership::new(settings, discovery));
+        let rt = Runtime::new("dsf-lb", cfg.runtime.loop_threads())?;
+        let bind = |listener: &'static str, addr: &str| {
+            let opts = ServerOptions {
+                name: listener,
+                limits: cfg.limits.clone(),
+                reuse_port: cfg.runtime.reuse_port,
+            };
+            Server::bind(addr, &rt, opts).map_err(|source| BalancerError::Bind {
+                listener,
+                addr: addr.to_owned(),
+                source,
+            })
+        };
+        let registration = bind("registration", &cfg.balancer.registration)?;
+        let directory = bind("directory", &cfg.balancer.directory)?;
+        let proxy = bind("proxy", &cfg.balancer.proxy)?;
+        Ok(Balancer {
+            rt,
+            membership,
+            shared,
+            registration,
+            directory,
+            proxy,
+            secret,
+            cfg,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn started(&self) -> Started {
+        Started {
+            registration: self.registration.local_addr(),
+            directory: self.directory.local_addr(),
+            proxy: self.proxy.local_addr(),
+        }
+    }
+
+    /// The membership (status views, `dsf up` waiting for its nodes).
+    pub fn membership(&self) -> Arc<Membership> {
+        self.membership.clone()
+    }
+
+    /// Serves until `shutdown`, then drains all three listeners.
+    pub fn run(self, shutdown: Shutdown) -> Result<(), BalancerError> {
+        let Balancer {
+            rt,
+            membership,
+            shared,
+            registration,
+            directory,
+            proxy,
+            secret,
+            cfg,
+        } = self;
+        let b = &cfg.balancer;
+        let sweeper = rt.spawn(sweep(
+            membership.clone(),
+            (b.heartbeat / 4)
+                .min(b.lease_ttl / 10)
+                .max(Duration::from_millis(10)),
+            shutdown.clone(),
+        ));
+        let watcher =
+            shared.map(|r| rt.spawn(r.run(membership.clone(), b.heartbeat, shutdown.clone())));
+        let reg_service = Arc::new(registration::Registration::new(
+            membership.clone(),
+            secret,
+            registration.registry(),
+        ));
+        let dir_service = Arc::new(directory::Directory::new(membership.clone()));
+        let proxy_service = Arc::new(proxy::Proxy::new(
+            membership.clone(),
+            proxy::ProxyOptions {
+                conns_per_node: b.proxy_conns_per_node,
+                request_timeout: cfg.limits.request_timeout,
+                connect_timeout: Duration::from_secs(1).min(cfg.limits.request_timeout),
+                max_frame: cfg.limits.max_frame,
+            },
+        ));
+        tracing::info!(
+            registration = %registration.local_addr(),
+            directory = %directory.local_addr(),
+            proxy = %proxy.local_addr(),
+            algorithm = %b.algorithm,
+            lease_ttl_ms = b.lease_ttl.as_millis() as u64,
+            shared = !b.redis.is_empty(),
+            "balancer listening"
+        );
+        let served = smol::block_on(async {
+            let (r, (d, p)) = future::zip(
+                registration.run(&rt, reg_service, shutdown.clone()),
+                future::zip(
+                    directory.run(&rt, dir_service, shutdown.clone()),
+                    proxy.run(&rt, proxy_service, shutdown.clone()),
+                ),
+            )
+            .await;
+            sweeper.await;
+            if let Some(w) = watcher {
+                w.await;
+            }
+            r.and(d).and(p)
+        });
+        tracing::info!("balancer stopped");
+        Ok(served?)
+    }
+}
+
+/// Binds, reports the addresses to `on_ready`, and serves until `shutdown`.
+pub fn run(
+    cfg: Config,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(&Started),
+) -> Result<(), BalancerError> {
+    runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
+    let balancer = Balancer::bind(cfg)?;
+    on_ready(&balancer.started());
+    balancer.run(shutdown)
+}
+
+async fn sweep(membership: Arc<Membership>, every: Duration, shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        future::or(
+            async {
+                async_io::Timer::after(every).await;
+            },
+            shutdown.wait(),
+        )
+        .await;
+        membership.sweep();
+    }
+}

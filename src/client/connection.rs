@@ -53,6 +53,8 @@ pub struct Connection {
     next_id: AtomicU64,
     /// The peer.
     peer: SocketAddr,
+    /// Set once the reader has stopped; later calls fail at once instead of waiting.
+    closed: Arc<std::sync::atomic::AtomicBool>,
     /// Reads responses and completes pending calls; dropped with the connection.
     _reader: smol::Task<()>,
 }
@@ -75,10 +77,12 @@ impl Connection {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let pending: Pending = Arc::default();
-        let reader = smol::spawn(read_loop(stream.clone(), pending.clone()));
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = smol::spawn(read_loop(stream.clone(), pending.clone(), closed.clone()));
         Ok(Connection {
             writer: async_lock::Mutex::new(stream),
             pending,
+            closed,
             next_id: AtomicU64::new(1),
             peer,
             _reader: reader,
@@ -88,6 +92,11 @@ impl Connection {
     /// The server's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Whether the server closed the connection (or it failed); calls then fail at once.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Calls `op` with `body`; the response carries the wire id this call used.
@@ -109,6 +118,12 @@ impl Connection {
         req.id = id;
         let (tx, rx) = async_channel::bounded(1);
         self.pending.lock().expect("pending lock").insert(id, tx);
+        // The reader sets `closed` before failing the pending calls, so either it
+        // sees this call or this call sees the flag.
+        if self.is_closed() {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err(ClientError::Closed);
+        }
         let mut bytes = Vec::with_capacity(64);
         req.encode(&mut bytes);
         let written = {
@@ -143,7 +158,11 @@ impl Connection {
     }
 }
 
-async fn read_loop(mut stream: async_net::TcpStream, pending: Pending) {
+async fn read_loop(
+    mut stream: async_net::TcpStream,
+    pending: Pending,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME * 64);
     let fail_all = |e: &dyn Fn() -> ClientError| {
         let waiting: Vec<_> = pending.lock().expect("pending lock").drain().collect();
@@ -154,15 +173,22 @@ async fn read_loop(mut stream: async_net::TcpStream, pending: Pending) {
     loop {
         let payload = match frame::read_frame(&mut stream, &mut dec).await {
             Ok(Some(p)) => p,
-            Ok(None) => return fail_all(&|| ClientError::Closed),
+            Ok(None) => {
+                closed.store(true, Ordering::SeqCst);
+                return fail_all(&|| ClientError::Closed);
+            }
             Err(e) => {
+                closed.store(true, Ordering::SeqCst);
                 let msg = e.to_string();
                 return fail_all(&|| ClientError::Io(io::Error::other(msg.clone())));
             }
         };
         let resp = match Response::parse(&payload) {
             Ok(r) => r,
-            Err(e) => return fail_all(&|| ClientError::Protocol(e.clone())),
+            Err(e) => {
+                closed.store(true, Ordering::SeqCst);
+                return fail_all(&|| ClientError::Protocol(e.clone()));
+            }
         };
         match resp.id {
             Some(id) => {

@@ -54,6 +54,9 @@ pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> 
         cfg.node.id.clone()
     };
     let router = router(&cfg, Arc::from(id.as_str()));
+    // With `node.register` set, the server stops only after the balancer let go of it.
+    let (server_shutdown, agent) =
+        crate::balancer::agent::attach(&cfg, &id, addr, server.registry(), &rt, shutdown.clone())?;
     let admin = crate::admin::bind(&cfg.admin.listen)?;
     let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
     if let Some(listener) = admin {
@@ -80,7 +83,10 @@ pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> 
         crate::admin::notify_stopping();
     })
     .detach();
-    smol::block_on(server.run(&rt, Arc::new(router), shutdown))?;
+    smol::block_on(server.run(&rt, Arc::new(router), server_shutdown))?;
+    if let Some(agent) = agent {
+        agent.finish();
+    }
     tracing::info!("node stopped");
     Ok(())
 }

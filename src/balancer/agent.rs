@@ -1,0 +1,257 @@
+//! The node's side of registration: register, heartbeat with load, re-register, drain.
+//!
+//! `node.register` set → the node keeps one connection to that balancer's
+//! registration port. It registers (with the cluster secret), sends a heartbeat with
+//! its connection and in-flight counts every `heartbeat_ms` the balancer asked for,
+//! and when the connection fails (a balancer restart) reconnects with capped
+//! exponential backoff and registers again. A heartbeat answered `not_found` (the
+//! lease expired while the node was frozen) also re-registers.
+//!
+//! Shutdown (SIGTERM) drains: `lb.drain` first, so the balancer sends no new work;
+//! a short grace for requests already on their way; then the node's server stops
+//! reading and finishes what is in flight; then `lb.deregister`.
+
+use super::error::BalancerError;
+use crate::client::{CallOptions, Connection};
+use crate::config::Config;
+use crate::protocol::ErrorCode;
+use crate::runtime::{shutdown, Registry, Runtime, Shutdown, ShutdownTrigger};
+use futures_lite::future;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Between `lb.drain` being acknowledged and the server refusing new requests: time
+/// for requests the balancer routed just before the drain to arrive.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(300);
+/// First reconnection delay; doubles up to the heartbeat interval.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Bound on connecting and on each registration call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who the node says it is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The balancer's registration address.
+    pub register: String,
+    /// Node id.
+    pub node: String,
+    /// Service name.
+    pub service: String,
+    /// Address announced to clients.
+    pub addr: String,
+    /// Selection weight.
+    pub weight: u32,
+    /// Operation prefixes served.
+    pub ops: Vec<String>,
+    /// Cluster secret, if configured.
+    pub secret: Option<String>,
+}
+
+/// A running agent; [`finish`](Agent::finish) it after the node's server stopped.
+pub struct Agent {
+    /// Tells the agent the server has drained.
+    server_done: ShutdownTrigger,
+    /// The agent task.
+    task: smol::Task<()>,
+}
+
+/// The address to announce: `node.advertise`, else the bound address, with an
+/// unspecified IP (0.0.0.0) replaced by the host name so others can reach it.
+pub fn advertise(cfg: &Config, bound: SocketAddr) -> String {
+    if !cfg.node.advertise.is_empty() {
+        return cfg.node.advertise.clone();
+    }
+    if bound.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        return format!("{host}:{}", bound.port());
+    }
+    bound.to_string()
+}
+
+/// Starts registering if `node.register` is set. Returns the shutdown the node's
+/// server must use (it fires only once the balancer stopped sending work) and the agent.
+pub fn attach(
+    cfg: &Config,
+    node: &str,
+    bound: SocketAddr,
+    registry: Arc<Registry>,
+    rt: &Runtime,
+    shutdown: Shutdown,
+) -> anyhow::Result<(Shutdown, Option<Agent>)> {
+    if cfg.node.register.is_empty() {
+        return Ok((shutdown, None));
+    }
+    let identity = Identity {
+        register: cfg.node.register.clone(),
+        node: node.to_owned(),
+        service: cfg.node.service.clone(),
+        addr: advertise(cfg, bound),
+        weight: cfg.node.weight,
+        ops: cfg.node.ops.clone(),
+        secret: cfg.cluster.resolve()?,
+    };
+    let (stop_server, server_shutdown) = shutdown::channel();
+    let (server_done, done) = shutdown::channel();
+    let load = move || {
+        let conns = registry.list();
+        let inflight: u64 = conns.iter().map(|c| u64::from(c.inflight)).sum();
+        (conns.len() as u64, inflight)
+    };
+    let task = rt.spawn(run(identity, load, shutdown, stop_server, done));
+    Ok((server_shutdown, Some(Agent { server_done, task })))
+}
+
+impl Agent {
+    /// Deregisters (the server has stopped) and waits for the agent, briefly.
+    pub fn finish(self) {
+        self.server_done.trigger();
+        smol::block_on(future::or(self.task, async {
+            async_io::Timer::after(CALL_TIMEOUT * 2).await;
+        }));
+    }
+}
+
+/// How a registration session ended.
+enum Ended {
+    /// Shutdown was requested; the connection is still usable.
+    Shutdown(Connection),
+    /// The connection or registration failed.
+    Lost(String),
+}
+
+async fn run(
+    id: Identity,
+    load: impl Fn() -> (u64, u64),
+    shutdown: Shutdown,
+    stop_server: ShutdownTrigger,
+    server_done: Shutdown,
+) {
+    let mut heartbeat = Duration::from_secs(1);
+    let mut backoff = FIRST_BACKOFF;
+    let mut conn = None;
+    while !shutdown.is_triggered() {
+        match session(&id, &load, &shutdown, &mut heartbeat, &mut backoff).await {
+            Ended::Shutdown(c) => {
+                conn = Some(c);
+                break;
+            }
+            Ended::Lost(why) => {
+                tracing::warn!(balancer = %id.register, reason = %why, retry_in_ms = backoff.as_millis() as u64, "not registered");
+                future::or(
+                    async {
+                        async_io::Timer::after(jitter(backoff)).await;
+                    },
+                    shutdown.wait(),
+                )
+                .await;
+                backoff = (backoff * 2).min(heartbeat);
+            }
+        }
+    }
+    let node = json!({ "node": id.node });
+    if let Some(c) = &conn {
+        match call(c, "lb.drain", node.clone()).await {
+            Ok(_) => {
+                tracing::info!(node = %id.node, "draining: the balancer sends no new work");
+                async_io::Timer::after(DRAIN_GRACE).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "lb.drain failed; stopping anyway"),
+        }
+    }
+    stop_server.trigger();
+    server_done.wait().await;
+    if let Some(c) = &conn {
+        match call(c, "lb.deregister", node).await {
+            Ok(_) => tracing::info!(node = %id.node, "deregistered"),
+            Err(e) => tracing::warn!(error = %e, "lb.deregister failed"),
+        }
+    }
+}
+
+/// Connects, registers, heartbeats until shutdown or failure.
+async fn session(
+    id: &Identity,
+    load: &impl Fn() -> (u64, u64),
+    shutdown: &Shutdown,
+    heartbeat: &mut Duration,
+    backoff: &mut Duration,
+) -> Ended {
+    let conn = match Connection::connect(&id.register, CALL_TIMEOUT).await {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(format!("connect: {e}")),
+    };
+    if let Err(e) = register(&conn, id, heartbeat).await {
+        return Ended::Lost(e);
+    }
+    *backoff = FIRST_BACKOFF;
+    loop {
+        let stop = future::or(
+            async {
+                async_io::Timer::after(*heartbeat).await;
+                false
+            },
+            async {
+                shutdown.wait().await;
+                true
+            },
+        )
+        .await;
+        if stop {
+            return Ended::Shutdown(conn);
+        }
+        let (conns, inflight) = load();
+        let body = json!({"node": id.node, "load": {"conns": conns, "inflight": inflight}});
+        match call(&conn, "lb.heartbeat", body).await {
+            Ok(_) => {}
+            Err(BalancerError::Refused(e)) if e.code == ErrorCode::NotFound => {
+                tracing::warn!(node = %id.node, "lease lost; registering again");
+                if let Err(e) = register(&conn, id, heartbeat).await {
+                    return Ended::Lost(e);
+                }
+            }
+            Err(e) => return Ended::Lost(format!("heartbeat: {e}")),
+        }
+    }
+}
+
+async fn register(
+    conn: &Connection,
+    id: &Identity,
+    heartbeat: &mut Duration,
+) -> Result<(), String> {
+    let mut body = json!({
+        "node": id.node,
+        "service": id.service,
+        "addr": id.addr,
+        "weight": id.weight,
+        "ops": id.ops,
+    });
+    if let Some(s) = &id.secret {
+        body["secret"] = Value::String(s.clone());
+    }
+    let answer = call(conn, "lb.register", body)
+        .await
+        .map_err(|e| format!("lb.register: {e}"))?;
+    if let Some(ms) = answer.get("heartbeat_ms").and_then(Value::as_u64) {
+        *heartbeat = Duration::from_millis(ms.max(10));
+    }
+    tracing::info!(node = %id.node, balancer = %id.register, addr = %id.addr, service = %id.service, "registered");
+    Ok(())
+}
+
+async fn call(conn: &Connection, op: &str, body: Value) -> Result<Value, BalancerError> {
+    let resp = conn
+        .call_timeout(op, body, &CallOptions::default(), CALL_TIMEOUT)
+        .await?;
+    resp.result.map_err(BalancerError::Refused)
+}
+
+/// `d` ± 20 %, so that nodes restarted together do not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let f = 0.8 + rand::random::<f64>() * 0.4;
+    d.mul_f64(f)
+}

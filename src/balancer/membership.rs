@@ -1,0 +1,553 @@
+//! Node membership: leases renewed by heartbeats, drain, removal, and the live snapshot.
+//!
+//! The table below the lock is the source of truth for leases held by *this* balancer
+//! (`local`) and, with shared membership, for what other balancers announced
+//! (`remote`). Readers never take the lock: they load the current [`Snapshot`] from an
+//! `ArcSwap`. The snapshot, and with it every selector, is rebuilt only when the
+//! membership's shape changes — who is a member, where, with which weight, ops and
+//! state — never on a plain heartbeat.
+//!
+//! A lease ends when its node deregisters, when the registration connection that
+//! holds it closes, or when `lease_ttl` passes without a heartbeat. A node that has
+//! missed two heartbeats (but still holds its lease) is `unhealthy` and takes new work
+//! only if its service has nothing healthy left. Every change is logged with the node
+//! and the reason, and the last [`EVENT_LOG_LEN`] are kept for status views.
+
+use super::error::BalancerError;
+use super::selection::{self, Algorithm};
+use super::shared::Discovery;
+use super::snapshot::{BuildOptions, Member, NodeLoad, NodeState, Snapshot};
+use crate::config::BalancerConfig;
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How many membership events are kept for status views.
+pub const EVENT_LOG_LEN: usize = 256;
+
+/// What a balancer knows about one node; also the record shared through Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node id, unique in the cluster.
+    pub node: String,
+    /// Service name.
+    pub service: String,
+    /// Address clients and the proxy reach it at.
+    pub addr: String,
+    /// Selection weight.
+    pub weight: u32,
+    /// Operation prefixes served; empty = all.
+    #[serde(default)]
+    pub ops: Vec<String>,
+    /// Set by `lb.drain`.
+    #[serde(default)]
+    pub draining: bool,
+    /// Open connections, as last reported.
+    #[serde(default)]
+    pub conns: u64,
+    /// Requests in flight, as last reported.
+    #[serde(default)]
+    pub inflight: u64,
+    /// Wall-clock time of the last registration or heartbeat (ms since the epoch), so
+    /// that other balancers can judge the lease's age.
+    #[serde(default)]
+    pub heartbeat_unix_ms: u64,
+}
+
+/// One logged membership change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When (ms since the epoch).
+    pub unix_ms: u64,
+    /// Which node.
+    pub node: String,
+    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy` or `recovered`.
+    pub change: &'static str,
+    /// Why, for the operator reading the log.
+    pub reason: String,
+}
+
+/// Lease timing and selector construction.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A lease without a heartbeat for this long ends.
+    pub lease_ttl: Duration,
+    /// The heartbeat interval asked of nodes.
+    pub heartbeat: Duration,
+    /// How selectors are built.
+    pub build: BuildOptions,
+}
+
+impl Settings {
+    /// From `[balancer]`, naming the key of an unknown algorithm.
+    pub fn from_config(cfg: &BalancerConfig) -> Result<Settings, BalancerError> {
+        let parse = |key: String, name: &str| {
+            name.parse::<Algorithm>()
+                .map_err(|source| BalancerError::Algorithm { key, source })
+        };
+        let default_algorithm = parse("algorithm".into(), &cfg.algorithm)?;
+        let mut service_algorithms = BTreeMap::new();
+        for (name, svc) in &cfg.services {
+            if !svc.algorithm.is_empty() {
+                let alg = parse(format!("services.{name}.algorithm"), &svc.algorithm)?;
+                service_algorithms.insert(name.clone(), alg);
+            }
+        }
+        Ok(Settings {
+            lease_ttl: cfg.lease_ttl,
+            heartbeat: cfg.heartbeat,
+            build: BuildOptions {
+                default_algorithm,
+                service_algorithms,
+                selection: selection::Options {
+                    vnodes: cfg.vnodes,
+                    load_factor: cfg.load_factor,
+                },
+            },
+        })
+    }
+
+    /// Silence after which a node counts as unhealthy: two missed heartbeats.
+    pub fn unhealthy_after(&self) -> Duration {
+        (self.heartbeat * 2).min(self.lease_ttl)
+    }
+}
+
+/// A lease held by this balancer.
+#[derive(Debug)]
+struct Lease {
+    /// The node as registered, with its latest load.
+    record: NodeRecord,
+    /// The registration connection holding it; closing that connection ends it.
+    conn: u64,
+    /// Last registration or heartbeat.
+    renewed: Instant,
+}
+
+/// Everything behind the lock.
+#[derive(Default)]
+struct Table {
+    /// Leases held here, by node id.
+    local: BTreeMap<String, Lease>,
+    /// Nodes announced by other balancers, by node id.
+    remote: BTreeMap<String, NodeRecord>,
+    /// Nodes whose lease ended here, with when, so that a late copy in the shared
+    /// store does not bring them back.
+    withdrawn: HashMap<String, u64>,
+    /// Live load per member, kept across rebuilds.
+    loads: HashMap<String, Arc<NodeLoad>>,
+    /// The shape the current snapshot was built from.
+    shape: Vec<(String, String, String, u32, Vec<String>, NodeState)>,
+    /// Rebuilds so far.
+    generation: u64,
+}
+
+/// The membership of one balancer.
+pub struct Membership {
+    /// Timing and selector options.
+    settings: Settings,
+    /// Leases and announcements; writers only.
+    table: Mutex<Table>,
+    /// What readers use.
+    current: ArcSwap<Snapshot>,
+    /// Recent changes.
+    events: Mutex<VecDeque<Event>>,
+    /// Where local lease changes are published (Redis, or nowhere).
+    discovery: Arc<dyn Discovery>,
+}
+
+impl Membership {
+    /// An empty membership publishing local changes to `discovery`.
+    pub fn new(settings: Settings, discovery: Arc<dyn Discovery>) -> Membership {
+        Membership {
+            settings,
+            table: Mutex::default(),
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            events: Mutex::default(),
+            discovery,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The current view (lock-free).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// A cheap guard on the current view, for the hot path.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Recent membership changes, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .expect("events lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Takes (or retakes) a lease for `record` on registration connection `conn`.
+    pub fn register(&self, conn: u64, record: NodeRecord) -> Result<(), BalancerError> {
+        self.register_at(conn, record, Instant::now())
+    }
+
+    fn register_at(
+        &self,
+        conn: u64,
+        mut record: NodeRecord,
+        at: Instant,
+    ) -> Result<(), BalancerError> {
+        record.heartbeat_unix_ms = unix_ms_at(at);
+        let mut t = self.lock();
+        t.withdrawn.remove(&record.node);
+        let change = if t.local.contains_key(&record.node) || t.remote.contains_key(&record.node) {
+            "rejoined"
+        } else {
+            "joined"
+        };
+        let reason = format!(
+            "registered: service {} at {} weight {}",
+            record.service, record.addr, record.weight
+        );
+        self.discovery.announce(&record);
+        let node = record.node.clone();
+        t.local.insert(
+            node.clone(),
+            Lease {
+                record,
+                conn,
+                renewed: at,
+            },
+        );
+        self.event(&node, change, reason);
+        self.refresh(&mut t, at);
+        Ok(())
+    }
+
+    /// Renews `node`'s lease and records its load.
+    pub fn heartbeat(
+        &self,
+        conn: u64,
+        node: &str,
+        conns: u64,
+        inflight: u64,
+    ) -> Result<(), BalancerError> {
+        self.heartbeat_at(conn, node, conns, inflight, Instant::now())
+    }
+
+    fn heartbeat_at(
+        &self,
+        conn: u64,
+        node: &str,
+        conns: u64,
+        inflight: u64,
+        at: Instant,
+    ) -> Result<(), BalancerError> {
+        let mut t = self.lock();
+        let lease = owned(&mut t, conn, node)?;
+        lease.renewed = at;
+        lease.record.conns = conns;
+        lease.record.inflight = inflight;
+        lease.record.heartbeat_unix_ms = unix_ms_at(at);
+        self.discovery.renew(&lease.record);
+        if let Some(load) = t.loads.get(node) {
+            load.report(conns, inflight);
+        }
+        // An unhealthy node that speaks again recovers; otherwise nothing changes shape,
+        // so the common heartbeat costs no rebuild and no scan.
+        let was_unhealthy = t
+            .shape
+            .binary_search_by(|s| s.0.as_str().cmp(node))
+            .is_ok_and(|i| t.shape[i].5 == NodeState::Unhealthy);
+        if was_unhealthy {
+            self.refresh(&mut t, at);
+        }
+        Ok(())
+    }
+
+    /// Stops new work going to `node`; its lease stays until it deregisters.
+    pub fn drain(&self, conn: u64, node: &str) -> Result<(), BalancerError> {
+        let at = Instant::now();
+        let mut t = self.lock();
+        let lease = owned(&mut t, conn, node)?;
+        if !lease.record.draining {
+            lease.record.draining = true;
+            lease.renewed = at;
+            self.discovery.announce(&lease.record);
+            self.event(node, "draining", "lb.drain".into());
+            self.refresh(&mut t, at);
+        }
+        Ok(())
+    }
+
+    /// Ends `node`'s lease at its own request.
+    pub fn deregister(&self, conn: u64, node: &str) -> Result<(), BalancerError> {
+        let mut t = self.lock();
+        owned(&mut t, conn, node)?;
+        self.remove_local(&mut t, node, "lb.deregister".into());
+        self.refresh(&mut t, Instant::now());
+        Ok(())
+    }
+
+    /// Ends every lease held by registration connection `conn` (it closed).
+    pub fn connection_closed(&self, conn: u64) {
+        let mut t = self.lock();
+        let gone: Vec<String> = t
+            .local
+            .iter()
+            .filter(|(_, l)| l.conn == conn)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for node in gone {
+            self.remove_local(&mut t, &node, "registration connection closed".into());
+        }
+        self.refresh(&mut t, Instant::now());
+    }
+
+    /// Ends expired leases and updates health; run every fraction of a TTL.
+    pub fn sweep(&self) {
+        self.sweep_at(Instant::now());
+    }
+
+    fn sweep_at(&self, at: Instant) {
+        let ttl = self.settings.lease_ttl;
+        let mut t = self.lock();
+        let expired: Vec<(String, Duration)> = t
+            .local
+            .iter()
+            .map(|(id, l)| (id.clone(), at.saturating_duration_since(l.renewed)))
+            .filter(|(_, silent)| *silent > ttl)
+            .collect();
+        for (node, silent) in expired {
+            let reason = format!("lease expired: no heartbeat for {} ms", silent.as_millis());
+            self.remove_local(&mut t, &node, reason);
+        }
+        let now_ms = unix_ms_at(at);
+        let stale: Vec<String> = t
+            .remote
+            .values()
+            .filter(|r| now_ms.saturating_sub(r.heartbeat_unix_ms) > ttl.as_millis() as u64)
+            .map(|r| r.node.clone())
+            .collect();
+        for node in stale {
+            t.remote.remove(&node);
+            if !t.local.contains_key(&node) {
+                self.event(&node, "left", "lease expired at another balancer".into());
+            }
+        }
+        let keep = ttl.as_millis() as u64 * 2;
+        t.withdrawn
+            .retain(|_, when| now_ms.saturating_sub(*when) < keep);
+        self.refresh(&mut t, at);
+    }
+
+    /// Replaces what other balancers announced (a full read of the shared store).
+    pub fn set_remote(&self, records: Vec<NodeRecord>) {
+        let at = Instant::now();
+        let mut t = self.lock();
+        let mut fresh: BTreeMap<String, NodeRecord> = BTreeMap::new();
+        for r in records {
+            // A copy older than a lease ending here is the lease that just ended.
+            if t.withdrawn
+                .get(&r.node)
+                .is_some_and(|&when| r.heartbeat_unix_ms <= when)
+            {
+                continue;
+            }
+            fresh.insert(r.node.clone(), r);
+        }
+        for id in t.remote.keys() {
+            if !fresh.contains_key(id) && !t.local.contains_key(id) {
+                self.event(id, "left", "withdrawn at another balancer".into());
+            }
+        }
+        for (id, r) in &fresh {
+            if !t.remote.contains_key(id) && !t.local.contains_key(id) {
+                let reason = format!(
+                    "announced by another balancer: service {} at {}",
+                    r.service, r.addr
+                );
+                self.event(id, "joined", reason);
+            }
+        }
+        t.remote = fresh;
+        self.refresh(&mut t, at);
+    }
+
+    /// Node ids whose lease this balancer holds.
+    pub fn local_nodes(&self) -> Vec<String> {
+        self.lock().local.keys().cloned().collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().expect("membership lock")
+    }
+
+    fn remove_local(&self, t: &mut Table, node: &str, reason: String) {
+        if let Some(lease) = t.local.remove(node) {
+            t.remote.remove(node);
+            t.withdrawn
+                .insert(node.to_owned(), unix_ms_at(Instant::now()));
+            self.discovery.withdraw(&lease.record.node);
+            self.event(node, "left", reason);
+        }
+    }
+
+    fn event(&self, node: &str, change: &'static str, reason: String) {
+        tracing::info!(node, change, reason = %reason, "membership changed");
+        let mut events = self.events.lock().expect("events lock");
+        if events.len() == EVENT_LOG_LEN {
+            events.pop_front();
+        }
+        events.push_back(Event {
+            unix_ms: unix_ms_at(Instant::now()),
+            node: node.to_owned(),
+            change,
+            reason,
+        });
+    }
+
+    /// Recomputes states and publishes a new snapshot if the shape changed.
+    fn refresh(&self, t: &mut Table, at: Instant) {
+        let unhealthy_after = self.settings.unhealthy_after();
+        let now_ms = unix_ms_at(at);
+        let mut view: Vec<(NodeRecord, NodeState)> = Vec::new();
+        for lease in t.local.values() {
+            let silent = at.saturating_duration_since(lease.renewed);
+            view.push((
+                lease.record.clone(),
+                state(&lease.record, silent, unhealthy_after),
+            ));
+        }
+        for (id, r) in &t.remote {
+            if !t.local.contains_key(id) {
+                let silent = Duration::from_millis(now_ms.saturating_sub(r.heartbeat_unix_ms));
+                view.push((r.clone(), state(r, silent, unhealthy_after)));
+            }
+        }
+        view.sort_by(|a, b| a.0.node.cmp(&b.0.node));
+        // Remote loads arrive with the records.
+        for (r, _) in &view {
+            if !t.local.contains_key(&r.node) {
+                if let Some(load) = t.loads.get(&r.node) {
+                    load.report(r.conns, r.inflight);
+                }
+            }
+        }
+        let shape: Vec<_> = view
+            .iter()
+            .map(|(r, s)| {
+                (
+                    r.node.clone(),
+                    r.service.clone(),
+                    r.addr.clone(),
+                    r.weight,
+                    r.ops.clone(),
+                    *s,
+                )
+            })
+            .collect();
+        if shape == t.shape {
+            return;
+        }
+        // Health transitions are changes too; joins and leaves were logged by their cause.
+        let before: HashMap<&str, NodeState> =
+            t.shape.iter().map(|s| (s.0.as_str(), s.5)).collect();
+        for (r, s) in &view {
+            match (before.get(r.node.as_str()), s) {
+                (Some(NodeState::Healthy), NodeState::Unhealthy) => self.event(
+                    &r.node,
+                    "unhealthy",
+                    format!("no heartbeat for over {} ms", unhealthy_after.as_millis()),
+                ),
+                (Some(NodeState::Unhealthy), NodeState::Healthy) => {
+                    self.event(&r.node, "recovered", "heartbeat resumed".into())
+                }
+                _ => {}
+            }
+        }
+        t.loads
+            .retain(|id, _| view.iter().any(|(r, _)| &r.node == id));
+        let members: Vec<Arc<Member>> = view
+            .iter()
+            .map(|(r, s)| {
+                let load = t
+                    .loads
+                    .entry(r.node.clone())
+                    .or_insert_with(|| {
+                        let load = Arc::new(NodeLoad::default());
+                        load.report(r.conns, r.inflight);
+                        load
+                    })
+                    .clone();
+                Arc::new(Member {
+                    id: Arc::from(r.node.as_str()),
+                    addr: Arc::from(r.addr.as_str()),
+                    service: Arc::from(r.service.as_str()),
+                    weight: r.weight,
+                    ops: r.ops.clone(),
+                    state: *s,
+                    load,
+                })
+            })
+            .collect();
+        t.generation += 1;
+        t.shape = shape;
+        let snapshot = Snapshot::build(t.generation, members, &self.settings.build);
+        tracing::debug!(
+            generation = snapshot.generation,
+            nodes = snapshot.nodes.len(),
+            healthy = snapshot.healthy(),
+            "membership snapshot rebuilt"
+        );
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+/// The lease of `node`, if `conn` holds it.
+fn owned<'t>(t: &'t mut Table, conn: u64, node: &str) -> Result<&'t mut Lease, BalancerError> {
+    match t.local.get_mut(node) {
+        Some(l) if l.conn == conn => Ok(l),
+        Some(_) => Err(BalancerError::NotOwner(node.to_owned())),
+        None => Err(BalancerError::UnknownNode(node.to_owned())),
+    }
+}
+
+fn state(r: &NodeRecord, silent: Duration, unhealthy_after: Duration) -> NodeState {
+    if r.draining {
+        NodeState::Draining
+    } else if silent > unhealthy_after {
+        NodeState::Unhealthy
+    } else {
+        NodeState::Healthy
+    }
+}
+
+/// Wall-clock milliseconds at monotonic instant `at` (which may lie in the future in tests).
+pub fn unix_ms_at(at: Instant) -> u64 {
+    let now = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let wall = if at >= now {
+        wall + (at - now)
+    } else {
+        wall.saturating_sub(now - at)
+    };
+    wall.as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests;

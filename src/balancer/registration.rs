@@ -1,0 +1,245 @@
+//! The registration port (PROTOCOL §5): `lb.register`, `lb.heartbeat`, `lb.drain`, `lb.deregister`.
+//!
+//! One long-lived connection per node. The connection is the lease's anchor: when it
+//! closes, the node's lease ends at once. When a cluster secret is configured, a
+//! registration without it is answered `unauthorized` and the connection is closed;
+//! lease operations are only accepted on a connection that registered successfully,
+//! and only for the nodes it registered.
+
+use super::error::BalancerError;
+use super::membership::{Membership, NodeRecord};
+use crate::protocol::{Request, Response};
+use crate::runtime::{BoxFuture, ConnMeta, Outbound, Registry, Service};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq;
+
+/// Longest node id, service name or op prefix accepted.
+const MAX_NAME: usize = 128;
+/// Most op prefixes one node may announce.
+const MAX_OPS: usize = 64;
+
+/// `lb.register` body.
+#[derive(Debug, Deserialize)]
+struct RegisterBody {
+    node: String,
+    #[serde(default = "default_service")]
+    service: String,
+    addr: String,
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default)]
+    ops: Vec<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+fn default_service() -> String {
+    "dsf".into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `lb.heartbeat` body.
+#[derive(Debug, Deserialize)]
+struct HeartbeatBody {
+    node: String,
+    #[serde(default)]
+    load: Load,
+}
+
+/// The load a heartbeat carries.
+#[derive(Debug, Default, Deserialize)]
+struct Load {
+    #[serde(default)]
+    conns: u64,
+    #[serde(default)]
+    inflight: u64,
+}
+
+/// `lb.drain` / `lb.deregister` body.
+#[derive(Debug, Deserialize)]
+struct NodeBody {
+    node: String,
+}
+
+/// The registration service.
+pub struct Registration {
+    /// Where leases live.
+    membership: Arc<Membership>,
+    /// The cluster secret, if one is configured.
+    secret: Option<Box<[u8]>>,
+    /// The listener's connections, to close a refused one after answering.
+    registry: Arc<Registry>,
+    /// Connections that registered successfully; only they may renew or end leases.
+    registered: Mutex<HashSet<u64>>,
+}
+
+impl Registration {
+    /// A registration service over `membership`; `registry` is the listener's.
+    pub fn new(
+        membership: Arc<Membership>,
+        secret: Option<String>,
+        registry: Arc<Registry>,
+    ) -> Registration {
+        Registration {
+            membership,
+            secret: secret.map(|s| s.into_bytes().into_boxed_slice()),
+            registry,
+            registered: Mutex::default(),
+        }
+    }
+
+    fn handle(&self, conn: ConnMeta, req: Request) -> Result<Value, BalancerError> {
+        if req.op == "lb.register" {
+            return self.register(conn, req.body);
+        }
+        if !self
+            .registered
+            .lock()
+            .expect("registered lock")
+            .contains(&conn.id)
+        {
+            return Err(BalancerError::NotRegistered);
+        }
+        let m = &self.membership;
+        match req.op.as_str() {
+            "lb.heartbeat" => {
+                let b: HeartbeatBody = body(req.body)?;
+                m.heartbeat(conn.id, &b.node, b.load.conns, b.load.inflight)?;
+            }
+            "lb.drain" => m.drain(conn.id, &body::<NodeBody>(req.body)?.node)?,
+            "lb.deregister" => m.deregister(conn.id, &body::<NodeBody>(req.body)?.node)?,
+            other => {
+                return Err(BalancerError::BadRequest(format!(
+                    "`{other}` is not a registration operation"
+                )))
+            }
+        }
+        Ok(json!({}))
+    }
+
+    fn register(&self, conn: ConnMeta, body_value: Value) -> Result<Value, BalancerError> {
+        let b: RegisterBody = body(body_value)?;
+        if let Some(expected) = &self.secret {
+            let given = b.secret.as_deref().unwrap_or("").as_bytes();
+            if !secret_matches(expected, given) {
+                return Err(BalancerError::Unauthorized);
+            }
+        }
+        validate(&b)?;
+        let record = NodeRecord {
+            node: b.node,
+            service: b.service,
+            addr: b.addr,
+            weight: b.weight,
+            ops: b.ops,
+            draining: false,
+            conns: 0,
+            inflight: 0,
+            heartbeat_unix_ms: 0,
+        };
+        self.membership.register(conn.id, record)?;
+        self.registered
+            .lock()
+            .expect("registered lock")
+            .insert(conn.id);
+        let s = self.membership.settings();
+        Ok(json!({
+            "ttl_ms": s.lease_ttl.as_millis() as u64,
+            "heartbeat_ms": s.heartbeat.as_millis() as u64,
+        }))
+    }
+}
+
+impl Service for Registration {
+    fn call(&self, conn: ConnMeta, req: Request) -> BoxFuture<'static, Response> {
+        let id = req.id;
+        let result = self.handle(conn, req).map_err(|e| {
+            if matches!(
+                e,
+                BalancerError::Unauthorized | BalancerError::NotRegistered
+            ) {
+                tracing::warn!(peer = %conn.peer, error = %e, "registration refused; closing");
+                // The answer is written before the connection task reads its mailbox.
+                self.registry
+                    .send(conn.id, Outbound::Close("registration refused"));
+            }
+            e.to_api()
+        });
+        Box::pin(std::future::ready(Response {
+            id: Some(id),
+            result,
+        }))
+    }
+
+    fn on_close(&self, conn: ConnMeta) {
+        let was = self
+            .registered
+            .lock()
+            .expect("registered lock")
+            .remove(&conn.id);
+        if was {
+            self.membership.connection_closed(conn.id);
+        }
+    }
+}
+
+/// Compares in time that depends only on the expected secret's length, not on where
+/// (or whether) the given one differs.
+fn secret_matches(expected: &[u8], given: &[u8]) -> bool {
+    let mut equal = (expected.len() as u64).ct_eq(&(given.len() as u64));
+    for (i, e) in expected.iter().enumerate() {
+        equal &= e.ct_eq(given.get(i).unwrap_or(&0));
+    }
+    equal.into()
+}
+
+fn body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, BalancerError> {
+    serde_json::from_value(v).map_err(|e| BalancerError::BadRequest(e.to_string()))
+}
+
+fn validate(b: &RegisterBody) -> Result<(), BalancerError> {
+    let bad = |m: String| Err(BalancerError::BadRequest(m));
+    let name_ok =
+        |s: &str| !s.is_empty() && s.len() <= MAX_NAME && !s.chars().any(char::is_control);
+    if !name_ok(&b.node) {
+        return bad(format!("`node` must be 1–{MAX_NAME} printable characters"));
+    }
+    if !name_ok(&b.service) {
+        return bad(format!(
+            "`service` must be 1–{MAX_NAME} printable characters"
+        ));
+    }
+    match b.addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+        _ => return bad("`addr` must be host:port".into()),
+    }
+    if !(1..=1000).contains(&b.weight) {
+        return bad("`weight` must be 1 to 1000".into());
+    }
+    if b.ops.len() > MAX_OPS || b.ops.iter().any(|o| o.len() > MAX_NAME) {
+        return bad(format!(
+            "`ops`: at most {MAX_OPS} prefixes of at most {MAX_NAME} characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_matches;
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secret_matches(b"s3cret", b"s3cret"));
+        assert!(!secret_matches(b"s3cret", b"s3cre"));
+        assert!(!secret_matches(b"s3cret", b"s3cret!"));
+        assert!(!secret_matches(b"s3cret", b"S3cret"));
+        assert!(!secret_matches(b"s3cret", b""));
+    }
+}

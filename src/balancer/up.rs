@@ -1,0 +1,142 @@
+//! `dsf up`: a whole local cluster in one process — a balancer and N nodes.
+//!
+//! Everything runs on the embedded defaults (no MySQL or Redis). The balancer and
+//! every node run on their own threads exactly as `dsf balancer` and `dsf node` would,
+//! and the nodes register over the real registration port with a cluster secret made
+//! up for this run. Node `i` (from 1) is `node-i` on the port of `node.listen` plus
+//! `i - 1` (or a free port when that port is 0); all nodes share `node.data_dir`, so
+//! they see one embedded store. Shutdown drains the nodes first (each deregisters),
+//! then stops the balancer.
+
+use super::Balancer;
+use crate::config::Config;
+use crate::runtime::{shutdown, ShutdownTrigger};
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long `dsf up` waits for its nodes to register before giving up.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs the cluster until `stop` fires, reporting each listener and then a line
+/// containing `ready` through `say`. A failure to start fires `stop` itself.
+pub fn run(
+    mut cfg: Config,
+    nodes: usize,
+    stop: ShutdownTrigger,
+    mut say: impl FnMut(String),
+) -> anyhow::Result<()> {
+    anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
+    let shutdown = stop.subscribe();
+    if cfg.cluster.resolve()?.is_none() {
+        cfg.cluster.secret = hex::encode(rand::random::<[u8; 32]>());
+    }
+    let balancer = Balancer::bind(cfg.clone())?;
+    let started = balancer.started();
+    let membership = balancer.membership();
+    say(format!(
+        "balancer registration listening on {}",
+        started.registration
+    ));
+    say(format!(
+        "balancer directory listening on {}",
+        started.directory
+    ));
+    say(format!("balancer proxy listening on {}", started.proxy));
+    let (stop_balancer, balancer_shutdown) = shutdown::channel();
+    let balancer_thread = std::thread::Builder::new()
+        .name("dsf-up-balancer".into())
+        .spawn(move || balancer.run(balancer_shutdown))?;
+
+    let register = reachable(started.registration);
+    let listen: SocketAddr = cfg.node.listen.parse().with_context(|| {
+        format!(
+            "node.listen `{}` must be ip:port for dsf up",
+            cfg.node.listen
+        )
+    })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut node_threads = Vec::new();
+    for i in 1..=nodes {
+        let mut node_cfg = cfg.clone();
+        node_cfg.node.id = if cfg.node.id.is_empty() {
+            format!("node-{i}")
+        } else {
+            format!("{}-{i}", cfg.node.id)
+        };
+        let port = if listen.port() == 0 {
+            0
+        } else {
+            listen.port() + (i as u16 - 1)
+        };
+        node_cfg.node.listen = SocketAddr::new(listen.ip(), port).to_string();
+        node_cfg.node.register = register.to_string();
+        node_cfg.runtime.threads = 1;
+        let tx = tx.clone();
+        let shutdown = shutdown.clone();
+        node_threads.push(
+            std::thread::Builder::new()
+                .name(format!("dsf-up-node-{i}"))
+                .spawn(move || {
+                    let failed = tx.clone();
+                    let r = crate::node::run(node_cfg, shutdown, move |s| {
+                        let _ = tx.send(Ok((s.id.clone(), s.addr)));
+                    });
+                    if let Err(e) = &r {
+                        let _ = failed.send(Err(format!("{e:#}")));
+                    }
+                    r
+                })?,
+        );
+    }
+    drop(tx);
+
+    let outcome = (|| -> anyhow::Result<()> {
+        for _ in 0..nodes {
+            match rx.recv_timeout(READY_TIMEOUT) {
+                Ok(Ok((id, addr))) => say(format!("node {id} listening on {addr}")),
+                Ok(Err(e)) => anyhow::bail!("a node failed to start: {e}"),
+                Err(_) => anyhow::bail!("nodes did not start within {READY_TIMEOUT:?}"),
+            }
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while membership.snapshot().healthy() < nodes {
+            anyhow::ensure!(
+                Instant::now() < deadline && !shutdown.is_triggered(),
+                "nodes did not register within {READY_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        say(format!(
+            "ready: {nodes} nodes registered; try `dsf client --proxy {} call sys.ping`",
+            reachable(started.proxy)
+        ));
+        Ok(())
+    })();
+    if outcome.is_err() {
+        // The nodes that did start share the process: bring them down too.
+        stop.trigger();
+    }
+    for t in node_threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "node stopped with an error"),
+            Err(_) => tracing::error!("a node thread panicked"),
+        }
+    }
+    stop_balancer.trigger();
+    let balanced = balancer_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the balancer thread panicked"))?;
+    outcome?;
+    Ok(balanced?)
+}
+
+/// An address to dial for one bound to `addr` (0.0.0.0 becomes 127.0.0.1).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
