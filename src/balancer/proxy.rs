@@ -242,12 +242,13 @@ impl Inner {
             }),
             Err(SendFailure::Send(e)) => {
                 let sent = matches!(e, SendError::Lost);
-                tracing::debug!(node = %first.id, op = %req.op, sent, "node failed; considering a retry");
                 if sent && !super::retry_safe(&req.op) {
+                    tracing::warn!(node = %first.id, op = %req.op, "node failed with the request in flight; not repeatable");
                     Err(BalancerError::NodeFailed {
                         node: first.id.to_string(),
                     })
                 } else {
+                    tracing::info!(node = %first.id, op = %req.op, sent, "node failed; request retried on another node");
                     self.retry(conn, &mut req, &first, deadline).await
                 }
             }

@@ -1,5 +1,6 @@
 //! Shared helpers for the whole-system tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod process;
 pub mod wire;
