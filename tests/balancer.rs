@@ -195,11 +195,13 @@ fn sigterm_under_load_drains_with_zero_failures() {
     let load = bench_spawn(bench(&lb.proxy, "sys.echo", 12, 4, "4s"));
     std::thread::sleep(Duration::from_millis(1500));
     // A slow request in flight on the leaving node must still be answered.
-    let key = (0..).map(|k| format!("k{k}")).find(|k| lb.assign(k) == "n1").unwrap();
+    let key = (0..)
+        .map(|k| format!("k{k}"))
+        .find(|k| lb.assign(k) == "n1")
+        .unwrap();
     let proxy = lb.proxy.clone();
-    let slow = std::thread::spawn(move || {
-        call(&proxy, "sys.sleep", json!({"ms": 1000}), Some(&key))
-    });
+    let slow =
+        std::thread::spawn(move || call(&proxy, "sys.sleep", json!({"ms": 1000}), Some(&key)));
     std::thread::sleep(Duration::from_millis(200));
     let mut leaving = nodes.remove(0);
     leaving.proc.signal("TERM");

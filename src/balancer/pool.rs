@@ -58,14 +58,25 @@ impl NodePool {
     }
 
     /// Sends `req` (its id is replaced by a wire id) and returns the response payload.
-    pub async fn send(&self, req: &mut Request) -> Result<Vec<u8>, SendError> {
-        let conn = self.conn().await.map_err(SendError::NotSent)?;
+    ///
+    /// `affinity` (the client connection) chooses the slot: the requests one client
+    /// pipelines arrive together and leave in one write, instead of being scattered
+    /// over every slot in small writes. Without it, slots take turns.
+    pub async fn send(
+        &self,
+        req: &mut Request,
+        affinity: Option<u64>,
+    ) -> Result<Vec<u8>, SendError> {
+        let slot = match affinity {
+            Some(a) => a as usize,
+            None => self.next.fetch_add(1, Ordering::Relaxed),
+        } % self.slots.len();
+        let conn = self.conn(slot).await.map_err(SendError::NotSent)?;
         conn.send(req).await
     }
 
-    /// A live connection from the next slot, opening one if needed.
-    async fn conn(&self) -> io::Result<Arc<NodeConn>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+    /// A live connection in slot `i`, opening one if needed.
+    async fn conn(&self, i: usize) -> io::Result<Arc<NodeConn>> {
         let mut slot = self.slots[i].lock().await;
         if let Some(c) = &*slot {
             if c.is_alive() {
@@ -190,6 +201,9 @@ async fn write_loop(
 ) {
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv().await {
+        // One turn of the executor lets the other requests that arrived in the same
+        // wake-up (other clients' reads) join this write.
+        future::yield_now().await;
         buf.extend_from_slice(&first);
         while buf.len() < MAX_BATCH {
             match rx.try_recv() {

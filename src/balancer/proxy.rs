@@ -235,7 +235,7 @@ impl Inner {
     async fn forward(self: Arc<Self>, conn: u64, mut req: Request, first: Arc<Member>) -> Response {
         let client_id = req.id;
         let deadline = Instant::now() + self.opts.request_timeout;
-        let result = match self.attempt(&mut req, &first, deadline).await {
+        let result = match self.attempt(conn, &mut req, &first, deadline).await {
             Ok(payload) => Ok(payload),
             Err(SendFailure::Timeout) => Err(BalancerError::Timeout {
                 node: first.id.to_string(),
@@ -277,7 +277,7 @@ impl Inner {
     ) -> Result<Vec<u8>, BalancerError> {
         let snap = self.membership.snapshot();
         let second = self.choose(conn, &snap, req, Some(&failed.id))?;
-        match self.attempt(req, &second, deadline).await {
+        match self.attempt(conn, req, &second, deadline).await {
             Ok(payload) => Ok(payload),
             Err(SendFailure::Timeout) => Err(BalancerError::Timeout {
                 node: second.id.to_string(),
@@ -291,6 +291,7 @@ impl Inner {
     /// One try at one node, counted in its in-flight load, bounded by `deadline`.
     async fn attempt(
         &self,
+        conn: u64,
         req: &mut Request,
         m: &Member,
         deadline: Instant,
@@ -298,7 +299,7 @@ impl Inner {
         let pool = self.pool(m);
         let _inflight = Inflight::new(&m.load);
         future::or(
-            async { pool.send(req).await.map_err(SendFailure::Send) },
+            async { pool.send(req, Some(conn)).await.map_err(SendFailure::Send) },
             async {
                 async_io::Timer::at(deadline).await;
                 Err(SendFailure::Timeout)
