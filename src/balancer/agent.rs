@@ -255,3 +255,23 @@ fn jitter(d: Duration) -> Duration {
     let f = 0.8 + rand::random::<f64>() * 0.4;
     d.mul_f64(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_address() {
+        let mut cfg = Config::default();
+        let bound: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        assert_eq!(advertise(&cfg, bound), "127.0.0.1:7001");
+        let any: SocketAddr = "0.0.0.0:7002".parse().unwrap();
+        let host = advertise(&cfg, any);
+        assert!(
+            host.ends_with(":7002") && !host.starts_with("0.0.0.0"),
+            "{host}"
+        );
+        cfg.node.advertise = "node-a.internal:7001".into();
+        assert_eq!(advertise(&cfg, any), "node-a.internal:7001");
+    }
+}
