@@ -242,6 +242,9 @@ fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
         println!("balancer registration listening on {}", s.registration);
         println!("balancer directory listening on {}", s.directory);
         println!("balancer proxy listening on {}", s.proxy);
+        if let Some(admin) = s.admin {
+            println!("admin listening on {admin}");
+        }
         println!("ready");
     })?;
     Ok(())

@@ -56,6 +56,8 @@ pub struct Started {
     pub directory: SocketAddr,
     /// Proxy port (clients whose requests are forwarded).
     pub proxy: SocketAddr,
+    /// Admin HTTP port (`/metrics`, `/healthz`, `/readyz`, `/status.json`), if enabled.
+    pub admin: Option<SocketAddr>,
 }
 
 /// A bound balancer, not yet serving.
@@ -70,6 +72,8 @@ pub struct Balancer {
     registration: Server,
     directory: Server,
     proxy: Server,
+    /// The admin HTTP listener, if enabled.
+    admin: Option<std::net::TcpListener>,
     /// The cluster secret registrations must present.
     secret: Option<String>,
     /// The configuration it was built from.
@@ -111,7 +115,14 @@ impl Balancer {
         let registration = bind("registration", &cfg.balancer.registration)?;
         let directory = bind("directory", &cfg.balancer.directory)?;
         let proxy = bind("proxy", &cfg.balancer.proxy)?;
+        let admin =
+            crate::admin::bind(&cfg.admin.listen).map_err(|source| BalancerError::Bind {
+                listener: "admin",
+                addr: cfg.admin.listen.clone(),
+                source,
+            })?;
         Ok(Balancer {
+            admin,
             rt,
             membership,
             shared,
@@ -129,6 +140,7 @@ impl Balancer {
             registration: self.registration.local_addr(),
             directory: self.directory.local_addr(),
             proxy: self.proxy.local_addr(),
+            admin: self.admin.as_ref().and_then(crate::admin::local_addr),
         }
     }
 
@@ -146,9 +158,18 @@ impl Balancer {
             registration,
             directory,
             proxy,
+            admin,
             secret,
             cfg,
         } = self;
+        if let Some(listener) = admin {
+            crate::admin::spawn(
+                &rt,
+                listener,
+                Arc::new(admin_app(&membership)),
+                shutdown.clone(),
+            );
+        }
         let b = &cfg.balancer;
         let sweeper = rt.spawn(sweep(
             membership.clone(),
@@ -213,6 +234,49 @@ pub fn run(
     let balancer = Balancer::bind(cfg)?;
     on_ready(&balancer.started());
     balancer.run(shutdown)
+}
+
+/// What the admin listener shows: ready while some node is healthy; the members
+/// and recent membership changes as `/status.json`.
+fn admin_app(membership: &Arc<Membership>) -> crate::admin::Checks {
+    struct HealthyNodes(Arc<Membership>);
+    impl crate::admin::Check for HealthyNodes {
+        fn name(&self) -> &'static str {
+            "nodes"
+        }
+        fn check(&self) -> runtime::BoxFuture<'static, Result<(), String>> {
+            let healthy = self.0.snapshot().healthy();
+            Box::pin(std::future::ready(if healthy > 0 {
+                Ok(())
+            } else {
+                Err("no healthy node registered".to_owned())
+            }))
+        }
+    }
+    let m = membership.clone();
+    crate::admin::Checks {
+        checks: vec![Arc::new(HealthyNodes(membership.clone()))],
+        status: Some(Box::new(move || {
+            let snap = m.snapshot();
+            let nodes: Vec<_> = snap
+                .nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "node": &*n.id, "addr": &*n.addr, "service": &*n.service,
+                        "weight": n.weight, "state": n.state.as_str(),
+                        "inflight": n.load.inflight.get(), "conns": n.load.conns.get(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "generation": snap.generation,
+                "nodes": nodes,
+                "events": m.events(),
+            })
+        })),
+        page: None,
+    }
 }
 
 async fn sweep(membership: Arc<Membership>, every: Duration, shutdown: Shutdown) {

@@ -43,6 +43,9 @@ pub fn run(
         started.directory
     ));
     say(format!("balancer proxy listening on {}", started.proxy));
+    if let Some(admin) = started.admin {
+        say(format!("admin listening on {admin}"));
+    }
     let (stop_balancer, balancer_shutdown) = shutdown::channel();
     let balancer_thread = std::thread::Builder::new()
         .name("dsf-up-balancer".into())
@@ -72,6 +75,8 @@ pub fn run(
         node_cfg.node.listen = SocketAddr::new(listen.ip(), port).to_string();
         node_cfg.node.register = register.to_string();
         node_cfg.runtime.threads = 1;
+        // One admin listener per process: the balancer's.
+        node_cfg.admin.listen = String::new();
         let tx = tx.clone();
         let shutdown = shutdown.clone();
         node_threads.push(
