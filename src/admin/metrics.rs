@@ -24,7 +24,33 @@ pub const BYTES_IN: &str = "dsf_bytes_received_total";
 /// Bytes written to clients, by `listener`.
 pub const BYTES_OUT: &str = "dsf_bytes_sent_total";
 
+/// Balancer: members by `state` (healthy, draining, unhealthy).
+pub const BALANCER_NODES: &str = "dsf_balancer_nodes";
+/// Balancer: requests the proxy forwarded, by `node`.
+pub const BALANCER_PROXIED: &str = "dsf_balancer_proxied_total";
+/// Balancer: directory assignments, by `node`.
+pub const BALANCER_ASSIGNMENTS: &str = "dsf_balancer_assignments_total";
+/// Balancer: requests retried on another node after a node failed.
+pub const BALANCER_RETRIES: &str = "dsf_balancer_retries_total";
+/// Balancer: leases that expired without a heartbeat.
+pub const LEASE_EXPIRIES: &str = "dsf_balancer_lease_expiries_total";
+/// Balancer: membership changes, by `change` (joined, left, draining, …).
+pub const MEMBERSHIP_CHANGES: &str = "dsf_balancer_membership_changes_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Functions that publish state-derived values (gauges, per-node totals) just
+/// before each render, so hot paths only bump plain atomics.
+type Collector = Box<dyn Fn() + Send + Sync>;
+static COLLECTORS: std::sync::Mutex<Vec<Collector>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds a function run before every `/metrics` render.
+pub fn add_collector(f: impl Fn() + Send + Sync + 'static) {
+    COLLECTORS
+        .lock()
+        .expect("collectors lock")
+        .push(Box::new(f));
+}
 
 /// Installs the recorder (first call) and returns the handle that renders it.
 pub fn install() -> &'static PrometheusHandle {
@@ -49,5 +75,9 @@ pub fn install() -> &'static PrometheusHandle {
 
 /// The current metrics in Prometheus text format.
 pub fn render() -> String {
-    install().render()
+    let handle = install();
+    for collect in COLLECTORS.lock().expect("collectors lock").iter() {
+        collect();
+    }
+    handle.render()
 }

@@ -67,6 +67,9 @@ impl Directory {
             .pick(b.key.as_deref().map(str::as_bytes))
             .ok_or(BalancerError::NoBackend(wanted))?;
         let m = &group.members[i];
+        m.load
+            .assigned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(json!({"node": &*m.id, "addr": &*m.addr, "service": &*m.service}))
     }
 

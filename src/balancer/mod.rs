@@ -24,6 +24,7 @@ pub mod registration;
 pub mod selection;
 pub mod shared;
 pub mod snapshot;
+pub mod status;
 pub mod up;
 
 pub use error::BalancerError;
@@ -166,7 +167,11 @@ impl Balancer {
             crate::admin::spawn(
                 &rt,
                 listener,
-                Arc::new(admin_app(&membership)),
+                Arc::new(status::admin_app(
+                    &membership,
+                    format!("balancer {}", registration.local_addr()),
+                    std::time::Instant::now(),
+                )),
                 shutdown.clone(),
             );
         }
@@ -234,49 +239,6 @@ pub fn run(
     let balancer = Balancer::bind(cfg)?;
     on_ready(&balancer.started());
     balancer.run(shutdown)
-}
-
-/// What the admin listener shows: ready while some node is healthy; the members
-/// and recent membership changes as `/status.json`.
-fn admin_app(membership: &Arc<Membership>) -> crate::admin::Checks {
-    struct HealthyNodes(Arc<Membership>);
-    impl crate::admin::Check for HealthyNodes {
-        fn name(&self) -> &'static str {
-            "nodes"
-        }
-        fn check(&self) -> runtime::BoxFuture<'static, Result<(), String>> {
-            let healthy = self.0.snapshot().healthy();
-            Box::pin(std::future::ready(if healthy > 0 {
-                Ok(())
-            } else {
-                Err("no healthy node registered".to_owned())
-            }))
-        }
-    }
-    let m = membership.clone();
-    crate::admin::Checks {
-        checks: vec![Arc::new(HealthyNodes(membership.clone()))],
-        status: Some(Box::new(move || {
-            let snap = m.snapshot();
-            let nodes: Vec<_> = snap
-                .nodes
-                .iter()
-                .map(|n| {
-                    serde_json::json!({
-                        "node": &*n.id, "addr": &*n.addr, "service": &*n.service,
-                        "weight": n.weight, "state": n.state.as_str(),
-                        "inflight": n.load.inflight.get(), "conns": n.load.conns.get(),
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "generation": snap.generation,
-                "nodes": nodes,
-                "events": m.events(),
-            })
-        })),
-        page: None,
-    }
 }
 
 async fn sweep(membership: Arc<Membership>, every: Duration, shutdown: Shutdown) {

@@ -249,6 +249,7 @@ impl Inner {
                     })
                 } else {
                     tracing::info!(node = %first.id, op = %req.op, sent, "node failed; request retried on another node");
+                    metrics::counter!(crate::admin::metrics::BALANCER_RETRIES).increment(1);
                     self.retry(conn, &mut req, &first, deadline).await
                 }
             }
@@ -297,6 +298,9 @@ impl Inner {
         deadline: Instant,
     ) -> Result<Vec<u8>, SendFailure> {
         let pool = self.pool(m);
+        m.load
+            .proxied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _inflight = Inflight::new(&m.load);
         future::or(
             async { pool.send(req, Some(conn)).await.map_err(SendFailure::Send) },

@@ -94,6 +94,10 @@ pub struct NodeLoad {
     pub reported_conns: AtomicU64,
     /// `inflight` exactly as last reported, for `lb.nodes`.
     pub reported_inflight: AtomicU64,
+    /// Requests the proxy sent to this node (metrics, the status page's traffic share).
+    pub proxied: AtomicU64,
+    /// Times the directory assigned this node to a client.
+    pub assigned: AtomicU64,
 }
 
 impl NodeLoad {
