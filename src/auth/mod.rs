@@ -1,4 +1,4 @@
-//! Authentication: session tokens, where sessions live, password hashing, and the
+//! Authentication: session tokens, sessions, password hashing, and the
 //! [`SessionVerifier`] the framework's `Auth` middleware calls.
 
 pub mod password;
@@ -8,7 +8,7 @@ use crate::framework::{AuthUser, SessionVerifier};
 use crate::protocol::ApiError;
 use crate::runtime::BoxFuture;
 use rand::RngCore;
-use sessions::SessionStore;
+use sessions::Sessions;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -32,14 +32,14 @@ pub fn well_formed(token: &str) -> bool {
     token.len() == TOKEN_BYTES * 2 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Resolves tokens through a [`SessionStore`].
+/// Resolves tokens through [`Sessions`].
 pub struct Verifier {
-    sessions: Arc<dyn SessionStore>,
+    sessions: Arc<Sessions>,
 }
 
 impl Verifier {
     /// A verifier over `sessions`.
-    pub fn new(sessions: Arc<dyn SessionStore>) -> Verifier {
+    pub fn new(sessions: Arc<Sessions>) -> Verifier {
         Verifier { sessions }
     }
 }

@@ -46,7 +46,8 @@ impl CacheAside {
     }
 
     /// The value of `key`: from the cache, or from `load` (which returns the value and
-    /// how long it may be cached) with concurrent misses sharing one `load`.
+    /// how long it may be cached; zero: not at all) with concurrent misses sharing one
+    /// `load`.
     pub async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> StoreResult<String>
     where
         F: FnOnce() -> Fut,
@@ -75,7 +76,9 @@ impl CacheAside {
                 }
                 let (value, ttl) = load().await?;
                 // A failed fill only costs a later miss.
-                let _ = cache.fill(key, guard, &value, ttl).await;
+                if !ttl.is_zero() {
+                    let _ = cache.fill(key, guard, &value, ttl).await;
+                }
                 Ok(value)
             })
             .await

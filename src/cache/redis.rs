@@ -1,5 +1,5 @@
 //! One Redis server: a self-reconnecting multiplexed connection, health tracking and
-//! the few commands the cache, the sessions and the login throttle need.
+//! the commands of the guarded cache protocol.
 //!
 //! # Guarded fills (closing the reader/writer race)
 //!
@@ -60,15 +60,6 @@ if (ARGV[1] == '0' and g == false) or (ARGV[1] == '1' and g == ARGV[2]) then
   return 1
 end
 return 0",
-    )
-});
-
-/// `INCR` that starts a window on the first increment. `ARGV[1]`: window in ms.
-static INCR_WINDOW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n",
     )
 });
 
@@ -291,43 +282,6 @@ impl RedisInstance {
             self.keep_pending([key.to_owned()]);
         }
         r
-    }
-
-    /// `GET`.
-    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
-            .await
-    }
-
-    /// `SET key value PX ttl`.
-    pub async fn set_px(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async(&mut c)
-                .await
-        })
-        .await
-    }
-
-    /// `DEL`.
-    pub async fn del(&self, key: &str) -> Result<(), CacheError> {
-        self.run(|mut c| async move { redis::cmd("DEL").arg(key).query_async(&mut c).await })
-            .await
-    }
-
-    /// Increments a counter that expires `window` after its first increment.
-    pub async fn incr_window(&self, key: &str, window: Duration) -> Result<u32, CacheError> {
-        let ms = window.as_millis().max(1) as u64;
-        self.run(|mut c| async move {
-            let n: i64 = INCR_WINDOW.key(key).arg(ms).invoke_async(&mut c).await?;
-            Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
-        })
-        .await
     }
 }
 

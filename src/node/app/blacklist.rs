@@ -149,22 +149,22 @@ async fn after_write<T>(app: &Arc<App>, id_card: &str, r: &StoreResult<T>) {
     match r {
         Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
         Err(StoreError::Timeout(_)) => {
-            app.blacklist_cache.invalidate(&cache_key(id_card)).await;
+            app.cache.invalidate(&cache_key(id_card)).await;
             let (app, key) = (app.clone(), cache_key(id_card));
             crate::runtime::spawn_local(async move {
                 async_io::Timer::after(app.query_timeout).await;
-                app.blacklist_cache.invalidate(&key).await;
+                app.cache.invalidate(&key).await;
             })
             .detach();
         }
-        _ => app.blacklist_cache.invalidate(&cache_key(id_card)).await,
+        _ => app.cache.invalidate(&cache_key(id_card)).await,
     }
 }
 
 /// `blacklist.query` through the cache. Cached form: `+name` when listed, `-` when not.
 async fn query(app: &App, id_card: &str) -> Result<Value, ApiError> {
     let cached = app
-        .blacklist_cache
+        .cache
         .get_or_load(&cache_key(id_card), || async {
             Ok(match app.store.blacklist_get(id_card).await? {
                 Some(name) => (format!("+{name}"), app.ttl),

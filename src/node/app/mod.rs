@@ -8,7 +8,7 @@ pub mod user;
 pub mod validate;
 
 use crate::auth::password::{HashError, Passwords};
-use crate::auth::sessions::{RedisSessions, SessionStore, StoreSessions};
+use crate::auth::sessions::Sessions;
 use crate::auth::Verifier;
 use crate::cache::aside::CacheAside;
 use crate::cache::local::LocalCache;
@@ -49,10 +49,10 @@ pub enum OpenError {
 pub struct App {
     /// The persistent store.
     pub store: Arc<dyn Store>,
-    /// Cache-aside for `blacklist.query`.
-    pub blacklist_cache: CacheAside,
+    /// Cache-aside reads (`blacklist.query`, sessions).
+    pub cache: Arc<CacheAside>,
     /// Sessions and login throttling.
-    pub sessions: Arc<dyn SessionStore>,
+    pub sessions: Arc<Sessions>,
     /// Password hashing.
     pub passwords: Passwords,
     /// The Redis servers, when configured.
@@ -107,23 +107,16 @@ impl App {
                 None
             }
         };
-        let sessions: Arc<dyn SessionStore> = match &redis {
-            Some(shards) => Arc::new(RedisSessions::new(shards.clone())),
-            None => Arc::new(StoreSessions::new(
-                store.clone(),
-                cache.clone(),
-                cfg.cache.ttl,
-            )),
-        };
         tracing::info!(
             store = store.kind(),
             cache = cache.as_ref().map_or("off", |c| c.kind()),
-            sessions = if redis.is_some() { "redis" } else { "store" },
             "application ready"
         );
+        let cache = Arc::new(CacheAside::new(cache));
+        let sessions = Arc::new(Sessions::new(store.clone(), cache.clone(), cfg.cache.ttl));
         Ok(Arc::new(App {
             store,
-            blacklist_cache: CacheAside::new(cache),
+            cache,
             sessions,
             passwords: Passwords::new(&cfg.auth)?,
             redis,

@@ -86,7 +86,7 @@ async fn login(app: &App, c: Credentials) -> Result<LoggedIn, ApiError> {
     crate::framework::validate::length("password", &c.password, 1, 128)?;
     let attempts = app
         .sessions
-        .record_failure(&c.name, app.login_window)
+        .record_attempt(&c.name, app.login_window)
         .await?;
     if attempts > app.max_failed_logins {
         return Err(ApiError::new(
@@ -101,16 +101,14 @@ async fn login(app: &App, c: Credentials) -> Result<LoggedIn, ApiError> {
         Some(u) if ok => u,
         _ => return Err(ApiError::unauthorized("invalid name or password")),
     };
-    app.sessions.clear_failures(&c.name).await?;
+    app.sessions.clear_attempts(&c.name).await?;
     let token = new_token();
     let session = SessionRecord {
         user_id: user.id,
         name: user.name,
         expires_at_ms: now_ms() + app.session_ttl.as_millis() as u64,
     };
-    app.sessions
-        .create(&token_hash(&token), &session, app.session_ttl)
-        .await?;
+    app.sessions.create(&token_hash(&token), &session).await?;
     Ok(LoggedIn {
         token,
         expires_in_s: app.session_ttl.as_secs(),
