@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod process;
 pub mod wire;
+pub mod stores;
