@@ -185,6 +185,10 @@ fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
     let mut b = OptsBuilder::from_opts(url_opts)
         .pool_opts(pool_opts)
         .tcp_nodelay(true)
+        // By default the driver reconnects over the server's Unix socket when it finds
+        // one, briefly holding two connections per pool slot; keep the pool's bound
+        // exact and use the address configured.
+        .prefer_socket(false)
         .stmt_cache_size(64);
     if let Some(p) = password {
         b = b.pass(Some(p));

@@ -125,6 +125,8 @@ pub struct MariaDb {
     pub dir: PathBuf,
     /// The running server's pid (0 when stopped).
     pid: std::sync::Mutex<u32>,
+    /// The shell that runs the server and stops it when the test process is gone.
+    watchdog: std::sync::Mutex<Option<Child>>,
     /// Keeps the folder alive for an owned (non-shared) server.
     _tmp: Option<tempfile::TempDir>,
     /// Whether a watchdog removes the server with the test process.
@@ -175,6 +177,7 @@ impl MariaDb {
             port: free_port(),
             dir,
             pid: std::sync::Mutex::new(0),
+            watchdog: std::sync::Mutex::new(None),
             _tmp: tmp,
             shared,
         };
@@ -204,34 +207,30 @@ impl MariaDb {
             sock = self.socket().display(),
         );
         // The watchdog stops the server when the test process goes away, however it
-        // ends; an owned server is also stopped by `Drop`.
-        let script = if self.shared {
-            format!(
-                "{server} >{log} 2>&1 & m=$!; echo $m >{dir}/server.pid; \
-                 while kill -0 {test} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; \
-                 kill $m 2>/dev/null; wait $m; rm -rf {dir}",
-                log = self.dir.join("server.log").display(),
-                dir = self.dir.display(),
-                test = std::process::id(),
-            )
+        // ends (it ignores the hang-up a terminal or job control may send); the
+        // shared server's folder goes with it.
+        let cleanup = if self.shared {
+            format!("rm -rf {}", self.dir.display())
         } else {
-            format!(
-                "{server} >{log} 2>&1 & m=$!; echo $m >{dir}/server.pid; \
-                 while kill -0 {test} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; \
-                 kill $m 2>/dev/null; wait $m",
-                log = self.dir.join("server.log").display(),
-                dir = self.dir.display(),
-                test = std::process::id(),
-            )
+            "true".to_owned()
         };
+        let script = format!(
+            "trap '' HUP INT; {server} >{log} 2>&1 & m=$!; echo $m >{dir}/server.pid; \
+             while kill -0 {test} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; \
+             kill $m 2>/dev/null; kill -CONT $m 2>/dev/null; wait $m; {cleanup}",
+            log = self.dir.join("server.log").display(),
+            dir = self.dir.display(),
+            test = std::process::id(),
+        );
         let _ = std::fs::remove_file(self.dir.join("server.pid"));
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn mariadbd");
+        *self.watchdog.lock().expect("watchdog lock") = Some(watchdog);
         let pid_file = self.dir.join("server.pid");
         wait_until("mariadbd pid", Duration::from_secs(10), || {
             std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
@@ -259,12 +258,19 @@ impl MariaDb {
         if pid == 0 {
             return;
         }
+        // A frozen (SIGSTOPped) server must be thawed to act on SIGTERM.
         let _ = Command::new("kill").arg(pid.to_string()).status();
+        let _ = Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status();
         let addr = format!("127.0.0.1:{}", self.port);
         wait_until("mariadbd to stop", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&addr).is_err()
                 && !Path::new(&format!("/proc/{pid}")).exists()
         });
+        if let Some(mut w) = self.watchdog.lock().expect("watchdog lock").take() {
+            let _ = w.wait();
+        }
     }
 
     /// Runs SQL as root over the socket; returns tab-separated rows.
