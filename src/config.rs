@@ -579,6 +579,13 @@ impl Config {
                 "expected pool_max >= 1 and pool_min <= pool_max",
             ));
         }
+        if self.cache.cluster {
+            return Err(invalid(
+                "cache.cluster",
+                "Redis Cluster is not supported yet; list the servers in cache.redis \
+                 and they are sharded with the hash ring",
+            ));
+        }
         for url in &self.cache.redis {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(invalid(
