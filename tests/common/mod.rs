@@ -3,5 +3,5 @@
 
 pub mod cluster;
 pub mod process;
-pub mod wire;
 pub mod stores;
+pub mod wire;
