@@ -121,6 +121,10 @@ bench_query "embedded SQLite + in-process cache"
 stop_node
 start_node embedded-nocache DSF__CACHE__ENABLED=false -- --data "$WORK/embedded"
 bench_query "embedded SQLite, cache disabled"
+# For scale: the same load shape on the bare protocol path (no token, no store).
+"$DSF" bench --target "$NODE" --op sys.echo --body '{"id_card":"id-{n}"}' --keys "$KEYS" \
+    --conns "$CONNS" --depth 1 --duration "$DURATION" --json --label "sys.echo (no auth, no store)" \
+    | tee -a "$RESULTS"
 stop_node
 
 # user.login at the OWASP cost (the configuration default), MariaDB + Redis.
