@@ -244,8 +244,10 @@ impl Default for LogConfig {
 pub struct StoreConfig {
     /// Empty = embedded SQLite; or `mysql://user@host:port/db`.
     pub url: String,
-    /// File holding the database password.
+    /// File holding the database password (preferred over `password`).
     pub password_file: PathBuf,
+    /// The database password (for `DSF__STORE__PASSWORD`; prefer `password_file`).
+    pub password: String,
     /// Connections the MySQL pool keeps open.
     pub pool_min: usize,
     /// Connections the MySQL pool may open.
@@ -269,6 +271,7 @@ impl Default for StoreConfig {
         StoreConfig {
             url: String::new(),
             password_file: PathBuf::new(),
+            password: String::new(),
             pool_min: 1,
             pool_max: 16,
             acquire_timeout: Duration::from_secs(2),
@@ -574,6 +577,13 @@ impl Config {
             return Err(invalid(
                 "store.pool_max",
                 "expected pool_max >= 1 and pool_min <= pool_max",
+            ));
+        }
+        if self.cache.cluster {
+            return Err(invalid(
+                "cache.cluster",
+                "Redis Cluster is not supported yet; list the servers in cache.redis \
+                 and they are sharded with the hash ring",
             ));
         }
         for url in &self.cache.redis {

@@ -10,6 +10,9 @@
 //! - [`framework`]: the router, typed handlers, middleware — how an application
 //!   plugs its operations in.
 //! - [`node`]: the node server and the DSF application (`node::app`).
+//! - [`store`]: the persistent store (MySQL or embedded SQLite) and its migrations.
+//! - [`cache`]: the cache layer (Redis on the hash ring, or in-process).
+//! - [`auth`]: session tokens, where sessions live, password hashing.
 //! - [`ring`]: the consistent-hash ring, shared by balancer selection and cache sharding.
 //! - [`balancer`]: membership, node selection, directory and proxy.
 //! - [`client`]: a pipelined client connection.
@@ -23,8 +26,10 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod admin;
+pub mod auth;
 pub mod balancer;
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -33,4 +38,5 @@ pub mod node;
 pub mod protocol;
 pub mod ring;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 pub mod app;
 
 use crate::config::Config;
-use crate::framework::middleware::AccessLog;
+use crate::framework::middleware::{AccessLog, Auth};
 use crate::framework::Router;
 use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
 use std::net::SocketAddr;
@@ -17,11 +17,13 @@ pub fn default_id(addr: SocketAddr) -> String {
     format!("{host}-{}", addr.port())
 }
 
-/// Builds the router with every operation this node serves.
-pub fn router(cfg: &Config, node_id: Arc<str>) -> Router {
+/// Builds the router with every operation this node serves (`node.ops`).
+pub fn router(cfg: &Config, node_id: Arc<str>, app: &Arc<app::App>) -> Router {
     let mut router = Router::new(cfg.limits.request_timeout);
     router.layer(AccessLog::new(cfg.limits.slow_request));
+    router.layer(Auth::new(Arc::new(app.verifier())));
     app::sys::register(&mut router, node_id, cfg.node.debug_ops);
+    app::register(&mut router, &cfg.node.ops, app);
     router
 }
 
@@ -53,7 +55,8 @@ pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> 
     } else {
         cfg.node.id.clone()
     };
-    let router = router(&cfg, Arc::from(id.as_str()));
+    let app = smol::block_on(app::App::open(&cfg))?;
+    let router = router(&cfg, Arc::from(id.as_str()), &app);
     // With `node.register` set, the server stops only after the balancer let go of it.
     let (server_shutdown, agent) =
         crate::balancer::agent::attach(&cfg, &id, addr, server.registry(), &rt, shutdown.clone())?;

@@ -3,4 +3,5 @@
 
 pub mod cluster;
 pub mod process;
+pub mod stores;
 pub mod wire;

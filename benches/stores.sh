@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Reproduces the "Stores and cache" table of BENCHMARKS.md in one run:
+#   blacklist.query through Redis, with the cache disabled, and on the embedded stores
+#   (in-process cache on and off), then user.login with the OWASP argon2id cost.
+#
+# Usage: benches/stores.sh [DURATION] [CONNS]     (defaults: 10s 64)
+# Needs mariadb-server and redis-server (installed with apt-get when missing). Starts
+# private servers on free ports in a temporary folder and removes them at the end.
+# Nodes are measured one at a time, each with the whole machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${1:-10s}
+CONNS=${2:-64}
+KEYS=1000        # id-0 … id-999 are queried; id-0 … id-499 are listed
+LOGIN_USERS=100  # logins are spread over this many names (no per-name throttling)
+
+if ! command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server redis-server
+fi
+cargo build --release --quiet
+DSF=$PWD/target/release/dsf
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- Redis -------------------------------------------------------------------------
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
+PIDS+=($!)
+REDIS=redis://127.0.0.1:$REDIS_PORT
+
+# --- MariaDB -----------------------------------------------------------------------
+DB_PORT=$(free_port)
+mariadb-install-db --no-defaults --auth-root-authentication-method=normal --skip-test-db \
+    --user=root --datadir="$WORK/db" >/dev/null
+mariadbd --no-defaults --datadir="$WORK/db" --port="$DB_PORT" --bind-address=127.0.0.1 \
+    --socket="$WORK/db.sock" --user=root --skip-log-bin --skip-name-resolve \
+    --max-connections=500 >"$WORK/mariadb.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+    mariadb-admin --no-defaults --socket="$WORK/db.sock" -uroot ping >/dev/null 2>&1 && break
+    sleep 0.2
+done
+mariadb --no-defaults --socket="$WORK/db.sock" -uroot -e "
+    CREATE DATABASE dsf;
+    CREATE USER 'dsf'@'127.0.0.1' IDENTIFIED BY 'bench-pw';
+    GRANT ALL ON dsf.* TO 'dsf'@'127.0.0.1';"
+echo bench-pw >"$WORK/db-password"
+MYSQL=mysql://dsf@127.0.0.1:$DB_PORT/dsf
+
+# --- Nodes -------------------------------------------------------------------------
+NODE_PID=
+NODE=
+# start_node NAME [ENV=VALUE …] -- [dsf node flags …]
+start_node() {
+    local name=$1; shift
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    env "${envs[@]}" DSF__STORE__PASSWORD_FILE="$WORK/db-password" DSF__LOG__LEVEL=warn \
+        "$DSF" node --listen 127.0.0.1:0 --admin "" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    for _ in $(seq 300); do
+        NODE=$(sed -n 's/.* listening on //p' "$WORK/$name.out" 2>/dev/null | head -1)
+        [ -n "$NODE" ] && return 0
+        sleep 0.1
+    done
+    echo "node $name did not start:" >&2
+    cat "$WORK/$name.log" >&2
+    exit 1
+}
+stop_node() { kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true; }
+call() { "$DSF" client --node "$NODE" call "$@"; }
+
+# A session for the benchmark user (in the shared store: valid on every node).
+TOKEN=
+login() { TOKEN=$(call user.login '{"name":"bench","password":"bench-password"}' | jq -r .body.token); }
+# The benchmark user and 500 listed entries, once per store.
+populate() {
+    call user.register '{"name":"bench","password":"bench-password"}' >/dev/null
+    login
+    for i in $(seq 0 $((KEYS / 2 - 1))); do
+        call blacklist.insert "{\"id_card\":\"id-$i\",\"name\":\"Listed $i\"}" --token "$TOKEN" >/dev/null
+    done
+}
+
+RESULTS=$WORK/results.jsonl
+bench_query() {
+    "$DSF" bench --target "$NODE" --op blacklist.query --body '{"id_card":"id-{n}"}' \
+        --keys "$KEYS" --token "$TOKEN" --conns "$CONNS" --depth 1 --duration "$DURATION" \
+        --json --label "$1" | tee -a "$RESULTS"
+}
+
+echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# MySQL + Redis, cache on.
+start_node mysql-redis -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n1"
+populate
+bench_query "MariaDB + Redis cache"
+stop_node
+
+# MySQL, cache off (sessions and answers from MariaDB on every request).
+start_node mysql-nocache DSF__CACHE__ENABLED=false -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n2"
+bench_query "MariaDB, cache disabled"
+stop_node
+
+# Embedded: SQLite + in-process cache, then with the cache off.
+start_node embedded -- --data "$WORK/embedded"
+populate
+bench_query "embedded SQLite + in-process cache"
+stop_node
+start_node embedded-nocache DSF__CACHE__ENABLED=false -- --data "$WORK/embedded"
+bench_query "embedded SQLite, cache disabled"
+# For scale: the same load shape on the bare protocol path (no token, no store).
+"$DSF" bench --target "$NODE" --op sys.echo --body '{"id_card":"id-{n}"}' --keys "$KEYS" \
+    --conns "$CONNS" --depth 1 --duration "$DURATION" --json --label "sys.echo (no auth, no store)" \
+    | tee -a "$RESULTS"
+stop_node
+
+# user.login at the OWASP cost (the configuration default), MariaDB + Redis.
+start_node login -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n3"
+for i in $(seq 0 $((LOGIN_USERS - 1))); do
+    call user.register "{\"name\":\"login$i\",\"password\":\"bench-password\"}" >/dev/null
+done
+"$DSF" bench --target "$NODE" --op user.login --body '{"name":"login{n}","password":"bench-password"}' \
+    --keys "$LOGIN_USERS" --conns 1 --depth 1 --duration "$DURATION" --json \
+    --label "user.login, 1 connection" | tee -a "$RESULTS"
+"$DSF" bench --target "$NODE" --op user.login --body '{"name":"login{n}","password":"bench-password"}' \
+    --keys "$LOGIN_USERS" --conns 16 --depth 1 --duration "$DURATION" --json \
+    --label "user.login, 16 connections" | tee -a "$RESULTS"
+stop_node
+
+echo
+echo "| run | op | conns | req/s | p50 µs | p99 µs | errors |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+jq -r '"| \(.label) | \(.op) | \(.conns) | \(.rps | floor) | \(.p50_us) | \(.p99_us) | \(.errors) |"' "$RESULTS"

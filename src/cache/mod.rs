@@ -1,0 +1,104 @@
+//! The cache layer between nodes and the store: Redis (one instance or several on the
+//! consistent-hash ring) or an in-process cache, behind one [`Cache`] trait.
+//!
+//! The cache never decides what is true; the store does. Reads go through
+//! [`aside::CacheAside`] (cache-aside with single-flight), writes invalidate after the
+//! store has committed. What makes that safe against the classic race — a slow reader
+//! putting back a value read before a write, after that write invalidated it — is the
+//! [`Guard`] a miss hands out: a fill is only kept if no invalidation of the key
+//! happened since the guard was taken, which was *before* the store read. The backends
+//! explain how they keep that promise ([`redis`], [`local`]).
+
+pub mod aside;
+pub mod local;
+pub mod redis;
+pub mod sharded;
+
+use crate::runtime::BoxFuture;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a cache operation failed. Callers fall back to the store; clients never see it.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CacheError {
+    /// The cache cannot be reached (down, timed out, or skipped while recently down).
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    /// The cache answered something unexpected.
+    #[error("cache: {0}")]
+    Other(String),
+}
+
+/// The result of a cache read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The cached value.
+    Hit(String),
+    /// Not cached; pass the guard to [`Cache::fill`] after reading the store.
+    Miss(Guard),
+}
+
+/// What a miss saw of the key's invalidation state, taken before the store read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Guard(pub(crate) GuardState);
+
+/// Backend-specific guard contents.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum GuardState {
+    /// The in-process cache's generation.
+    Local(u64),
+    /// The Redis generation key's value (`None`: absent).
+    Redis(Option<String>),
+}
+
+/// Counters every cache keeps (for tests, logs and metrics).
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Reads answered from the cache.
+    pub hits: AtomicU64,
+    /// Reads that found nothing.
+    pub misses: AtomicU64,
+    /// Fills dropped because the key was invalidated since the guard was taken.
+    pub stale_fills: AtomicU64,
+    /// Operations that failed or were skipped because the cache was down.
+    pub errors: AtomicU64,
+}
+
+impl CacheStats {
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A cache of string values under string keys, with guarded fills.
+pub trait Cache: Send + Sync + 'static {
+    /// Which backend (`"redis"`, `"local"`), for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Reads `key`.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>>;
+
+    /// Stores `value` for `ttl` unless `key` was invalidated since `guard` was taken.
+    /// Returns whether it was stored.
+    fn fill<'a>(
+        &'a self,
+        key: &'a str,
+        guard: Guard,
+        value: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CacheError>>;
+
+    /// Drops `key` and makes every outstanding guard for it stale. Call after the
+    /// store commits. A backend that cannot reach its server keeps the invalidation
+    /// and applies it before it serves anything again.
+    fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>>;
+
+    /// The cache's counters.
+    fn stats(&self) -> &CacheStats;
+}

@@ -1,0 +1,335 @@
+//! One Redis server: a self-reconnecting multiplexed connection, health tracking and
+//! the commands of the guarded cache protocol.
+//!
+//! # Guarded fills (closing the reader/writer race)
+//!
+//! A cached key `K` lives in two Redis keys on the same server (and the same cluster
+//! slot): the value `dsf:{K}:v` and a *generation* `dsf:{K}:g`.
+//!
+//! - A reader `MGET`s both. On a miss it keeps the generation it saw (maybe none),
+//!   reads the store, then fills with a script that `SET`s the value only if the
+//!   generation is still the one it saw.
+//! - A writer, after the store commits, atomically sets the generation to a fresh
+//!   random value and deletes the value (`MULTI`/`EXEC`).
+//!
+//! Take a reader whose store read returned data older than a write W. Its generation
+//! read came before its store read, hence before W's commit, hence before W's
+//! invalidation. Either its fill runs before the invalidation — then the invalidation
+//! deletes what it put — or after — then the generation has changed and the fill is
+//! refused. So once W is acknowledged, no reader can leave a value older than W in
+//! the cache. Generations are random, not counters, so a generation that expired and
+//! came back cannot look unchanged; they outlive any reader (a request lasts at most
+//! `limits.request_timeout`) by keeping them [`GENERATION_TTL`].
+//!
+//! # Outages
+//!
+//! A failed command marks the server down for [`RETRY_AFTER`]; meanwhile calls fail
+//! at once (callers go to the store) instead of each waiting for a timeout. The
+//! connection manager reconnects by itself, so the first call after the pause uses
+//! the server again if it is back. Warnings are rate-limited to one per
+//! [`WARN_EVERY`] per server, with the number of failures since the last one.
+//! An invalidation that cannot be delivered is kept and delivered before this node
+//! sends that server anything else.
+
+use super::CacheError;
+use rand::RngCore;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, RedisResult, Script};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a generation key outlives the last invalidation of its key.
+pub const GENERATION_TTL: Duration = Duration::from_secs(600);
+
+/// How long a server that failed is skipped before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// At most one warning per server this often.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// `KEYS[1]` value, `KEYS[2]` generation; `ARGV[1]` "1" if a generation was seen,
+/// `ARGV[2]` that generation, `ARGV[3]` the value, `ARGV[4]` the TTL in ms.
+static FILL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local g = redis.call('GET', KEYS[2])
+if (ARGV[1] == '0' and g == false) or (ARGV[1] == '1' and g == ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  return 1
+end
+return 0",
+    )
+});
+
+/// The value key of cache key `key`.
+pub fn value_key(key: &str) -> String {
+    format!("dsf:{{{key}}}:v")
+}
+
+/// The generation key of cache key `key`.
+pub fn generation_key(key: &str) -> String {
+    format!("dsf:{{{key}}}:g")
+}
+
+/// One Redis server.
+pub struct RedisInstance {
+    /// The URL without credentials, for logs.
+    label: String,
+    /// Multiplexed, reconnecting connection (cheap to clone per call).
+    conn: ConnectionManager,
+    /// Deadline of one command.
+    op_timeout: Duration,
+    /// Reference point of the millisecond clocks below.
+    epoch: Instant,
+    /// Calls fail fast until this time (ms since `epoch`).
+    down_until_ms: AtomicU64,
+    /// When the last warning was logged (ms since `epoch`, `u64::MAX` = never).
+    last_warn_ms: AtomicU64,
+    /// Failures since the last warning.
+    unwarned: AtomicU64,
+    /// All failures.
+    failures: AtomicU64,
+    /// Whether the last call failed (to log recovery once).
+    down: AtomicBool,
+    /// Undelivered invalidations: cache keys.
+    pending: Mutex<HashSet<String>>,
+    /// Fast check for `pending` being non-empty.
+    has_pending: AtomicBool,
+}
+
+impl RedisInstance {
+    /// A server at `url`; connects lazily, so a node starts even while Redis is down.
+    pub fn new(url: &str, op_timeout: Duration) -> Result<RedisInstance, CacheError> {
+        let label = redact(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| CacheError::Other(format!("{label}: invalid URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200))
+            .set_pipeline_buffer_size(1024);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| CacheError::Other(format!("{label}: {e}")))?;
+        Ok(RedisInstance {
+            label,
+            conn,
+            op_timeout,
+            epoch: Instant::now(),
+            down_until_ms: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(u64::MAX),
+            unwarned: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            pending: Mutex::new(HashSet::new()),
+            has_pending: AtomicBool::new(false),
+        })
+    }
+
+    /// The server's URL without credentials.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Failed or skipped calls so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Runs one call: skipped while marked down, bounded by `op_timeout`, with
+    /// undelivered invalidations delivered first.
+    async fn run<T, Fut>(&self, f: impl FnOnce(ConnectionManager) -> Fut) -> Result<T, CacheError>
+    where
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        if self.now_ms() < self.down_until_ms.load(Ordering::Relaxed) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(CacheError::Unavailable(format!(
+                "{} recently failed",
+                self.label
+            )));
+        }
+        if self.has_pending.load(Ordering::Acquire) {
+            self.deliver_pending().await?;
+        }
+        self.call(f).await
+    }
+
+    async fn call<T, Fut>(&self, f: impl FnOnce(ConnectionManager) -> Fut) -> Result<T, CacheError>
+    where
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let limit = self.op_timeout;
+        let fut = f(self.conn.clone());
+        let r = futures_lite::future::or(async { Some(fut.await) }, async move {
+            async_io::Timer::after(limit).await;
+            None
+        })
+        .await;
+        match r {
+            Some(Ok(v)) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(redis = %self.label, "redis reachable again");
+                }
+                Ok(v)
+            }
+            Some(Err(e)) if !is_outage(&e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(CacheError::Other(format!("{}: {e}", self.label)))
+            }
+            Some(Err(e)) => Err(self.mark_down(&e.to_string())),
+            None => Err(self.mark_down("timed out")),
+        }
+    }
+
+    fn mark_down(&self, why: &str) -> CacheError {
+        let now = self.now_ms();
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.down.store(true, Ordering::Relaxed);
+        self.down_until_ms
+            .store(now + RETRY_AFTER.as_millis() as u64, Ordering::Relaxed);
+        let unwarned = self.unwarned.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
+        if due
+            && self
+                .last_warn_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.unwarned.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                redis = %self.label,
+                error = why,
+                failures = unwarned,
+                "redis unavailable; answering from the store"
+            );
+        }
+        CacheError::Unavailable(format!("{}: {why}", self.label))
+    }
+
+    async fn deliver_pending(&self) -> Result<(), CacheError> {
+        let keys: Vec<String> = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            self.has_pending.store(false, Ordering::Release);
+            p.drain().collect()
+        };
+        for (i, key) in keys.iter().enumerate() {
+            if let Err(e) = self.call(|c| invalidate_cmd(c, key)).await {
+                self.keep_pending(keys[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        if !keys.is_empty() {
+            tracing::info!(redis = %self.label, keys = keys.len(), "delivered pending invalidations");
+        }
+        Ok(())
+    }
+
+    fn keep_pending(&self, keys: impl IntoIterator<Item = String>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.extend(keys);
+        self.has_pending.store(true, Ordering::Release);
+    }
+
+    /// `MGET` of a cache key's value and generation.
+    pub async fn get_guarded(
+        &self,
+        key: &str,
+    ) -> Result<(Option<String>, Option<String>), CacheError> {
+        let (v, g) = (value_key(key), generation_key(key));
+        self.run(
+            |mut c| async move { redis::cmd("MGET").arg(&v).arg(&g).query_async(&mut c).await },
+        )
+        .await
+    }
+
+    /// Sets a cache key's value if its generation is still `seen`.
+    pub async fn fill_guarded(
+        &self,
+        key: &str,
+        seen: Option<&str>,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let (v, g) = (value_key(key), generation_key(key));
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        self.run(|mut c| async move {
+            let n: i64 = FILL
+                .key(&v)
+                .key(&g)
+                .arg(if seen.is_some() { "1" } else { "0" })
+                .arg(seen.unwrap_or(""))
+                .arg(value)
+                .arg(ttl_ms)
+                .invoke_async(&mut c)
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Invalidates a cache key; kept for later delivery if the server is unreachable.
+    pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
+        let r = self.run(|c| invalidate_cmd(c, key)).await;
+        if let Err(CacheError::Unavailable(_)) = &r {
+            self.keep_pending([key.to_owned()]);
+        }
+        r
+    }
+}
+
+async fn invalidate_cmd(mut c: ConnectionManager, key: &str) -> RedisResult<()> {
+    let mut nonce = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(generation_key(key))
+        .arg(hex::encode(nonce))
+        .arg("PX")
+        .arg(GENERATION_TTL.as_millis() as u64)
+        .ignore()
+        .cmd("DEL")
+        .arg(value_key(key))
+        .ignore()
+        .query_async(&mut c)
+        .await
+}
+
+/// Whether an error means the server is unreachable (rather than a bad command).
+fn is_outage(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// `redis://user:secret@host:port/db` → `redis://host:port/db`.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_hash_tag_and_never_collide() {
+        assert_eq!(value_key("bl:a"), "dsf:{bl:a}:v");
+        assert_eq!(generation_key("bl:a"), "dsf:{bl:a}:g");
+        assert_ne!(value_key("x}:g"), generation_key("x"));
+    }
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(redact("redis://u:p@h:1/0"), "redis://h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

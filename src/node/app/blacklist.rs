@@ -1,0 +1,179 @@
+//! `blacklist.*`: insert, update, delete, search and the cached `query` (PROTOCOL §3).
+//!
+//! Writes go to the store, then invalidate the key's cache entry; only then is the
+//! write acknowledged, so no node's cache serves a value older than it (see
+//! [`crate::cache`] for why the order and the guards make that hold).
+
+use super::{validate, App, Routes};
+use crate::framework::Access;
+use crate::protocol::ApiError;
+use crate::store::{Entry, SearchFilter, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Body of `blacklist.insert` and `blacklist.update`.
+#[derive(Debug, Deserialize)]
+pub struct Listing {
+    /// Identity card number.
+    pub id_card: String,
+    /// The person's name.
+    pub name: String,
+}
+
+/// Body of `blacklist.delete` and `blacklist.query`.
+#[derive(Debug, Deserialize)]
+pub struct IdCard {
+    /// Identity card number.
+    pub id_card: String,
+}
+
+/// Body of `blacklist.search`.
+#[derive(Debug, Deserialize)]
+pub struct Search {
+    /// Names starting with this, literally.
+    pub name_prefix: Option<String>,
+    /// Exactly this id_card.
+    pub id_card: Option<String>,
+    /// At most this many (default 50, max 500).
+    pub limit: Option<u32>,
+}
+
+/// View of `blacklist.insert`.
+#[derive(Debug, Serialize)]
+pub struct Inserted {
+    /// The entry's id.
+    pub id: u64,
+}
+
+/// View of `blacklist.search`.
+#[derive(Debug, Serialize)]
+pub struct Found {
+    /// Matching entries, ordered by id_card.
+    pub entries: Vec<Entry>,
+}
+
+/// The cache key of an id_card's answer.
+pub fn cache_key(id_card: &str) -> String {
+    format!("bl:{id_card}")
+}
+
+/// Registers the five `blacklist.*` operations.
+pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
+    let a = app.clone();
+    routes.route(
+        "blacklist.insert",
+        Access::Authenticated,
+        move |_ctx, b: Listing| {
+            let app = a.clone();
+            async move {
+                validate::id_card(&b.id_card)?;
+                validate::person_name(&b.name)?;
+                let r = app.store.blacklist_insert(&b.id_card, &b.name).await;
+                after_write(&app, &b.id_card, &r).await;
+                Ok(Inserted { id: r? })
+            }
+        },
+    );
+    let a = app.clone();
+    routes.route(
+        "blacklist.update",
+        Access::Authenticated,
+        move |_ctx, b: Listing| {
+            let app = a.clone();
+            async move {
+                validate::id_card(&b.id_card)?;
+                validate::person_name(&b.name)?;
+                let r = app.store.blacklist_update(&b.id_card, &b.name).await;
+                after_write(&app, &b.id_card, &r).await;
+                r?;
+                Ok(json!({}))
+            }
+        },
+    );
+    let a = app.clone();
+    routes.route(
+        "blacklist.delete",
+        Access::Authenticated,
+        move |_ctx, b: IdCard| {
+            let app = a.clone();
+            async move {
+                validate::id_card(&b.id_card)?;
+                let r = app.store.blacklist_delete(&b.id_card).await;
+                after_write(&app, &b.id_card, &r).await;
+                r?;
+                Ok(json!({}))
+            }
+        },
+    );
+    let a = app.clone();
+    routes.route(
+        "blacklist.search",
+        Access::Authenticated,
+        move |_ctx, b: Search| {
+            let app = a.clone();
+            async move {
+                if let Some(p) = &b.name_prefix {
+                    crate::framework::validate::length("name_prefix", p, 1, 64)?;
+                }
+                if let Some(id) = &b.id_card {
+                    validate::id_card(id)?;
+                }
+                let filter = SearchFilter {
+                    name_prefix: b.name_prefix,
+                    id_card: b.id_card,
+                    limit: validate::limit(b.limit)?,
+                };
+                let entries = app.store.blacklist_search(&filter).await?;
+                Ok(Found { entries })
+            }
+        },
+    );
+    let a = app.clone();
+    routes.route(
+        "blacklist.query",
+        Access::Authenticated,
+        move |_ctx, b: IdCard| {
+            let app = a.clone();
+            async move {
+                validate::id_card(&b.id_card)?;
+                query(&app, &b.id_card).await
+            }
+        },
+    );
+}
+
+/// Invalidates after a write that may have committed. A write that timed out may
+/// still commit later, so it is invalidated once more when it can no longer be running.
+async fn after_write<T>(app: &Arc<App>, id_card: &str, r: &StoreResult<T>) {
+    match r {
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+        Err(StoreError::Timeout(_)) => {
+            app.cache.invalidate(&cache_key(id_card)).await;
+            let (app, key) = (app.clone(), cache_key(id_card));
+            crate::runtime::spawn_local(async move {
+                async_io::Timer::after(app.query_timeout).await;
+                app.cache.invalidate(&key).await;
+            })
+            .detach();
+        }
+        _ => app.cache.invalidate(&cache_key(id_card)).await,
+    }
+}
+
+/// `blacklist.query` through the cache. Cached form: `+name` when listed, `-` when not.
+async fn query(app: &App, id_card: &str) -> Result<Value, ApiError> {
+    let cached = app
+        .cache
+        .get_or_load(&cache_key(id_card), || async {
+            Ok(match app.store.blacklist_get(id_card).await? {
+                Some(name) => (format!("+{name}"), app.ttl),
+                None => ("-".to_owned(), app.negative_ttl),
+            })
+        })
+        .await?;
+    Ok(match cached.strip_prefix('+') {
+        Some(name) => json!({ "listed": true, "name": name }),
+        None => json!({ "listed": false }),
+    })
+}

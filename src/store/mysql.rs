@@ -1,0 +1,524 @@
+//! The MySQL/MariaDB store: a `mysql_async` pool sized from `[store]`.
+//!
+//! `mysql_async` is built on tokio; every future it returns runs inside
+//! [`async_compat::Compat`], which provides a tokio context on our smol threads (and
+//! enters it again when a future is dropped half-way, e.g. by a deadline). Every
+//! statement is a prepared statement with bound parameters (`exec_*`); the only text
+//! queries are the static migration scripts and lock calls.
+//!
+//! Bounds: `pool_max` connections at most, `pool_min` kept when idle, idle ones above
+//! it closed after `idle_timeout`, every one recycled after `max_lifetime`; waiting for
+//! a connection is bounded by `acquire_timeout` and a whole operation by
+//! `query_timeout`, so an outage is answered `unavailable` or `timeout`, never a hang.
+
+use super::migrations;
+use super::{
+    deadline, like_prefix, now_ms, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
+    Store, StoreError, StoreResult, StoreStats, UserRecord,
+};
+use crate::config::{read_secret, StoreConfig};
+use crate::runtime::BoxFuture;
+use async_compat::Compat;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long start-up waits for the database to accept connections and migrations.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Name of the advisory lock that serialises migrations across nodes.
+const MIGRATION_LOCK: &str = "dsf.schema_migrations";
+
+/// The MySQL store.
+pub struct MySqlStore {
+    /// The pool; an `Option` only so that `Drop` can hand it to a tokio context.
+    pool: Option<Pool>,
+    /// Longest wait for a pooled connection.
+    acquire_timeout: Duration,
+    /// Deadline of one operation.
+    query_timeout: Duration,
+    /// Counters.
+    stats: StoreStats,
+}
+
+impl MySqlStore {
+    /// Builds the pool, waits (up to 30 s) for the database, and applies migrations.
+    pub async fn open(cfg: &StoreConfig) -> StoreResult<MySqlStore> {
+        let opts = options(cfg)?;
+        // The pool spawns its housekeeping task on creation: do it in a tokio context.
+        let pool = Compat::new(async move { Pool::new(opts) }).await;
+        let store = MySqlStore {
+            pool: Some(pool),
+            acquire_timeout: cfg.acquire_timeout,
+            query_timeout: cfg.query_timeout,
+            stats: StoreStats::default(),
+        };
+        let started = Instant::now();
+        loop {
+            match store.migrate().await {
+                Ok(()) => break,
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_)))
+                    if started.elapsed() < STARTUP_PATIENCE =>
+                {
+                    tracing::warn!(error = %e, "waiting for the database");
+                    async_io::Timer::after(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(
+            pool_min = cfg.pool_min,
+            pool_max = cfg.pool_max,
+            "mysql store open"
+        );
+        Ok(store)
+    }
+
+    fn pool(&self) -> &Pool {
+        // Only `Drop` takes the pool out.
+        self.pool.as_ref().expect("pool present until drop")
+    }
+
+    /// A pooled connection, waiting at most `acquire_timeout`.
+    async fn conn(&self, what: &'static str) -> StoreResult<Conn> {
+        let get = self.pool().get_conn();
+        let limit = self.acquire_timeout;
+        futures_lite::future::or(
+            async move { get.await.map_err(|e| classify(e, what)) },
+            async move {
+                async_io::Timer::after(limit).await;
+                Err(StoreError::Unavailable(format!(
+                    "{what}: no connection within {limit:?}"
+                )))
+            },
+        )
+        .await
+    }
+
+    /// Runs one operation under Compat and the query deadline, counting failures.
+    async fn run<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = StoreResult<T>> + Send,
+    ) -> StoreResult<T> {
+        let r = deadline(self.query_timeout, what, Compat::new(fut)).await;
+        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let what = "migrations";
+        // Migrations may take longer than one query: bound them by the start-up wait.
+        let fut = async {
+            let mut c = self.conn(what).await?;
+            let e = |e| classify(e, what);
+            let got: Option<i64> = c
+                .exec_first("SELECT GET_LOCK(?, ?)", (MIGRATION_LOCK, 60))
+                .await
+                .map_err(e)?;
+            if got != Some(1) {
+                return Err(StoreError::Timeout(what));
+            }
+            let result = async {
+                c.query_drop(migrations::SCHEMA_TABLE).await?;
+                let applied: Vec<i64> = c.exec("SELECT version FROM schema_migrations", ()).await?;
+                for m in migrations::MYSQL {
+                    if applied.contains(&i64::from(m.version)) {
+                        continue;
+                    }
+                    for stmt in m.statements() {
+                        c.query_drop(stmt).await?;
+                    }
+                    c.exec_drop(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                        (m.version, m.name, now_ms()),
+                    )
+                    .await?;
+                    tracing::info!(version = m.version, name = m.name, "applied migration");
+                }
+                Ok(())
+            }
+            .await
+            .map_err(e);
+            // The lock also goes when the connection closes, so a failed release is harmless.
+            let _ = c
+                .exec_drop("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
+                .await;
+            result
+        };
+        deadline(STARTUP_PATIENCE, what, Compat::new(fut)).await
+    }
+}
+
+impl Drop for MySqlStore {
+    fn drop(&mut self) {
+        // Dropping the pool may spawn onto tokio: drop it inside a Compat, whose own
+        // drop enters the tokio context even when never polled.
+        if let Some(pool) = self.pool.take() {
+            drop(Compat::new(async move { drop(pool) }));
+        }
+    }
+}
+
+/// Pool options from `[store]`, with the password from `password_file` or
+/// `store.password` (environment `DSF__STORE__PASSWORD`) when set.
+fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
+    let bad = |e: String| StoreError::Other(format!("store.url: {e}"));
+    let url_opts = Opts::from_url(&cfg.url).map_err(|e| bad(e.to_string()))?;
+    let password = read_secret("store.password_file", &cfg.password_file, &cfg.password)
+        .map_err(|e| bad(e.to_string()))?;
+    let constraints = PoolConstraints::new(cfg.pool_min, cfg.pool_max)
+        .ok_or_else(|| bad("pool_min must not exceed pool_max".into()))?;
+    let pool_opts = PoolOpts::default()
+        .with_constraints(constraints)
+        .with_inactive_connection_ttl(cfg.idle_timeout)
+        .with_ttl_check_interval(cfg.idle_timeout.min(Duration::from_secs(30)))
+        .with_abs_conn_ttl(Some(cfg.max_lifetime))
+        .with_abs_conn_ttl_jitter(Some(cfg.max_lifetime / 10))
+        // Resetting on every return would drop the prepared-statement cache and cost a
+        // round trip; no code here changes session state.
+        .with_reset_connection(false);
+    let mut b = OptsBuilder::from_opts(url_opts)
+        .pool_opts(pool_opts)
+        .tcp_nodelay(true)
+        // By default the driver reconnects over the server's Unix socket when it finds
+        // one, briefly holding two connections per pool slot; keep the pool's bound
+        // exact and use the address configured.
+        .prefer_socket(false)
+        .stmt_cache_size(64);
+    if let Some(p) = password {
+        b = b.pass(Some(p));
+    }
+    Ok(b.into())
+}
+
+/// Maps a driver error to what callers act on.
+fn classify(e: mysql_async::Error, what: &'static str) -> StoreError {
+    use mysql_async::Error as E;
+    match e {
+        E::Server(s) => match s.code {
+            1062 => StoreError::Conflict(what),
+            // Lock wait timeout, statement time limits.
+            1205 | 1969 | 3024 => StoreError::Timeout(what),
+            // Too many connections, access denied, unknown database, shutdown, killed,
+            // server gone away, lost connection.
+            1040 | 1044 | 1045 | 1049 | 1053 | 1077 | 1927 | 2006 | 2013 => {
+                StoreError::Unavailable(format!("{what}: {s}"))
+            }
+            _ => StoreError::Other(format!("{what}: {s}")),
+        },
+        E::Io(_) | E::Driver(_) => StoreError::Unavailable(format!("{what}: {e}")),
+        E::Other(_) | E::Url(_) => StoreError::Other(format!("{what}: {e}")),
+    }
+}
+
+fn not_found_unless_changed(c: &Conn, what: &'static str) -> StoreResult<()> {
+    if c.affected_rows() == 0 {
+        Err(StoreError::NotFound(what))
+    } else {
+        Ok(())
+    }
+}
+
+impl Store for MySqlStore {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.run("ping", async {
+            let mut c = self.conn("ping").await?;
+            c.ping().await.map_err(|e| classify(e, "ping"))
+        }))
+    }
+
+    fn create_user<'a>(
+        &'a self,
+        name: &'a str,
+        password_hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        let what = "user name";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            c.exec_drop(
+                "INSERT INTO users (name, password_hash, created) VALUES (?, ?, ?)",
+                (name, password_hash, now_ms()),
+            )
+            .await
+            .map_err(|e| classify(e, what))?;
+            Ok(c.last_insert_id().unwrap_or(0))
+        }))
+    }
+
+    fn user_by_name<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
+        let what = "user by name";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let row: Option<(u64, String, String)> = c
+                .exec_first(
+                    "SELECT id, name, password_hash FROM users WHERE name = ?",
+                    (name,),
+                )
+                .await
+                .map_err(|e| classify(e, what))?;
+            Ok(row.map(|(id, name, password_hash)| UserRecord {
+                id,
+                name,
+                password_hash,
+            }))
+        }))
+    }
+
+    fn blacklist_insert<'a>(
+        &'a self,
+        id_card: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        let what = "id_card";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let now = now_ms();
+            c.exec_drop(
+                "INSERT INTO blacklist (id_card, name, created, updated) VALUES (?, ?, ?, ?)",
+                (id_card, name, now, now),
+            )
+            .await
+            .map_err(|e| classify(e, what))?;
+            Ok(c.last_insert_id().unwrap_or(0))
+        }))
+    }
+
+    fn blacklist_update<'a>(
+        &'a self,
+        id_card: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let what = "blacklist entry";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            // Without CLIENT_FOUND_ROWS, renaming to the same name reports 0 changed
+            // rows; look the row up in that case rather than answer not_found.
+            c.exec_drop(
+                "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
+                (name, now_ms(), id_card),
+            )
+            .await
+            .map_err(|e| classify(e, what))?;
+            if c.affected_rows() > 0 {
+                return Ok(());
+            }
+            let exists: Option<u8> = c
+                .exec_first("SELECT 1 FROM blacklist WHERE id_card = ?", (id_card,))
+                .await
+                .map_err(|e| classify(e, what))?;
+            exists.map(|_| ()).ok_or(StoreError::NotFound(what))
+        }))
+    }
+
+    fn blacklist_delete<'a>(&'a self, id_card: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        let what = "blacklist entry";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            c.exec_drop("DELETE FROM blacklist WHERE id_card = ?", (id_card,))
+                .await
+                .map_err(|e| classify(e, what))?;
+            not_found_unless_changed(&c, what)
+        }))
+    }
+
+    fn blacklist_get<'a>(&'a self, id_card: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
+        self.stats.blacklist_reads.fetch_add(1, Ordering::Relaxed);
+        let what = "blacklist get";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            c.exec_first("SELECT name FROM blacklist WHERE id_card = ?", (id_card,))
+                .await
+                .map_err(|e| classify(e, what))
+        }))
+    }
+
+    fn blacklist_search<'a>(
+        &'a self,
+        filter: &'a SearchFilter,
+    ) -> BoxFuture<'a, StoreResult<Vec<Entry>>> {
+        let what = "blacklist search";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let prefix = filter.name_prefix.as_deref().map(like_prefix);
+            // NULL parameters switch a condition off, so one prepared statement covers
+            // every combination of filters.
+            let rows: Vec<(String, String)> = c
+                .exec(
+                    "SELECT id_card, name FROM blacklist \
+                     WHERE (? IS NULL OR name LIKE ? ESCAPE '\\\\') AND (? IS NULL OR id_card = ?) \
+                     ORDER BY id_card LIMIT ?",
+                    (
+                        &prefix,
+                        &prefix,
+                        &filter.id_card,
+                        &filter.id_card,
+                        filter.limit,
+                    ),
+                )
+                .await
+                .map_err(|e| classify(e, what))?;
+            Ok(rows
+                .into_iter()
+                .map(|(id_card, name)| Entry { id_card, name })
+                .collect())
+        }))
+    }
+
+    fn report<'a>(&'a self, r: &'a NewReport) -> BoxFuture<'a, StoreResult<ReportOutcome>> {
+        let what = "report";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let e = |e| classify(e, what);
+            let mut tx = c.start_transaction(TxOpts::default()).await.map_err(e)?;
+            let listed: Option<u8> = tx
+                .exec_first("SELECT 1 FROM blacklist WHERE id_card = ?", (&r.id_card,))
+                .await
+                .map_err(e)?;
+            let listed = listed.is_some();
+            tx.exec_drop(
+                "INSERT INTO reports (reporter, id_card, name, source, created, listed) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                (r.reporter, &r.id_card, &r.name, &r.source, now_ms(), listed),
+            )
+            .await
+            .map_err(e)?;
+            let report_id = tx.last_insert_id().unwrap_or(0);
+            tx.commit().await.map_err(e)?;
+            Ok(ReportOutcome { report_id, listed })
+        }))
+    }
+
+    fn session_create<'a>(
+        &'a self,
+        token_hash: &'a str,
+        user_id: u64,
+        expires_at_ms: u64,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let what = "session";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let now = now_ms();
+            // Expired sessions are swept a few at a time as new ones arrive.
+            c.exec_drop("DELETE FROM sessions WHERE expires_at < ? LIMIT 16", (now,))
+                .await
+                .map_err(|e| classify(e, what))?;
+            c.exec_drop(
+                "INSERT INTO sessions (token_hash, user_id, created, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, user_id, now, expires_at_ms),
+            )
+            .await
+            .map_err(|e| classify(e, what))
+        }))
+    }
+
+    fn session_get<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>> {
+        let what = "session get";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let row: Option<(u64, String, u64)> = c
+                .exec_first(
+                    "SELECT s.user_id, u.name, s.expires_at FROM sessions s \
+                     JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+                    (token_hash, now_ms()),
+                )
+                .await
+                .map_err(|e| classify(e, what))?;
+            Ok(row.map(|(user_id, name, expires_at_ms)| SessionRecord {
+                user_id,
+                name,
+                expires_at_ms,
+            }))
+        }))
+    }
+
+    fn session_delete<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        let what = "session delete";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            c.exec_drop("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+                .await
+                .map_err(|e| classify(e, what))
+        }))
+    }
+
+    fn login_failures<'a>(
+        &'a self,
+        name: &'a str,
+        window: Duration,
+    ) -> BoxFuture<'a, StoreResult<u32>> {
+        let what = "login failures";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let since = now_ms().saturating_sub(window.as_millis() as u64);
+            let n: Option<u32> = c
+                .exec_first(
+                    "SELECT failures FROM login_failures WHERE name = ? AND window_start > ?",
+                    (name, since),
+                )
+                .await
+                .map_err(|e| classify(e, what))?;
+            Ok(n.unwrap_or(0))
+        }))
+    }
+
+    fn login_failure_record<'a>(
+        &'a self,
+        name: &'a str,
+        window: Duration,
+    ) -> BoxFuture<'a, StoreResult<u32>> {
+        let what = "login failure";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            let e = |e| classify(e, what);
+            let now = now_ms();
+            let since = now.saturating_sub(window.as_millis() as u64);
+            let mut tx = c.start_transaction(TxOpts::default()).await.map_err(e)?;
+            // Assignments run left to right: `failures` is computed from the old
+            // window_start, which is only then moved.
+            tx.exec_drop(
+                "INSERT INTO login_failures (name, failures, window_start) VALUES (?, 1, ?) \
+                 ON DUPLICATE KEY UPDATE \
+                 failures = IF(window_start > ?, failures + 1, 1), \
+                 window_start = IF(window_start > ?, window_start, ?)",
+                (name, now, since, since, now),
+            )
+            .await
+            .map_err(e)?;
+            let n: Option<u32> = tx
+                .exec_first(
+                    "SELECT failures FROM login_failures WHERE name = ?",
+                    (name,),
+                )
+                .await
+                .map_err(e)?;
+            tx.commit().await.map_err(e)?;
+            Ok(n.unwrap_or(1))
+        }))
+    }
+
+    fn login_failures_clear<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        let what = "login failures clear";
+        Box::pin(self.run(what, async move {
+            let mut c = self.conn(what).await?;
+            c.exec_drop("DELETE FROM login_failures WHERE name = ?", (name,))
+                .await
+                .map_err(|e| classify(e, what))
+        }))
+    }
+
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+}
