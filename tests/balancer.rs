@@ -93,7 +93,6 @@ fn up_serves_through_proxy_and_directory() {
 /// The business flow through `dsf up`: register, login, insert, query — through the
 /// directory and through the proxy.
 #[test]
-#[ignore = "needs business ops (user.*, blacklist.*) from the store branch"]
 fn up_business_flow_through_balancer_and_proxy() {
     let _s = serial();
     let up = Up::start(3);
@@ -433,7 +432,6 @@ fn services_get_only_their_operations() {
 
 /// With real business operations: `user.*` and `blacklist.*` on separate services.
 #[test]
-#[ignore = "needs business ops (user.*, blacklist.*) from the store branch"]
 fn user_and_blacklist_services_are_separate() {
     let _s = serial();
     let lb = Balancer::start(&[], &[]);

@@ -326,9 +326,11 @@ impl Node {
             register,
             "--threads",
             "1",
-            "--data",
-            &data,
         ];
+        // A test may share one data folder between nodes (one embedded store).
+        if !args.contains(&"--data") {
+            all.extend_from_slice(&["--data", &data]);
+        }
         all.extend_from_slice(args);
         let mut env_all = vec![("DSF__CLUSTER__SECRET", SECRET)];
         env_all.extend_from_slice(env);

@@ -14,6 +14,8 @@ pub struct Dsf {
     pub listeners: HashMap<String, String>,
     /// Lines it printed on stdout after `ready` (read in the background).
     pub stdout: mpsc::Receiver<String>,
+    /// Its data folder, removed with it.
+    pub data: Option<tempfile::TempDir>,
 }
 
 impl Dsf {
@@ -60,17 +62,25 @@ impl Dsf {
             child,
             listeners,
             stdout: rx,
+            data: None,
         }
     }
 
     /// Starts `dsf node --listen 127.0.0.1:0` with extra args and environment.
     pub fn node(extra: &[&str], env: &[(&str, &str)]) -> Dsf {
+        let data = tempfile::tempdir().expect("temp data folder");
+        let data_path = data.path().to_str().expect("utf-8 temp path").to_owned();
         let mut args = vec!["node", "--listen", "127.0.0.1:0"];
         if !extra.contains(&"--admin") {
             args.extend_from_slice(&["--admin", ""]);
         }
+        if !extra.contains(&"--data") {
+            args.extend_from_slice(&["--data", &data_path]);
+        }
         args.extend_from_slice(extra);
-        Dsf::start(&args, env)
+        let mut node = Dsf::start(&args, env);
+        node.data = Some(data);
+        node
     }
 
     /// The address announced for listener `name`.
