@@ -37,6 +37,21 @@ pub const LEASE_EXPIRIES: &str = "dsf_balancer_lease_expiries_total";
 /// Balancer: membership changes, by `change` (joined, left, draining, …).
 pub const MEMBERSHIP_CHANGES: &str = "dsf_balancer_membership_changes_total";
 
+/// Node: store pool connections, by `node` and `state` (in_use, idle).
+pub const STORE_POOL: &str = "dsf_store_pool_connections";
+/// Node: requests waiting for a store connection, by `node`.
+pub const STORE_POOL_WAITING: &str = "dsf_store_pool_waiting";
+/// Node: store operations that failed as unavailable or timed out, by `node`.
+pub const STORE_FAILURES: &str = "dsf_store_failures_total";
+/// Node: blacklist reads that reached the store (cache misses and uncached reads), by `node`.
+pub const STORE_BLACKLIST_READS: &str = "dsf_store_blacklist_reads_total";
+/// Node: cache lookups by `node` and `result` (hit, miss).
+pub const CACHE_LOOKUPS: &str = "dsf_cache_lookups_total";
+/// Node: cache operations that failed or were skipped while the cache was down, by `node`.
+pub const CACHE_ERRORS: &str = "dsf_cache_errors_total";
+/// Node: cache fills dropped because a write invalidated the key meanwhile, by `node`.
+pub const CACHE_STALE_FILLS: &str = "dsf_cache_stale_fills_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Functions that publish state-derived values (gauges, per-node totals) just

@@ -19,6 +19,7 @@ use crate::runtime::{shutdown, Registry, Runtime, Shutdown, ShutdownTrigger};
 use futures_lite::future;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub struct Identity {
 
 /// A running agent; [`finish`](Agent::finish) it after the node's server stopped.
 pub struct Agent {
+    /// Whether the node currently holds a lease (readiness).
+    registered: Arc<AtomicBool>,
     /// Tells the agent the server has drained.
     server_done: ShutdownTrigger,
     /// The agent task.
@@ -101,11 +104,31 @@ pub fn attach(
         let inflight: u64 = conns.iter().map(|c| u64::from(c.inflight)).sum();
         (conns.len() as u64, inflight)
     };
-    let task = rt.spawn(run(identity, load, shutdown, stop_server, done));
-    Ok((server_shutdown, Some(Agent { server_done, task })))
+    let registered = Arc::new(AtomicBool::new(false));
+    let task = rt.spawn(run(
+        identity,
+        load,
+        shutdown,
+        stop_server,
+        done,
+        registered.clone(),
+    ));
+    Ok((
+        server_shutdown,
+        Some(Agent {
+            registered,
+            server_done,
+            task,
+        }),
+    ))
 }
 
 impl Agent {
+    /// A flag that is true while the node holds a lease at the balancer.
+    pub fn registered(&self) -> Arc<AtomicBool> {
+        self.registered.clone()
+    }
+
     /// Deregisters (the server has stopped) and waits for the agent, briefly.
     pub fn finish(self) {
         self.server_done.trigger();
@@ -129,17 +152,28 @@ async fn run(
     shutdown: Shutdown,
     stop_server: ShutdownTrigger,
     server_done: Shutdown,
+    registered: Arc<AtomicBool>,
 ) {
     let mut heartbeat = Duration::from_secs(1);
     let mut backoff = FIRST_BACKOFF;
     let mut conn = None;
     while !shutdown.is_triggered() {
-        match session(&id, &load, &shutdown, &mut heartbeat, &mut backoff).await {
+        match session(
+            &id,
+            &load,
+            &shutdown,
+            &mut heartbeat,
+            &mut backoff,
+            &registered,
+        )
+        .await
+        {
             Ended::Shutdown(c) => {
                 conn = Some(c);
                 break;
             }
             Ended::Lost(why) => {
+                registered.store(false, Ordering::Relaxed);
                 tracing::warn!(balancer = %id.register, reason = %why, retry_in_ms = backoff.as_millis() as u64, "not registered");
                 future::or(
                     async {
@@ -179,6 +213,7 @@ async fn session(
     shutdown: &Shutdown,
     heartbeat: &mut Duration,
     backoff: &mut Duration,
+    registered: &AtomicBool,
 ) -> Ended {
     let conn = match Connection::connect(&id.register, CALL_TIMEOUT).await {
         Ok(c) => c,
@@ -187,6 +222,7 @@ async fn session(
     if let Err(e) = register(&conn, id, heartbeat).await {
         return Ended::Lost(e);
     }
+    registered.store(true, Ordering::Relaxed);
     *backoff = FIRST_BACKOFF;
     loop {
         let stop = future::or(

@@ -1,6 +1,7 @@
 //! The node server: wires the runtime, the framework and the DSF application together.
 
 pub mod app;
+pub mod health;
 
 use crate::config::Config;
 use crate::framework::middleware::{AccessLog, Auth};
@@ -63,14 +64,8 @@ pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> 
     let admin = crate::admin::bind(&cfg.admin.listen)?;
     let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
     if let Some(listener) = admin {
-        let registry = server.registry();
-        let checks = crate::admin::Checks {
-            checks: Vec::new(),
-            status: Some(Box::new(
-                move || serde_json::json!({ "connections": registry.list() }),
-            )),
-            page: None,
-        };
+        let registered = agent.as_ref().map(|a| a.registered());
+        let checks = health::admin_app(&id, &app, server.registry(), registered);
         crate::admin::spawn(&rt, listener, Arc::new(checks), shutdown.clone());
     }
     tracing::info!(node = %id, %addr, admin = ?admin_addr, threads = rt.threads(), "node listening");

@@ -128,6 +128,17 @@ impl StoreStats {
     }
 }
 
+/// Connection-pool occupancy at one moment (metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections handed out to requests.
+    pub in_use: u64,
+    /// Open connections waiting in the pool.
+    pub idle: u64,
+    /// Requests waiting for a connection.
+    pub waiting: u64,
+}
+
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -216,6 +227,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The backend's counters.
     fn stats(&self) -> &StoreStats;
+
+    /// Pool occupancy, for backends with a connection pool.
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
 }
 
 /// Opens the store the configuration names: MySQL when `store.url` is set, else the

@@ -229,6 +229,16 @@ impl Store for MySqlStore {
         "mysql"
     }
 
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        let m = self.pool().metrics();
+        let get = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as u64;
+        Some(super::PoolUsage {
+            in_use: get(&m.connections_in_use),
+            idle: get(&m.connections_in_pool),
+            waiting: get(&m.active_wait_requests),
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(self.run("ping", async {
             let mut c = self.conn("ping").await?;

@@ -360,17 +360,12 @@ impl Node {
             .data
             .join(format!("node-{}.log", N.fetch_add(1, Ordering::Relaxed)));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsf"));
-        cmd.args([
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "",
-            "--threads",
-            "2",
-        ])
-        .arg("--data")
-        .arg(&spec.data);
+        cmd.args(["node", "--listen", "127.0.0.1:0", "--threads", "2"]);
+        // The admin listener stays off unless the test asked for one.
+        if !spec.env.iter().any(|(k, _)| k == "DSF__ADMIN__LISTEN") {
+            cmd.args(["--admin", ""]);
+        }
+        cmd.arg("--data").arg(&spec.data);
         if let Some(url) = &spec.mysql {
             let pw = spec.data.join("db-password");
             std::fs::write(&pw, DB_PASSWORD).expect("password file");
