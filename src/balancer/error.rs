@@ -10,6 +10,9 @@ pub enum BalancerError {
     /// `lb.register` without the right cluster secret.
     #[error("registration: missing or wrong cluster secret")]
     Unauthorized,
+    /// `lb.register` from another host while no cluster secret is configured.
+    #[error("registration: no cluster secret is configured, so only local nodes may register")]
+    RemoteWithoutSecret,
     /// A lease operation on a connection that has not registered.
     #[error("registration: this connection has not registered a node")]
     NotRegistered,
@@ -74,7 +77,9 @@ impl BalancerError {
     /// messages name the node at most, never addresses of backing stores.
     pub fn to_api(&self) -> ApiError {
         let code = match self {
-            BalancerError::Unauthorized | BalancerError::NotRegistered => ErrorCode::Unauthorized,
+            BalancerError::Unauthorized
+            | BalancerError::RemoteWithoutSecret
+            | BalancerError::NotRegistered => ErrorCode::Unauthorized,
             BalancerError::UnknownNode(_) => ErrorCode::NotFound,
             BalancerError::NotOwner(_) => ErrorCode::Forbidden,
             BalancerError::BadRequest(_) => ErrorCode::BadRequest,

@@ -90,7 +90,10 @@ impl Balancer {
             .resolve()
             .map_err(|e| BalancerError::BadRequest(e.to_string()))?;
         if secret.is_none() {
-            tracing::warn!("no cluster secret configured: any process can register as a node");
+            tracing::warn!(
+                "no cluster secret configured: only nodes on this host may register \
+                 (set cluster.secret_file to accept nodes from the network)"
+            );
         }
         let (shared, discovery): (Option<Arc<RedisShared>>, Arc<dyn Discovery>) =
             if cfg.balancer.redis.is_empty() {

@@ -125,11 +125,19 @@ impl Registration {
 
     fn register(&self, conn: ConnMeta, body_value: Value) -> Result<Value, BalancerError> {
         let b: RegisterBody = body(body_value)?;
-        if let Some(expected) = &self.secret {
-            let given = b.secret.as_deref().unwrap_or("").as_bytes();
-            if !secret_matches(expected, given) {
-                return Err(BalancerError::Unauthorized);
+        match &self.secret {
+            Some(expected) => {
+                let given = b.secret.as_deref().unwrap_or("").as_bytes();
+                if !secret_matches(expected, given) {
+                    return Err(BalancerError::Unauthorized);
+                }
             }
+            // Without a secret the only allow-list that is safe by default is this
+            // host: anyone on the network could otherwise join as a fake node.
+            None if !conn.peer.ip().is_loopback() => {
+                return Err(BalancerError::RemoteWithoutSecret)
+            }
+            None => {}
         }
         validate(&b)?;
         let record = NodeRecord {
@@ -162,7 +170,9 @@ impl Service for Registration {
         let result = self.handle(conn, req).map_err(|e| {
             if matches!(
                 e,
-                BalancerError::Unauthorized | BalancerError::NotRegistered
+                BalancerError::Unauthorized
+                    | BalancerError::RemoteWithoutSecret
+                    | BalancerError::NotRegistered
             ) {
                 tracing::warn!(peer = %conn.peer, error = %e, "registration refused; closing");
                 // The answer is written before the connection task reads its mailbox.
@@ -232,7 +242,59 @@ fn validate(b: &RegisterBody) -> Result<(), BalancerError> {
 
 #[cfg(test)]
 mod tests {
-    use super::secret_matches;
+    use super::*;
+    use crate::balancer::membership::Settings;
+    use crate::balancer::shared::InMemory;
+    use crate::config::BalancerConfig;
+    use crate::protocol::ErrorCode;
+
+    fn registration(secret: Option<&str>) -> (Arc<Membership>, Registration) {
+        let settings = Settings::from_config(&BalancerConfig::default()).unwrap();
+        let m = Arc::new(Membership::new(settings, Arc::new(InMemory)));
+        let r = Registration::new(
+            m.clone(),
+            secret.map(str::to_owned),
+            Arc::new(Registry::new("registration")),
+        );
+        (m, r)
+    }
+
+    fn register(r: &Registration, peer: &str, id: u64, secret: Option<&str>) -> Response {
+        let mut body = json!({"node": format!("n{id}"), "service": "dsf", "addr": "10.0.0.9:7001"});
+        if let Some(s) = secret {
+            body["secret"] = json!(s);
+        }
+        let meta = ConnMeta {
+            id,
+            peer: peer.parse().unwrap(),
+        };
+        smol::block_on(r.call(meta, Request::new(1, "lb.register", body)))
+    }
+
+    #[test]
+    fn without_a_secret_only_local_nodes_may_register() {
+        let (m, r) = registration(None);
+        let remote = register(&r, "10.1.2.3:5000", 1, None);
+        assert_eq!(remote.result.unwrap_err().code, ErrorCode::Unauthorized);
+        assert!(m.snapshot().nodes.is_empty());
+        assert!(register(&r, "127.0.0.1:5000", 2, None).result.is_ok());
+        assert!(register(&r, "[::1]:5000", 3, None).result.is_ok());
+        assert_eq!(m.snapshot().nodes.len(), 2);
+    }
+
+    #[test]
+    fn with_a_secret_everyone_must_present_it() {
+        let (m, r) = registration(Some("s3cret"));
+        for (id, given) in [(1, None), (2, Some("wrong")), (3, Some(""))] {
+            let resp = register(&r, "127.0.0.1:5000", id, given);
+            assert_eq!(resp.result.unwrap_err().code, ErrorCode::Unauthorized);
+        }
+        assert!(m.snapshot().nodes.is_empty());
+        assert!(register(&r, "10.1.2.3:5000", 4, Some("s3cret"))
+            .result
+            .is_ok());
+        assert_eq!(m.snapshot().nodes.len(), 1);
+    }
 
     #[test]
     fn secret_comparison() {
