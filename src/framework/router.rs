@@ -81,6 +81,25 @@ impl Router {
         )
     }
 
+    /// Like [`route`](Self::route), for handlers that need shared state (stores,
+    /// caches): each call gets its own clone of `state`'s `Arc`.
+    pub fn route_with<S, In, Out, F, Fut>(
+        &mut self,
+        op: &str,
+        access: Access,
+        state: Arc<S>,
+        f: F,
+    ) -> &mut Self
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, Ctx, In) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Out, ApiError>> + Send + 'static,
+        In: DeserializeOwned + Send + 'static,
+        Out: Serialize + 'static,
+    {
+        self.route(op, access, move |ctx, body| f(state.clone(), ctx, body))
+    }
+
     /// Registers an untyped handler.
     pub fn handler(&mut self, op: &str, access: Access, handler: Arc<dyn Handler>) -> &mut Self {
         let previous = self.routes.insert(

@@ -60,85 +60,70 @@ pub fn cache_key(id_card: &str) -> String {
 
 /// Registers the five `blacklist.*` operations.
 pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "blacklist.insert",
         Access::Authenticated,
-        move |_ctx, b: Listing| {
-            let app = a.clone();
-            async move {
-                validate::id_card(&b.id_card)?;
-                validate::person_name(&b.name)?;
-                let r = app.store.blacklist_insert(&b.id_card, &b.name).await;
-                after_write(&app, &b.id_card, &r).await;
-                Ok(Inserted { id: r? })
-            }
+        app,
+        |app, _ctx, b: Listing| async move {
+            validate::id_card(&b.id_card)?;
+            validate::person_name(&b.name)?;
+            let r = app.store.blacklist_insert(&b.id_card, &b.name).await;
+            after_write(&app, &b.id_card, &r).await;
+            Ok(Inserted { id: r? })
         },
     );
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "blacklist.update",
         Access::Authenticated,
-        move |_ctx, b: Listing| {
-            let app = a.clone();
-            async move {
-                validate::id_card(&b.id_card)?;
-                validate::person_name(&b.name)?;
-                let r = app.store.blacklist_update(&b.id_card, &b.name).await;
-                after_write(&app, &b.id_card, &r).await;
-                r?;
-                Ok(json!({}))
-            }
+        app,
+        |app, _ctx, b: Listing| async move {
+            validate::id_card(&b.id_card)?;
+            validate::person_name(&b.name)?;
+            let r = app.store.blacklist_update(&b.id_card, &b.name).await;
+            after_write(&app, &b.id_card, &r).await;
+            r?;
+            Ok(json!({}))
         },
     );
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "blacklist.delete",
         Access::Authenticated,
-        move |_ctx, b: IdCard| {
-            let app = a.clone();
-            async move {
-                validate::id_card(&b.id_card)?;
-                let r = app.store.blacklist_delete(&b.id_card).await;
-                after_write(&app, &b.id_card, &r).await;
-                r?;
-                Ok(json!({}))
-            }
+        app,
+        |app, _ctx, b: IdCard| async move {
+            validate::id_card(&b.id_card)?;
+            let r = app.store.blacklist_delete(&b.id_card).await;
+            after_write(&app, &b.id_card, &r).await;
+            r?;
+            Ok(json!({}))
         },
     );
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "blacklist.search",
         Access::Authenticated,
-        move |_ctx, b: Search| {
-            let app = a.clone();
-            async move {
-                if let Some(p) = &b.name_prefix {
-                    crate::framework::validate::length("name_prefix", p, 1, 64)?;
-                }
-                if let Some(id) = &b.id_card {
-                    validate::id_card(id)?;
-                }
-                let filter = SearchFilter {
-                    name_prefix: b.name_prefix,
-                    id_card: b.id_card,
-                    limit: validate::limit(b.limit)?,
-                };
-                let entries = app.store.blacklist_search(&filter).await?;
-                Ok(Found { entries })
+        app,
+        |app, _ctx, b: Search| async move {
+            if let Some(p) = &b.name_prefix {
+                crate::framework::validate::length("name_prefix", p, 1, 64)?;
             }
+            if let Some(id) = &b.id_card {
+                validate::id_card(id)?;
+            }
+            let filter = SearchFilter {
+                name_prefix: b.name_prefix,
+                id_card: b.id_card,
+                limit: validate::limit(b.limit)?,
+            };
+            let entries = app.store.blacklist_search(&filter).await?;
+            Ok(Found { entries })
         },
     );
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "blacklist.query",
         Access::Authenticated,
-        move |_ctx, b: IdCard| {
-            let app = a.clone();
-            async move {
-                validate::id_card(&b.id_card)?;
-                query(&app, &b.id_card).await
-            }
+        app,
+        |app, _ctx, b: IdCard| async move {
+            validate::id_card(&b.id_card)?;
+            query(&app, &b.id_card).await
         },
     );
 }

@@ -29,12 +29,11 @@ pub struct Reported {
 
 /// Registers `collector.report`.
 pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "collector.report",
         Access::Authenticated,
-        move |ctx, b: Report| {
-            let app = a.clone();
+        app,
+        |app, ctx, b: Report| {
             async move {
                 validate::id_card(&b.id_card)?;
                 validate::person_name(&b.name)?;

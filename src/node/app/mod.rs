@@ -165,6 +165,27 @@ impl<'r> Routes<'r> {
         }
         self
     }
+
+    /// Like [`Router::route_with`], skipped when `op` is not served.
+    pub fn route_with<S, In, Out, F, Fut>(
+        &mut self,
+        op: &str,
+        access: Access,
+        state: &Arc<S>,
+        f: F,
+    ) -> &mut Self
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, Ctx, In) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Out, ApiError>> + Send + 'static,
+        In: DeserializeOwned + Send + 'static,
+        Out: Serialize + 'static,
+    {
+        if self.serves(op) {
+            self.router.route_with(op, access, state.clone(), f);
+        }
+        self
+    }
 }
 
 /// Whether `op` matches one of `prefixes` (empty: everything; `sys.` always).

@@ -41,34 +41,29 @@ pub struct LoggedIn {
 
 /// Registers `user.register`, `user.login` and `user.logout`.
 pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
         "user.register",
         Access::Public,
-        move |_ctx, c: Credentials| {
-            let app = a.clone();
-            async move { register_user(&app, c).await }
-        },
+        app,
+        |app, _ctx, c: Credentials| async move { register_user(&app, c).await },
     );
-    let a = app.clone();
-    routes.route("user.login", Access::Public, move |_ctx, c: Credentials| {
-        let app = a.clone();
-        async move { login(&app, c).await }
-    });
-    let a = app.clone();
-    routes.route(
+    routes.route_with(
+        "user.login",
+        Access::Public,
+        app,
+        |app, _ctx, c: Credentials| async move { login(&app, c).await },
+    );
+    routes.route_with(
         "user.logout",
         Access::Authenticated,
-        move |ctx, _: Map<String, Value>| {
-            let app = a.clone();
-            async move {
-                let token = ctx
-                    .token
-                    .as_deref()
-                    .ok_or_else(|| ApiError::unauthorized("this operation requires a token"))?;
-                app.sessions.revoke(&token_hash(token)).await?;
-                Ok(json!({}))
-            }
+        app,
+        |app, ctx, _: Map<String, Value>| async move {
+            let token = ctx
+                .token
+                .as_deref()
+                .ok_or_else(|| ApiError::unauthorized("this operation requires a token"))?;
+            app.sessions.revoke(&token_hash(token)).await?;
+            Ok(json!({}))
         },
     );
 }
