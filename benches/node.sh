@@ -52,7 +52,11 @@ for reuse in true false; do
   pid=$!
   sleep 1
   r=$(run "reuse_port=$reuse" 127.0.0.1:$port 64 16)
-  python3 -c 'import json,sys; x=json.loads(sys.argv[1]); print(f"| {sys.argv[2]} | {x[\"rps\"]:.0f} | {x[\"p50_us\"]} | {x[\"p99_us\"]} |")' "$r" "$reuse"
+  python3 - "$r" "$reuse" <<'PY'
+import json, sys
+x = json.loads(sys.argv[1])
+print(f"| {sys.argv[2]} | {x['rps']:.0f} | {x['p50_us']} | {x['p99_us']} |")
+PY
   kill $pid
   port=$((port + 1))
 done
