@@ -4,9 +4,13 @@
 # then `cargo bench --bench ring` (ring build/lookup, key movement, peak-to-mean).
 # Loopback only, bounded in time. Installs haproxy with apt-get if it is missing.
 # Usage: benches/balancer.sh [seconds-per-run]   (writes Markdown to stdout)
+# Environment: SHAPES="64x1 16x16" (connections x depth), BASELINE=path/to/older/dsf
+# (adds that build's proxy to each table, for before/after in one run), RING=0 (skip
+# the ring benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+shapes=${SHAPES:-64x1 16x16}
 if ! command -v haproxy >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null
 fi
@@ -23,9 +27,9 @@ reg=$(free_port); dir=$(free_port); prx=$(free_port); hap=$(free_port); node=$(f
 # the node, the proxy in front of it and the load generator share the two cores.
 export DSF__RUNTIME__THREADS=1 DSF__LIMITS__MAX_CONNECTIONS=20000 DSF__ADMIN__LISTEN= \
   DSF__CLUSTER__SECRET=bench-secret RUST_LOG=warn
-balancer() { # proxy_conns_per_node; (re)starts the balancer on the same ports
+balancer() { # proxy_conns_per_node [binary]; (re)starts the balancer on the same ports
   if [ -n "${lb_pid:-}" ]; then kill "$lb_pid"; wait "$lb_pid" 2>/dev/null || true; fi
-  DSF__BALANCER__PROXY_CONNS_PER_NODE=$1 "$dsf" balancer --registration 127.0.0.1:$reg \
+  DSF__BALANCER__PROXY_CONNS_PER_NODE=$1 "${2:-$dsf}" balancer --registration 127.0.0.1:$reg \
     --directory 127.0.0.1:$dir --proxy 127.0.0.1:$prx >"$tmp/balancer.out" 2>>"$tmp/balancer.err" &
   lb_pid=$!
   wait_for $prx  # the node registers again by itself
@@ -69,15 +73,21 @@ echo "### Proxy vs direct vs HAProxy (sys.echo, ${secs} s per run, one node)"
 echo
 echo "| path | conns | depth | req/s | p50 µs | p99 µs | errors | vs direct |"
 echo "|---|---|---|---|---|---|---|---|"
-for shape in "64 1" "16 16"; do
-  set -- $shape
-  d=$(run direct 127.0.0.1:$node "$1" "$2")
+for shape in $shapes; do
+  set -- ${shape/x/ }
+  rows=("$(run direct 127.0.0.1:$node "$1" "$2")")
   balancer 4
-  p4=$(run "dsf proxy, 4 conns/node (default)" 127.0.0.1:$prx "$1" "$2")
+  rows+=("$(run "dsf proxy, 4 conns/node (default)" 127.0.0.1:$prx "$1" "$2")")
   balancer 1
-  p1=$(run "dsf proxy, 1 conn/node" 127.0.0.1:$prx "$1" "$2")
-  h=$(run "haproxy tcp" 127.0.0.1:$hap "$1" "$2")
-  python3 - "$d" "$p4" "$p1" "$h" <<'PY'
+  rows+=("$(run "dsf proxy, 1 conn/node" 127.0.0.1:$prx "$1" "$2")")
+  if [ -n "${BASELINE:-}" ]; then
+    balancer 4 "$BASELINE"
+    rows+=("$(run "baseline proxy, 4 conns/node" 127.0.0.1:$prx "$1" "$2")")
+    balancer 1 "$BASELINE"
+    rows+=("$(run "baseline proxy, 1 conn/node" 127.0.0.1:$prx "$1" "$2")")
+  fi
+  rows+=("$(run "haproxy tcp" 127.0.0.1:$hap "$1" "$2")")
+  python3 - "${rows[@]}" <<'PY'
 import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]
 base = rows[0]["rps"]
@@ -86,6 +96,7 @@ for r in rows:
           f"{r['p99_us']} | {r['errors']} | {r['rps'] / base:.2f} |")
 PY
 done
+[ "${RING:-1}" = 0 ] && exit 0
 echo
 echo "### Ring and selection (\`cargo bench --bench ring\`)"
 echo

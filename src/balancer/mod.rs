@@ -10,17 +10,20 @@
 //!   in memory, or Redis so that several balancers agree);
 //! - [`selection`]: one [`selection::Selector`] per strategy;
 //! - [`directory`]: `lb.assign` / `lb.nodes` for clients that connect to nodes themselves;
-//! - [`proxy`] and [`pool`]: forwarding requests over pooled, pipelined node connections;
+//! - [`proxy`] and [`pool`]: forwarding requests over pooled, pipelined node connections,
+//!   as bytes: [`scan`] reads only ids, `type` and `key`; a [`job`] carries one request;
 //! - [`agent`]: the node's side of registration;
 //! - [`up`]: `dsf up`, a balancer and N nodes in one process.
 
 pub mod agent;
 pub mod directory;
 pub mod error;
+pub mod job;
 pub mod membership;
 pub mod pool;
 pub mod proxy;
 pub mod registration;
+pub mod scan;
 pub mod selection;
 pub mod shared;
 pub mod snapshot;

@@ -1,32 +1,80 @@
-//! Pooled, pipelined proxy connections to one node, with request-id rewriting.
+//! Pooled, pipelined proxy connections to one node, relaying requests as bytes.
 //!
 //! Each node gets `proxy_conns_per_node` connections, opened on first use and reopened
-//! after they fail. Requests of many clients share them: each request gets a wire id
-//! unique on its connection, so responses (which may come back in any order) find
-//! their caller, who restores the client's own id. A writer task batches whatever
-//! requests are queued into one write; a reader task hands responses out by id.
+//! after they fail. Requests of many clients share them: each request is written with
+//! a wire id unique on its connection (spliced into its bytes where the client's id
+//! was), so responses, which may come back in any order, find their job, which puts
+//! the client's id back the same way. Nothing is decoded beyond the ids.
+//!
+//! Per connection, three tasks on the loop that opened it: a writer that sends every
+//! request queued since its last write in one write, a reader that answers jobs
+//! straight from its read buffer, and a sweeper that answers `timeout` for jobs past
+//! their deadline. Submitting a request is synchronous: append its frame to the
+//! connection's buffer and wake the writer if it sleeps.
 
-use crate::protocol::frame::{self, FrameDecoder};
-use crate::protocol::Request;
-use futures_lite::{future, AsyncWriteExt};
+use super::error::BalancerError;
+use super::job::Job;
+use super::scan;
+use crate::protocol::frame::{self, HEADER_LEN};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
-/// Largest batch of requests written in one go.
-const MAX_BATCH: usize = 256 * 1024;
+/// A write buffer that grew past this (a burst) is freed rather than kept.
+const MAX_KEPT: usize = 256 * 1024;
 
-/// Why a request got no response from the node.
-#[derive(Debug)]
-pub enum SendError {
-    /// The request never reached the node (connect failed, connection already dead):
-    /// any request may be tried elsewhere.
-    NotSent(io::Error),
-    /// The connection failed after the request was handed to it: the node may or may
-    /// not have acted on it.
-    Lost,
+/// Initial read buffer of a node connection: a batch of responses in one read.
+const READ_BUF: usize = 64 * 1024;
+
+/// Least free room offered to a read; less, and the buffer is compacted first.
+const MIN_ROOM: usize = 4 * 1024;
+
+/// Hashes wire ids, which this process makes up itself and nobody can choose, with
+/// one multiplication instead of SipHash (a tenth of the proxy's time otherwise).
+#[derive(Default)]
+struct WireIdHasher(u64);
+
+impl Hasher for WireIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: consecutive ids spread over the high bits the table uses.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Jobs by wire id.
+type Pending = HashMap<u64, Job, BuildHasherDefault<WireIdHasher>>;
+
+/// Where jobs go when their connection fails: the proxy decides whether and where
+/// to try again.
+pub trait Failover: Send + Sync + 'static {
+    /// `job`'s connection failed; `sent` if the request may have reached the node.
+    fn failed(&self, job: Job, sent: bool);
+}
+
+/// How a pool's connections behave.
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    /// Bound on connecting.
+    pub connect_timeout: Duration,
+    /// Largest response frame accepted from the node.
+    pub max_frame: usize,
+    /// How often deadlines are checked; a timeout is answered at most this late.
+    pub tick: Duration,
 }
 
 /// The connections to one node.
@@ -34,248 +82,359 @@ pub struct NodePool {
     /// The node's address.
     pub addr: Arc<str>,
     /// Connection slots, opened lazily.
-    slots: Vec<async_lock::Mutex<Option<Arc<NodeConn>>>>,
+    slots: Vec<Mutex<Option<NodeConn>>>,
     /// Round-robin cursor over the slots.
     next: AtomicUsize,
-    /// Bound on connecting.
-    connect_timeout: Duration,
-    /// Largest response frame accepted from the node.
-    max_frame: usize,
+    /// Connection behaviour.
+    opts: ConnOptions,
+    /// Where failed jobs go (the proxy, which owns the pools; hence weak).
+    failover: Weak<dyn Failover>,
 }
 
 impl NodePool {
     /// A pool of `size` connections to `addr` (none opened yet).
-    pub fn new(addr: Arc<str>, size: usize, connect_timeout: Duration, max_frame: usize) -> Self {
+    pub fn new(
+        addr: Arc<str>,
+        size: usize,
+        opts: ConnOptions,
+        failover: Weak<dyn Failover>,
+    ) -> Self {
         NodePool {
             addr,
-            slots: (0..size.max(1))
-                .map(|_| async_lock::Mutex::new(None))
-                .collect(),
+            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
-            connect_timeout,
-            max_frame,
+            opts,
+            failover,
         }
     }
 
-    /// Sends `req` (its id is replaced by a wire id) and returns the response payload.
+    /// Queues `job` on a connection; its answer or failure comes later.
     ///
     /// `affinity` (the client connection) chooses the slot: the requests one client
     /// pipelines arrive together and leave in one write, instead of being scattered
     /// over every slot in small writes. Without it, slots take turns.
-    pub async fn send(
-        &self,
-        req: &mut Request,
-        affinity: Option<u64>,
-    ) -> Result<Vec<u8>, SendError> {
-        let slot = match affinity {
+    pub fn send(&self, job: Job, affinity: Option<u64>) {
+        let i = match affinity {
             Some(a) => a as usize,
             None => self.next.fetch_add(1, Ordering::Relaxed),
         } % self.slots.len();
-        let conn = self.conn(slot).await.map_err(SendError::NotSent)?;
-        conn.send(req).await
+        let mut slot = self.slots[i].lock().expect("pool slot lock");
+        let job = match &*slot {
+            Some(conn) => match conn.submit(job) {
+                Ok(()) => return,
+                Err(job) => job,
+            },
+            None => job,
+        };
+        // No connection yet, or a failed one: a fresh connection takes the job; if
+        // the node is gone, connecting fails and the job is offered to the failover.
+        let conn = NodeConn::open(self.addr.clone(), self.opts.clone(), self.failover.clone());
+        if let Err(job) = conn.submit(job) {
+            // A connection that has not started cannot have failed; answer anyway.
+            job.fail(&BalancerError::NodeFailed {
+                node: self.addr.to_string(),
+            });
+        }
+        *slot = Some(conn);
+    }
+}
+
+/// A connection's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connecting; requests queue up.
+    Connecting,
+    /// Requests flow.
+    Open,
+    /// Failed or retired; accepts nothing more.
+    Closed,
+}
+
+/// What the handle and the tasks of one connection share.
+struct ConnState {
+    /// Where the connection is in its life.
+    phase: Phase,
+    /// Request frames not yet handed to the writer.
+    out: Vec<u8>,
+    /// The next wire id.
+    next_id: u64,
+    /// Highest wire id handed to a write: requests above it never left.
+    written: u64,
+    /// Jobs awaiting their response, by wire id.
+    pending: Pending,
+    /// The writer, when it sleeps for want of requests.
+    writer: Option<Waker>,
+    /// The pool let go of the connection: close it once nothing is pending.
+    retired: bool,
+    /// The socket once connected, to shut it down from any task.
+    stream: Option<async_net::TcpStream>,
+}
+
+struct Shared {
+    state: Mutex<ConnState>,
+    failover: Weak<dyn Failover>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnState> {
+        self.state.lock().expect("node connection lock")
     }
 
-    /// A live connection in slot `i`, opening one if needed.
-    async fn conn(&self, i: usize) -> io::Result<Arc<NodeConn>> {
-        let mut slot = self.slots[i].lock().await;
-        if let Some(c) = &*slot {
-            if c.is_alive() {
-                return Ok(c.clone());
+    /// Marks the connection failed and hands every pending job to the failover.
+    fn fail(&self) {
+        let (pending, written, waker, stream) = {
+            let mut s = self.lock();
+            s.phase = Phase::Closed;
+            s.out = Vec::new();
+            (
+                std::mem::take(&mut s.pending),
+                s.written,
+                s.writer.take(),
+                s.stream.take(),
+            )
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if let Some(stream) = stream {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        let failover = self.failover.upgrade();
+        for (wire_id, job) in pending {
+            let sent = wire_id <= written;
+            match &failover {
+                Some(f) => f.failed(job, sent),
+                None => {
+                    let node = job.node_id();
+                    job.fail(&BalancerError::NodeFailed { node });
+                }
             }
         }
-        *slot = None;
-        let c = NodeConn::connect(&self.addr, self.connect_timeout, self.max_frame).await?;
-        *slot = Some(c.clone());
-        Ok(c)
+    }
+
+    /// Closes a retired connection once it has nothing pending (call with the lock
+    /// released).
+    fn close_if_done(&self) {
+        let done = {
+            let s = self.lock();
+            s.retired && s.pending.is_empty() && s.phase != Phase::Closed
+        };
+        if done {
+            self.fail();
+        }
     }
 }
 
-/// Callers waiting on one connection.
-#[derive(Default)]
-struct Waiters {
-    /// False once the connection failed; no new request is accepted.
-    alive: bool,
-    /// Wire id → where its response goes.
-    pending: HashMap<u64, async_channel::Sender<Vec<u8>>>,
+/// The pool's handle on one pipelined connection; dropping it retires the
+/// connection, which closes once its pending requests are answered.
+struct NodeConn {
+    shared: Arc<Shared>,
 }
 
-/// State shared by a connection's handle and its tasks.
-struct ConnState {
-    waiters: Mutex<Waiters>,
-    next_id: AtomicU64,
-}
-
-impl ConnState {
-    fn fail_all(&self) {
-        let mut w = self.waiters.lock().expect("waiters lock");
-        w.alive = false;
-        // Dropping the senders wakes every waiter with an error.
-        w.pending.clear();
-    }
-}
-
-/// One pipelined connection to a node.
-pub struct NodeConn {
-    /// Encoded requests for the writer task; dropping the handle stops the tasks.
-    tx: async_channel::Sender<Vec<u8>>,
-    /// Waiters and wire ids.
-    state: Arc<ConnState>,
-}
-
-/// Removes a waiter whose caller gave up (deadline), so nothing leaks.
-struct PendingGuard<'a> {
-    state: &'a ConnState,
-    id: u64,
-}
-
-impl Drop for PendingGuard<'_> {
+impl Drop for NodeConn {
     fn drop(&mut self) {
-        self.state
-            .waiters
-            .lock()
-            .expect("waiters lock")
-            .pending
-            .remove(&self.id);
+        self.shared.lock().retired = true;
+        self.shared.close_if_done();
     }
 }
 
 impl NodeConn {
-    async fn connect(addr: &str, timeout: Duration, max_frame: usize) -> io::Result<Arc<NodeConn>> {
-        let stream = future::or(async_net::TcpStream::connect(addr), async {
-            async_io::Timer::after(timeout).await;
-            Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-        })
-        .await?;
-        stream.set_nodelay(true)?;
-        let (tx, rx) = async_channel::unbounded();
-        let state = Arc::new(ConnState {
-            waiters: Mutex::new(Waiters {
-                alive: true,
-                pending: HashMap::new(),
+    /// Starts connecting to `addr` on the current loop; requests may be queued at once.
+    fn open(addr: Arc<str>, opts: ConnOptions, failover: Weak<dyn Failover>) -> NodeConn {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ConnState {
+                phase: Phase::Connecting,
+                out: Vec::new(),
+                next_id: 1,
+                written: 0,
+                pending: Pending::default(),
+                writer: None,
+                retired: false,
+                stream: None,
             }),
-            next_id: AtomicU64::new(1),
+            failover,
         });
-        crate::runtime::spawn_local(write_loop(stream.clone(), rx, state.clone())).detach();
-        crate::runtime::spawn_local(read_loop(stream, state.clone(), max_frame)).detach();
-        Ok(Arc::new(NodeConn { tx, state }))
+        crate::runtime::spawn_local(run(shared.clone(), addr, opts.clone())).detach();
+        crate::runtime::spawn_local(sweep(Arc::downgrade(&shared), opts.tick)).detach();
+        NodeConn { shared }
     }
 
-    fn is_alive(&self) -> bool {
-        self.state.waiters.lock().expect("waiters lock").alive
-    }
-
-    async fn send(&self, req: &mut Request) -> Result<Vec<u8>, SendError> {
-        let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = async_channel::bounded(1);
-        {
-            let mut w = self.state.waiters.lock().expect("waiters lock");
-            if !w.alive {
-                return Err(SendError::NotSent(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "connection to node closed",
-                )));
+    /// Queues `job`'s frame for the writer; `Err(job)` if the connection has failed.
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let waker = {
+            let mut s = self.shared.lock();
+            if s.phase == Phase::Closed {
+                return Err(job);
             }
-            w.pending.insert(id, tx);
-        }
-        let _guard = PendingGuard {
-            state: &self.state,
-            id,
+            let id = s.next_id;
+            s.next_id += 1;
+            job.encode(&mut s.out, id);
+            s.pending.insert(id, job);
+            s.writer.take()
         };
-        req.id = id;
-        let mut bytes = Vec::with_capacity(128);
-        req.encode(&mut bytes);
-        if self.tx.send(bytes).await.is_err() {
-            return Err(SendError::NotSent(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "connection to node closed",
-            )));
+        if let Some(w) = waker {
+            w.wake();
         }
-        rx.recv().await.map_err(|_| SendError::Lost)
+        Ok(())
     }
 }
 
-async fn write_loop(
-    mut stream: async_net::TcpStream,
-    rx: async_channel::Receiver<Vec<u8>>,
-    state: Arc<ConnState>,
-) {
+/// Connects, then writes batches until the connection fails or closes.
+async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
+    let connected = future::or(async_net::TcpStream::connect(&*addr), async {
+        async_io::Timer::after(opts.connect_timeout).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+    })
+    .await;
+    let stream = match connected.and_then(|s| s.set_nodelay(true).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed to open");
+            shared.fail();
+            return;
+        }
+    };
+    {
+        let mut s = shared.lock();
+        if s.phase == Phase::Closed {
+            return;
+        }
+        s.phase = Phase::Open;
+        s.stream = Some(stream.clone());
+    }
+    crate::runtime::spawn_local(read_loop(shared.clone(), stream.clone(), opts.max_frame)).detach();
+    if let Err(e) = write_loop(&shared, stream).await {
+        tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed on write");
+    }
+    shared.fail();
+}
+
+async fn write_loop(shared: &Shared, mut stream: async_net::TcpStream) -> io::Result<()> {
     let mut buf = Vec::new();
-    while let Ok(first) = rx.recv().await {
+    loop {
+        let more = std::future::poll_fn(|cx| {
+            let mut s = shared.lock();
+            if s.phase == Phase::Closed {
+                Poll::Ready(false)
+            } else if !s.out.is_empty() {
+                Poll::Ready(true)
+            } else {
+                s.writer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        if !more {
+            return Ok(());
+        }
         // One turn of the executor lets the other requests that arrived in the same
         // wake-up (other clients' reads) join this write.
         future::yield_now().await;
-        buf.extend_from_slice(&first);
-        while buf.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
-                Err(_) => break,
-            }
+        {
+            let mut s = shared.lock();
+            // The emptied buffer goes back, so the two take turns without reallocating.
+            std::mem::swap(&mut s.out, &mut buf);
+            s.written = s.next_id - 1;
         }
-        if let Err(e) = stream.write_all(&buf).await {
-            tracing::debug!(error = %e, "proxy connection to node failed on write");
-            break;
-        }
+        stream.write_all(&buf).await?;
         buf.clear();
+        if buf.capacity() > MAX_KEPT {
+            buf = Vec::new();
+        }
     }
-    state.fail_all();
-    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-async fn read_loop(mut stream: async_net::TcpStream, state: Arc<ConnState>, max_frame: usize) {
-    let mut dec = FrameDecoder::new(max_frame);
-    loop {
-        match frame::read_frame(&mut stream, &mut dec).await {
-            Ok(Some(payload)) => {
-                let Some(id) = response_id(&payload) else {
-                    // An answer without an id is about the connection (e.g. overloaded);
-                    // the node closes it next, which fails the waiters.
-                    tracing::debug!("node sent a response without id");
-                    continue;
+async fn read_loop(shared: Arc<Shared>, mut stream: async_net::TcpStream, max_frame: usize) {
+    let mut buf = vec![0u8; READ_BUF];
+    // `buf[start..end]` holds received bytes not yet taken as frames.
+    let (mut start, mut end) = (0, 0);
+    let result: io::Result<()> = async {
+        loop {
+            if start == end {
+                (start, end) = (0, 0);
+            } else if buf.len() - end < MIN_ROOM {
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+                // An incomplete frame larger than the room left (bounded by
+                // `max_frame`, checked when its header arrived): grow to fit it.
+                let need = match buf.get(..HEADER_LEN) {
+                    Some(h) if end >= HEADER_LEN => {
+                        HEADER_LEN
+                            + (u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize).min(max_frame)
+                    }
+                    _ => 0,
                 };
-                let tx = state
-                    .waiters
-                    .lock()
-                    .expect("waiters lock")
-                    .pending
-                    .remove(&id);
-                if let Some(tx) = tx {
-                    let _ = tx.try_send(payload);
+                let want = need.max(end + MIN_ROOM);
+                if want > buf.len() {
+                    buf.resize(want, 0);
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(error = %e, "proxy connection to node failed on read");
-                break;
+            let n = stream.read(&mut buf[end..]).await?;
+            if n == 0 {
+                return Ok(());
             }
+            end += n;
+            while let Some(range) = frame::split_frame(&buf[start..end], max_frame)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            {
+                answer(&shared, &buf[start + range.start..start + range.end]);
+                start += range.end;
+            }
+            shared.close_if_done();
         }
     }
-    state.fail_all();
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
-/// The `id` of a response payload. Nodes write `{"id":N,…}` first, which is read
-/// without parsing the rest; anything else takes the full JSON parse.
-pub fn response_id(payload: &[u8]) -> Option<u64> {
-    if let Some(rest) = payload.strip_prefix(br#"{"id":"#) {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits > 0 && rest.get(digits) == Some(&b',') {
-            return std::str::from_utf8(&rest[..digits]).ok()?.parse().ok();
-        }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "proxy connection to node failed on read");
     }
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    v.get("id")?.as_u64()
+    shared.fail();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::response_id;
+/// Hands one response to its job.
+fn answer(shared: &Shared, payload: &[u8]) {
+    let Some((id, span)) = scan::response_id(payload) else {
+        // An answer without an id is about the connection (e.g. overloaded); the
+        // node closes it next, which fails the jobs.
+        tracing::debug!("node sent a response without id");
+        return;
+    };
+    let job = shared.lock().pending.remove(&id);
+    // None: the job timed out already.
+    if let Some(job) = job {
+        job.respond(payload, &span);
+    }
+}
 
-    #[test]
-    fn response_ids() {
-        assert_eq!(response_id(br#"{"id":42,"ok":true,"body":{}}"#), Some(42));
-        assert_eq!(response_id(br#"{"ok":true,"id":7}"#), Some(7));
-        assert_eq!(response_id(br#"{"id":null,"ok":false}"#), None);
-        assert_eq!(response_id(br#"{"id": 9 ,"ok":true}"#), Some(9));
-        assert_eq!(response_id(b"garbage"), None);
+/// Answers `timeout` for jobs past their deadline, every `tick` while the connection
+/// lives.
+async fn sweep(shared: Weak<Shared>, tick: Duration) {
+    let mut expired = Vec::new();
+    loop {
+        async_io::Timer::after(tick).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        {
+            let mut s = shared.lock();
+            if s.phase == Phase::Closed {
+                return;
+            }
+            if s.pending.is_empty() {
+                continue;
+            }
+            let late: Vec<u64> = s
+                .pending
+                .iter()
+                .filter(|(_, j)| j.deadline <= now)
+                .map(|(&id, _)| id)
+                .collect();
+            expired.extend(late.into_iter().filter_map(|id| s.pending.remove(&id)));
+        }
+        for job in expired.drain(..) {
+            let node = job.node_id();
+            job.fail(&BalancerError::Timeout { node });
+        }
+        shared.close_if_done();
     }
 }

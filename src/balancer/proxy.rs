@@ -10,18 +10,25 @@
 //! more on another node. A request lost in flight is tried again only if repeating it
 //! is harmless ([`retry_safe`](super::retry_safe)); otherwise the client gets
 //! `unavailable`. Every request is bounded by `limits.request_timeout`.
+//!
+//! Requests are relayed as bytes: [`scan`](super::scan) reads `id`, `type` and `key`
+//! (checking that the payload is valid JSON), and [`pool`](super::pool) swaps ids in
+//! place. No JSON value is built and no task is spawned per request. Payloads of an
+//! unusual shape (legacy integer types, malformed JSON) take the server's decoding
+//! path instead, which answers them exactly as before.
 
 use super::error::BalancerError;
+use super::job::{Job, Reply};
 use super::membership::Membership;
-use super::pool::{NodePool, SendError};
+use super::pool::{ConnOptions, Failover, NodePool};
+use super::scan;
 use super::snapshot::{Group, Member, NodeLoad, Snapshot};
 use crate::protocol::{ApiError, Request, Response};
-use crate::runtime::{BoxFuture, ConnMeta, Service};
+use crate::runtime::{mailbox::Mailbox, BoxFuture, ConnMeta, Service};
 use arc_swap::ArcSwap;
-use futures_lite::future;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// Shards of the per-connection stickiness table (fewer lock collisions between loops).
@@ -60,6 +67,8 @@ pub struct Proxy {
 }
 
 struct Inner {
+    /// This proxy, for the pools to hand failed jobs back to without owning it.
+    me: Weak<Inner>,
     /// Whose snapshot routes.
     membership: Arc<Membership>,
     /// Node pools by node id; read lock-free, changed under `pools_lock`.
@@ -78,7 +87,8 @@ impl Proxy {
     /// A proxy over `membership`.
     pub fn new(membership: Arc<Membership>, opts: ProxyOptions) -> Proxy {
         Proxy {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 membership,
                 pools: ArcSwap::default(),
                 pools_lock: Mutex::new(0),
@@ -91,16 +101,71 @@ impl Proxy {
 }
 
 impl Service for Proxy {
-    fn call(&self, conn: ConnMeta, req: Request) -> BoxFuture<'static, Response> {
-        let id = req.id;
+    fn call_frame(&self, conn: ConnMeta, payload: &[u8], mailbox: &Arc<Mailbox>) -> bool {
+        let Some(head) = scan::request_head(payload) else {
+            return false;
+        };
         let snap = self.inner.membership.load();
         self.inner.prune_if_changed(&snap);
-        let member = match self.inner.choose(conn.id, &snap, &req, None) {
-            Ok(m) => m,
-            Err(e) => return Box::pin(std::future::ready(Response::err(Some(id), e.to_api()))),
+        // Without a node the decoding path answers `no_backend`; not worth a fast path.
+        let Ok(member) = self.inner.choose(conn.id, &snap, head.op, head.key, None) else {
+            return false;
         };
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.forward(conn.id, req, member).await })
+        let deadline = Instant::now() + self.inner.opts.request_timeout;
+        let reply = Reply::Mailbox(mailbox.clone());
+        let job = Job::new(payload.to_vec(), &head, conn.id, deadline, reply);
+        self.inner.send(job, member);
+        true
+    }
+
+    fn call(&self, conn: ConnMeta, req: Request) -> BoxFuture<'static, Response> {
+        let id = req.id;
+        let answer =
+            |e: BalancerError| Box::pin(std::future::ready(Response::err(Some(id), e.to_api())));
+        let snap = self.inner.membership.load();
+        self.inner.prune_if_changed(&snap);
+        let member = match self
+            .inner
+            .choose(conn.id, &snap, &req.op, req.key.as_deref(), None)
+        {
+            Ok(m) => m,
+            Err(e) => return answer(e),
+        };
+        // Re-encoded in the common shape (legacy codes become names), then relayed
+        // like any other request.
+        let mut frame = Vec::new();
+        req.encode(&mut frame);
+        let payload = frame.split_off(crate::protocol::frame::HEADER_LEN);
+        let Some(head) = scan::request_head(&payload) else {
+            tracing::warn!(op = %req.op, "re-encoded request unreadable");
+            return Box::pin(std::future::ready(Response::err(
+                Some(id),
+                ApiError::internal(),
+            )));
+        };
+        let (tx, rx) = async_channel::bounded(1);
+        let deadline = Instant::now() + self.inner.opts.request_timeout;
+        let job = Job::new(
+            payload.clone(),
+            &head,
+            conn.id,
+            deadline,
+            Reply::Channel(tx),
+        );
+        self.inner.send(job, member);
+        Box::pin(async move {
+            let frame = rx.recv().await.unwrap_or_default();
+            match frame
+                .get(crate::protocol::frame::HEADER_LEN..)
+                .map(Response::parse)
+            {
+                Some(Ok(resp)) => resp,
+                _ => {
+                    tracing::warn!("node sent an unreadable response");
+                    Response::err(Some(id), ApiError::internal())
+                }
+            }
+        })
     }
 
     fn on_close(&self, conn: ConnMeta) {
@@ -120,14 +185,15 @@ impl Inner {
         &self,
         conn: u64,
         snap: &Snapshot,
-        req: &Request,
+        op: &str,
+        key: Option<&str>,
         avoid: Option<&str>,
     ) -> Result<Arc<Member>, BalancerError> {
         let group = snap
-            .route(&req.op)
-            .ok_or_else(|| BalancerError::NoBackend(format!("operation `{}`", req.op)))?;
+            .route(op)
+            .ok_or_else(|| BalancerError::NoBackend(format!("operation `{op}`")))?;
         let no_backend = || BalancerError::NoBackend(format!("service `{}`", group.name));
-        let index = match (&req.key, avoid) {
+        let index = match (key, avoid) {
             (Some(key), None) => group.pick(Some(key.as_bytes())),
             (Some(key), Some(avoid)) => group.pick_avoiding(Some(key.as_bytes()), avoid),
             (None, avoid) => self.sticky_pick(conn, snap.generation, group, avoid),
@@ -220,11 +286,17 @@ impl Inner {
         if let Some(p) = current.get(&m.id).filter(|p| p.addr == m.addr) {
             return p.clone();
         }
+        let failover: Weak<dyn Failover> = self.me.clone();
         let pool = Arc::new(NodePool::new(
             m.addr.clone(),
             self.opts.conns_per_node,
-            self.opts.connect_timeout,
-            self.opts.max_frame,
+            ConnOptions {
+                connect_timeout: self.opts.connect_timeout,
+                max_frame: self.opts.max_frame,
+                tick: (self.opts.request_timeout / 20)
+                    .clamp(Duration::from_millis(5), Duration::from_millis(100)),
+            },
+            failover,
         ));
         let mut next = (*current).clone();
         next.insert(m.id.clone(), pool.clone());
@@ -232,107 +304,53 @@ impl Inner {
         pool
     }
 
-    async fn forward(self: Arc<Self>, conn: u64, mut req: Request, first: Arc<Member>) -> Response {
-        let client_id = req.id;
-        let deadline = Instant::now() + self.opts.request_timeout;
-        let result = match self.attempt(conn, &mut req, &first, deadline).await {
-            Ok(payload) => Ok(payload),
-            Err(SendFailure::Timeout) => Err(BalancerError::Timeout {
-                node: first.id.to_string(),
-            }),
-            Err(SendFailure::Send(e)) => {
-                let sent = matches!(e, SendError::Lost);
-                if sent && !super::retry_safe(&req.op) {
-                    tracing::warn!(node = %first.id, op = %req.op, "node failed with the request in flight; not repeatable");
-                    Err(BalancerError::NodeFailed {
-                        node: first.id.to_string(),
-                    })
-                } else {
-                    tracing::info!(node = %first.id, op = %req.op, sent, "node failed; request retried on another node");
-                    metrics::counter!(crate::admin::metrics::BALANCER_RETRIES).increment(1);
-                    self.retry(conn, &mut req, &first, deadline).await
-                }
-            }
+    /// Hands `job` to a pooled connection to `member`.
+    fn send(&self, mut job: Job, member: Arc<Member>) {
+        let pool = self.pool(&member);
+        member.load.proxied.fetch_add(1, Ordering::Relaxed);
+        job.place(member);
+        let affinity = Some(job.conn);
+        pool.send(job, affinity);
+    }
+}
+
+impl Failover for Inner {
+    /// A request lost with its node connection: tried once more on another node if
+    /// it never left, or if repeating it is harmless; `unavailable` otherwise.
+    fn failed(&self, mut job: Job, sent: bool) {
+        let Some(node) = job.unplace() else {
+            return job.fail(&BalancerError::NodeFailed {
+                node: String::new(),
+            });
         };
-        match result {
-            Ok(payload) => match Response::parse(&payload) {
-                Ok(mut resp) => {
-                    resp.id = Some(client_id);
-                    resp
-                }
-                Err(e) => {
-                    tracing::warn!(node = %first.id, error = %e, "node sent an unreadable response");
-                    Response::err(Some(client_id), ApiError::internal())
-                }
-            },
-            Err(e) => Response::err(Some(client_id), e.to_api()),
+        let failed = || BalancerError::NodeFailed {
+            node: node.id.to_string(),
+        };
+        let Some((op, key)) = job
+            .head()
+            .map(|h| (h.op.to_owned(), h.key.map(str::to_owned)))
+        else {
+            return job.fail(&failed());
+        };
+        if job.retried {
+            return job.fail(&failed());
         }
-    }
-
-    async fn retry(
-        &self,
-        conn: u64,
-        req: &mut Request,
-        failed: &Member,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, BalancerError> {
+        if sent && !job.retry_safe {
+            tracing::warn!(node = %node.id, op = %op, "node failed with the request in flight; not repeatable");
+            return job.fail(&failed());
+        }
+        if Instant::now() >= job.deadline {
+            return job.fail(&BalancerError::Timeout {
+                node: node.id.to_string(),
+            });
+        }
+        tracing::info!(node = %node.id, op = %op, sent, "node failed; request retried on another node");
+        metrics::counter!(crate::admin::metrics::BALANCER_RETRIES).increment(1);
+        job.retried = true;
         let snap = self.membership.snapshot();
-        let second = self.choose(conn, &snap, req, Some(&failed.id))?;
-        match self.attempt(conn, req, &second, deadline).await {
-            Ok(payload) => Ok(payload),
-            Err(SendFailure::Timeout) => Err(BalancerError::Timeout {
-                node: second.id.to_string(),
-            }),
-            Err(SendFailure::Send(_)) => Err(BalancerError::NodeFailed {
-                node: second.id.to_string(),
-            }),
+        match self.choose(job.conn, &snap, &op, key.as_deref(), Some(&node.id)) {
+            Ok(second) => self.send(job, second),
+            Err(e) => job.fail(&e),
         }
-    }
-
-    /// One try at one node, counted in its in-flight load, bounded by `deadline`.
-    async fn attempt(
-        &self,
-        conn: u64,
-        req: &mut Request,
-        m: &Member,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, SendFailure> {
-        let pool = self.pool(m);
-        m.load
-            .proxied
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _inflight = Inflight::new(&m.load);
-        future::or(
-            async { pool.send(req, Some(conn)).await.map_err(SendFailure::Send) },
-            async {
-                async_io::Timer::at(deadline).await;
-                Err(SendFailure::Timeout)
-            },
-        )
-        .await
-    }
-}
-
-/// How one attempt failed.
-enum SendFailure {
-    /// The node failed.
-    Send(SendError),
-    /// The deadline passed.
-    Timeout,
-}
-
-/// Counts a request in a node's in-flight load for as long as it lives.
-struct Inflight<'a>(&'a NodeLoad);
-
-impl<'a> Inflight<'a> {
-    fn new(load: &'a NodeLoad) -> Self {
-        load.inflight.add();
-        Inflight(load)
-    }
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        self.0.inflight.sub();
     }
 }

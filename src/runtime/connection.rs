@@ -367,6 +367,15 @@ impl Conn {
         shared
             .registry
             .with(self.meta.id, |c| c.requests.fetch_add(1, Ordering::Relaxed));
+        let under_limit =
+            shared.inflight_total.load(Ordering::Relaxed) < shared.limits.max_inflight;
+        if under_limit && shared.service.call_frame(self.meta, payload, &self.mailbox) {
+            // Taken as bytes; its answer comes through the mailbox like a spawned one's.
+            self.inflight += 1;
+            shared.inflight_total.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.inflight.increment(1.0);
+            return;
+        }
         let req = match Request::parse(payload) {
             Ok(r) => r,
             Err(RequestError::Exit) => {
