@@ -354,3 +354,6 @@ impl Failover for Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
