@@ -273,6 +273,37 @@ impl MariaDb {
         }
     }
 
+    /// Kills the server (SIGKILL, as in a crash) and waits until it is gone; `start`
+    /// brings it back through crash recovery.
+    pub fn kill9(&self) {
+        let pid = std::mem::take(&mut *self.pid.lock().expect("pid lock"));
+        if pid == 0 {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_until("mariadbd to die", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_err()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if let Some(mut w) = self.watchdog.lock().expect("watchdog lock").take() {
+            let _ = w.wait();
+        }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the running server.
+    pub fn signal(&self, sig: &str) {
+        let pid = *self.pid.lock().expect("pid lock");
+        assert!(pid != 0, "mariadbd is not running");
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     /// Runs SQL as root over the socket; returns tab-separated rows.
     pub fn sql(&self, sql: &str) -> String {
         let out = Command::new("mariadb")
