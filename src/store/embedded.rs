@@ -340,7 +340,9 @@ impl Store for EmbeddedStore {
     fn report<'a>(&'a self, report: &'a NewReport) -> BoxFuture<'a, StoreResult<ReportOutcome>> {
         let r = report.clone();
         Box::pin(self.write("report", move |c| {
-            let tx = c.transaction()?;
+            // IMMEDIATE: a deferred transaction that reads first cannot wait for the
+            // write lock if another process commits meanwhile (SQLITE_BUSY at once).
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let listed = tx
                 .prepare_cached("SELECT 1 FROM blacklist WHERE id_card = ?1")?
                 .query_row([&r.id_card], |_| Ok(()))
