@@ -81,6 +81,17 @@ pub fn install() -> &'static PrometheusHandle {
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
+        // Histogram samples wait in the recorder until a render or an upkeep folds
+        // them into their buckets; with nobody scraping /metrics they would pile up
+        // for ever (about 8 bytes per request). Fold them every few seconds.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            })
+            .expect("spawn the metrics upkeep thread");
         // Another recorder may exist in tests that embed several servers; rendering
         // then shows this one's view, which is still correct for the process.
         let _ = metrics::set_global_recorder(recorder);
