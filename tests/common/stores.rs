@@ -158,6 +158,11 @@ impl MariaDb {
     fn init(dir: PathBuf, tmp: Option<tempfile::TempDir>, shared: bool) -> MariaDb {
         require("mariadbd");
         let data = dir.join("data");
+        // Two bootstraps at once (the shared server and an owned one, started by
+        // tests running in parallel) sometimes abort on each other's temporary
+        // tables: one at a time.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
