@@ -27,7 +27,12 @@ project=dsf-appliance-$$
 up_container=$project-up
 compose=()
 
-step() { echo "appliance: $*" >&2; }
+# step MESSAGE: progress, with the seconds since the previous step and since the start.
+last=$SECONDS
+step() {
+  echo "appliance: [+$((SECONDS - last))s, ${SECONDS}s] $*" >&2
+  last=$SECONDS
+}
 fail() {
   echo "appliance: FAIL: $*" >&2
   exit 1
@@ -97,11 +102,19 @@ call() {
 # response; accept a bare body too).
 body_field() { jq -er --arg f "$2" '(.body // .)[$f]' <<<"$1"; }
 
+# What a fresh Debian machine lacks: podman with runc, netavark and aardvark-dns
+# (container names resolve on compose networks), catatonit (`init: true`), skopeo,
+# debootstrap (images/rootfs), python3-venv (podman-compose).
 need jq jq
 need podman podman
 need runc runc
 need skopeo skopeo
+need debootstrap debootstrap
 need ss iproute2
+need_file /usr/lib/podman/netavark netavark
+need_file /usr/lib/podman/aardvark-dns aardvark-dns
+need_file /usr/libexec/podman/catatonit catatonit
+step "tools present"
 
 # 1. Reproducible image.
 if [ -z "${DSF_BIN:-}" ]; then
@@ -111,10 +124,11 @@ if [ -z "${DSF_BIN:-}" ]; then
 else
   d1=$(timeout 300 "$root/images/build")
 fi
+step "first image: $d1"
 export DSF_BIN
 d2=$(timeout 300 "$root/images/build")
 [ "$d1" = "$d2" ] || fail "two builds gave different digests: $d1 $d2"
-step "image digest $d1 (twice)"
+step "second image: $d2 (the same digest)"
 client=${DSF_CLIENT:-$DSF_BIN}
 
 # 2. podman load, dsf up, sys.ping through the proxy, clean stop.
@@ -122,23 +136,28 @@ config_digest=$(jq -r '.config.digest' "$root/images/out/oci/blobs/sha256/$(jq -
 timeout 120 podman load -q -i "$root/images/out/dsf.tar" >/dev/null
 [ "sha256:$(podman image inspect --format '{{.Id}}' dsf:latest)" = "$config_digest" ] ||
   fail "podman's dsf:latest is not the image just built"
+step "podman load: dsf:latest is the image just built"
 port=$(free_port)
 podman run -d --name "$up_container" -p "127.0.0.1:$port:6400" dsf:latest >/dev/null
+up_ready() { grep -q ready <<<"$(podman logs "$up_container" 2>&1)"; }
 for _ in $(seq 60); do
-  podman logs "$up_container" 2>&1 | grep -q ready && break
+  up_ready && break
   sleep 1
 done
-podman logs "$up_container" 2>&1 | grep -q ready || fail "dsf up printed no ready line: $(podman logs "$up_container" 2>&1 | tail -5)"
+up_ready || fail "dsf up printed no ready line: $(podman logs "$up_container" 2>&1 | tail -5)"
 out=$(call "127.0.0.1:$port" sys.ping) || fail "sys.ping through dsf up's proxy: $out"
 step "dsf up in a container answers sys.ping: $out"
 timeout 60 podman stop -t 20 "$up_container" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$up_container")
 [ "$code" = 0 ] || fail "dsf up exited $code on SIGTERM (want 0)"
 podman rm "$up_container" >/dev/null
+step "dsf up stopped on SIGTERM with exit code 0"
 
 # 3. The cluster from compose.yaml, on MariaDB and Redis images built here.
 step "building/loading the MariaDB and Redis images (cached in $cache)"
-mapfile -t refs < <(timeout 900 "$root/images/rootfs/build" mariadb redis)
+refs=$(timeout 900 "$root/images/rootfs/build" mariadb redis) || fail "images/rootfs/build"
+mapfile -t refs <<<"$refs"
+step "images ${refs[*]}"
 pc=$(ensure_compose)
 port=$(free_port)
 cat >"$work/dsf.env" <<ENV
@@ -157,6 +176,7 @@ timeout 300 "${compose[@]}" up -d --scale node=3 >"$work/up.log" 2>&1 || {
   fail "compose up"
 }
 proxy=127.0.0.1:$port
+step "compose up returned"
 
 containers() { # SERVICE: its running containers
   podman ps --filter "label=com.docker.compose.project=$project" \
@@ -179,7 +199,9 @@ wait_for() { # SECONDS DESCRIPTION COMMAND…
 }
 # Health checks are not scheduled where systemd is absent: run them by hand.
 wait_for 180 "MariaDB to be healthy" podman healthcheck run "$(containers mariadb)"
+step "MariaDB healthy"
 wait_for 120 "3 nodes to register" test "$(node_count)" = 3
+step "3 nodes registered"
 wait_for 60 "sys.ping through the proxy" call "$proxy" sys.ping
 
 user=u$$
@@ -205,4 +227,4 @@ for i in $(seq 20); do
 done
 step "killed $victim; 20 queries answered by the remaining nodes"
 passed=1
-step "ok"
+step "ok (${SECONDS}s in all)"
