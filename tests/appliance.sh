@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The appliance end to end (only with DSF_HEAVY=1; bounded by DSF_APPLIANCE_TIMEOUT,
 # 1800 s by default): the image builds reproducibly, `podman load`s, answers sys.ping
-# through the proxy of `dsf up`, stops cleanly on SIGTERM; then compose.yaml with
-# locally built MariaDB/Redis runs register → login → blacklist.insert →
-# blacklist.query through the balancer, and keeps answering after a node is killed.
+# through the proxy of `dsf up`, stops cleanly on SIGTERM; then compose.yaml (with
+# its `ha` profile: two balancers sharing membership through Redis, nginx in front)
+# on locally built MariaDB/Redis/nginx images runs register → login →
+# blacklist.insert → blacklist.query through a balancer and through nginx, and keeps
+# answering through both after a node is killed. Prints the time of every stage.
 #
 #   DSF_HEAVY=1 tests/appliance.sh
 #   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
@@ -48,12 +50,12 @@ cleanup() {
     # (dependents first), then the rest, the network and the volume.
     local s
     for s in node nginx balancer-2 balancer redis mariadb; do
-      containers_all "$s" | xargs -r podman rm -f -t 5 >/dev/null 2>&1
+      containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
     done
     "${compose[@]}" down -v -t 5 >/dev/null 2>&1
     podman pod rm -f "pod_$project" >/dev/null 2>&1
   fi
-  podman rm -f -t 5 "$up_container" >/dev/null 2>&1
+  podman rm -f -v -t 5 "$up_container" >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -119,7 +121,7 @@ step "tools present"
 # 1. Reproducible image.
 if [ -z "${DSF_BIN:-}" ]; then
   step "building the static dsf and the image"
-  d1=$(timeout 1200 "$root/images/build")
+  d1=$(timeout 1500 "$root/images/build")
   DSF_BIN=$root/target/x86_64-unknown-linux-gnu/release/dsf
 else
   d1=$(timeout 300 "$root/images/build")
@@ -150,16 +152,17 @@ step "dsf up in a container answers sys.ping: $out"
 timeout 60 podman stop -t 20 "$up_container" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$up_container")
 [ "$code" = 0 ] || fail "dsf up exited $code on SIGTERM (want 0)"
-podman rm "$up_container" >/dev/null
+podman rm -v "$up_container" >/dev/null
 step "dsf up stopped on SIGTERM with exit code 0"
 
-# 3. The cluster from compose.yaml, on MariaDB and Redis images built here.
-step "building/loading the MariaDB and Redis images (cached in $cache)"
-refs=$(timeout 900 "$root/images/rootfs/build" mariadb redis) || fail "images/rootfs/build"
+# 3. The cluster from compose.yaml, on MariaDB, Redis and nginx images built here.
+step "building/loading the MariaDB, Redis and nginx images (cached in $cache)"
+refs=$(timeout 900 "$root/images/rootfs/build" mariadb redis nginx) || fail "images/rootfs/build"
 mapfile -t refs <<<"$refs"
 step "images ${refs[*]}"
 pc=$(ensure_compose)
 port=$(free_port)
+ha_port=$(free_port)
 cat >"$work/dsf.env" <<ENV
 DSF_DB_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
 DSF_DB_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
@@ -167,26 +170,30 @@ DSF_CLUSTER_SECRET=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
 DSF_IMAGE=dsf:latest
 MARIADB_IMAGE=${refs[0]}
 REDIS_IMAGE=${refs[1]}
+NGINX_IMAGE=${refs[2]}
 DSF_PROXY_PORT=$port
+DSF_HA_PROXY_PORT=$ha_port
 ENV
-compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env")
-step "compose up with 3 nodes (proxy on 127.0.0.1:$port)"
+compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env" --profile ha)
+step "compose up with 3 nodes and the ha profile (proxy on :$port, nginx on :$ha_port)"
 timeout 300 "${compose[@]}" up -d --scale node=3 >"$work/up.log" 2>&1 || {
   cat "$work/up.log" >&2
   fail "compose up"
 }
 proxy=127.0.0.1:$port
+ha=127.0.0.1:$ha_port
 step "compose up returned"
 
 containers() { # SERVICE: its running containers
   podman ps --filter "label=com.docker.compose.project=$project" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
 }
-node_count() {
-  local b
-  b=$(containers balancer | head -1)
-  podman exec "$b" /bin/dsf client --node 127.0.0.1:6300 call lb.nodes 2>/dev/null |
-    jq '[(.body // .).nodes[] | select(.state == "healthy")] | length' 2>/dev/null || echo 0
+lb_nodes() { # [SERVICE]: lb.nodes from a balancer's directory port, inside its container
+  podman exec "$(containers "${1:-balancer}" | head -1)" \
+    /bin/dsf client --node 127.0.0.1:6300 call lb.nodes 2>/dev/null
+}
+node_count() { # [SERVICE]: healthy nodes a balancer knows
+  lb_nodes "$@" | jq '[(.body // .).nodes[] | select(.state == "healthy")] | length' 2>/dev/null || echo 0
 }
 wait_for() { # SECONDS DESCRIPTION COMMAND…
   local t=$1 what=$2
@@ -201,8 +208,15 @@ wait_for() { # SECONDS DESCRIPTION COMMAND…
 wait_for 180 "MariaDB to be healthy" podman healthcheck run "$(containers mariadb)"
 step "MariaDB healthy"
 wait_for 120 "3 nodes to register" test "$(node_count)" = 3
-step "3 nodes registered"
+step "3 nodes registered: $(lb_nodes | jq -c '[(.body // .).nodes[].addr]')"
+wait_for 30 "the second balancer to see 3 nodes through Redis" test "$(node_count balancer-2)" = 3
+step "the second balancer sees them too"
+for c in $(containers balancer) $(containers balancer-2) $(containers node); do
+  podman healthcheck run "$c" >/dev/null || fail "health check of $c"
+done
+step "health checks of both balancers and every node pass"
 wait_for 60 "sys.ping through the proxy" call "$proxy" sys.ping
+wait_for 30 "sys.ping through nginx" call "$ha" sys.ping
 
 user=u$$
 password=appliance-$$-password
@@ -215,16 +229,26 @@ out=$(call "$proxy" blacklist.insert '{"id_card":"X-0001","name":"Appliance Test
 out=$(call "$proxy" blacklist.query '{"id_card":"X-0001"}' --token "$token") || fail "blacklist.query: $out"
 [ "$(body_field "$out" listed)" = true ] || fail "blacklist.query does not see the insert: $out"
 step "register → login → insert → query through the balancer: ok"
+out=$(call "$ha" blacklist.insert '{"id_card":"X-0002","name":"Appliance Test"}' --token "$token") ||
+  fail "blacklist.insert through nginx: $out"
+for a in "$ha" "$proxy"; do
+  out=$(call "$a" blacklist.query '{"id_card":"X-0002"}' --token "$token") || fail "blacklist.query through $a: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "blacklist.query through $a does not see the insert: $out"
+done
+step "the same session inserts and queries through nginx and both balancers: ok"
 
 # 4. Kill a node: the balancer drops it and the cluster keeps answering.
 victim=$(containers node | sort | sed -n 2p)
 podman kill "$victim" >/dev/null
 wait_for 30 "the balancer to drop $victim" test "$(node_count)" -le 2
+wait_for 30 "the second balancer to drop $victim" test "$(node_count balancer-2)" -le 2
 for i in $(seq 20); do
-  out=$(call "$proxy" blacklist.query '{"id_card":"X-0001"}' --token "$token") ||
-    fail "query $i after killing $victim: $out"
-  [ "$(body_field "$out" listed)" = true ] || fail "query $i after killing $victim: $out"
+  for a in "$proxy" "$ha"; do
+    out=$(call "$a" blacklist.query '{"id_card":"X-0001"}' --token "$token") ||
+      fail "query $i through $a after killing $victim: $out"
+    [ "$(body_field "$out" listed)" = true ] || fail "query $i through $a after killing $victim: $out"
+  done
 done
-step "killed $victim; 20 queries answered by the remaining nodes"
+step "killed $victim; 20 queries through the balancer and 20 through nginx answered by the remaining nodes"
 passed=1
 step "ok (${SECONDS}s in all)"
