@@ -195,6 +195,9 @@ lb_nodes() { # [SERVICE]: lb.nodes from a balancer's directory port, inside its 
 node_count() { # [SERVICE]: healthy nodes a balancer knows
   lb_nodes "$@" | jq '[(.body // .).nodes[] | select(.state == "healthy")] | length' 2>/dev/null || echo 0
 }
+nodes_are() { # OP N [SERVICE]: test(1) of the healthy node count, asked anew at each call
+  test "$(node_count "${3:-balancer}")" "$1" "$2"
+}
 wait_for() { # SECONDS DESCRIPTION COMMAND…
   local t=$1 what=$2
   shift 2
@@ -207,9 +210,9 @@ wait_for() { # SECONDS DESCRIPTION COMMAND…
 # Health checks are not scheduled where systemd is absent: run them by hand.
 wait_for 180 "MariaDB to be healthy" podman healthcheck run "$(containers mariadb)"
 step "MariaDB healthy"
-wait_for 120 "3 nodes to register" test "$(node_count)" = 3
+wait_for 120 "3 nodes to register" nodes_are = 3
 step "3 nodes registered: $(lb_nodes | jq -c '[(.body // .).nodes[].addr]')"
-wait_for 30 "the second balancer to see 3 nodes through Redis" test "$(node_count balancer-2)" = 3
+wait_for 30 "the second balancer to see 3 nodes through Redis" nodes_are = 3 balancer-2
 step "the second balancer sees them too"
 for c in $(containers balancer) $(containers balancer-2) $(containers node); do
   podman healthcheck run "$c" >/dev/null || fail "health check of $c"
@@ -240,8 +243,8 @@ step "the same session inserts and queries through nginx and both balancers: ok"
 # 4. Kill a node: the balancer drops it and the cluster keeps answering.
 victim=$(containers node | sort | sed -n 2p)
 podman kill "$victim" >/dev/null
-wait_for 30 "the balancer to drop $victim" test "$(node_count)" -le 2
-wait_for 30 "the second balancer to drop $victim" test "$(node_count balancer-2)" -le 2
+wait_for 30 "the balancer to drop $victim" nodes_are -le 2
+wait_for 30 "the second balancer to drop $victim" nodes_are -le 2 balancer-2
 for i in $(seq 20); do
   for a in "$proxy" "$ha"; do
     out=$(call "$a" blacklist.query '{"id_card":"X-0001"}' --token "$token") ||
