@@ -211,7 +211,7 @@ wait_for() { # SECONDS DESCRIPTION COMMAND…
 wait_for 180 "MariaDB to be healthy" podman healthcheck run "$(containers mariadb)"
 step "MariaDB healthy"
 wait_for 120 "3 nodes to register" nodes_are = 3
-step "3 nodes registered: $(lb_nodes | jq -c '[(.body // .).nodes[].addr]')"
+step "3 nodes registered: $(lb_nodes | jq -c '[(.body // .).nodes[].addr]'), restarts: $(containers node | xargs podman inspect --format '{{.RestartCount}}' | tr '\n' ' ')"
 wait_for 30 "the second balancer to see 3 nodes through Redis" nodes_are = 3 balancer-2
 step "the second balancer sees them too"
 for c in $(containers balancer) $(containers balancer-2) $(containers node); do
