@@ -9,6 +9,7 @@
 #
 #   DSF_HEAVY=1 tests/appliance.sh
 #   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
+#   DSF_APPLIANCE_LOGS=DIR   keep the whole compose log there when the test fails
 set -euo pipefail
 
 if [ "${DSF_HEAVY:-}" != 1 ]; then
@@ -43,8 +44,13 @@ cleanup() {
   set +e
   if [ "${#compose[@]}" -gt 0 ]; then
     if [ -z "${passed:-}" ]; then
-      "${compose[@]}" logs >"$work/compose.log" 2>&1
+      "${compose[@]}" logs -t >"$work/compose.log" 2>&1
       tail -50 "$work/compose.log" >&2
+      if [ -n "${DSF_APPLIANCE_LOGS:-}" ]; then
+        mkdir -p "$DSF_APPLIANCE_LOGS"
+        cp "$work/compose.log" "$DSF_APPLIANCE_LOGS/compose-$project.log"
+        echo "appliance: all logs in $DSF_APPLIANCE_LOGS/compose-$project.log" >&2
+      fi
     fi
     # `down` only knows the containers of an unscaled project: remove the replicas
     # (dependents first), then the rest, the network and the volume.
