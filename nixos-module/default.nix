@@ -88,8 +88,9 @@
         type = types.str;
         default = "127.0.0.1";
         description = ''
-          Address the node listens on. With `0.0.0.0` and no {option}`advertise`, the node
-          registers the address the balancer sees it from.
+          Address the node listens on. With `0.0.0.0` (or `::`) and no {option}`advertise`,
+          the node registers `<hostname>:<port>`, so the host name must resolve to a
+          reachable address on the balancer's host; set {option}`advertise` otherwise.
         '';
       };
       advertise = mkOption {
@@ -361,7 +362,10 @@ in {
       cluster = mkOption {
         type = types.bool;
         default = false;
-        description = "Treat {option}`urls` as one Redis Cluster instead of independent shards.";
+        description = ''
+          Treat {option}`urls` as one Redis Cluster instead of independent shards. Not
+          supported by dsf yet: the servers in {option}`urls` are sharded by the hash ring.
+        '';
       };
     };
 
@@ -425,6 +429,10 @@ in {
       {
         assertion = !(cfg.redis.createLocally && cfg.redis.urls != []);
         message = "services.dsf.redis: createLocally = true runs Redis here; remove redis.urls, or set createLocally = false to use them.";
+      }
+      {
+        assertion = !cfg.redis.cluster;
+        message = "services.dsf.redis.cluster: dsf does not support Redis Cluster yet; set redis.cluster = false and list the servers in redis.urls (they are sharded by the hash ring).";
       }
       {
         assertion = (cfg.settings.cluster.secret or "") == "";

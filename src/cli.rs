@@ -208,6 +208,8 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
 
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let cfg = node_config(&args)?;
+    // Fail before binding anything when the secret file is unreadable.
+    cfg.cluster.resolve()?;
     let _guard = crate::telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The appliance end to end (only with DSF_HEAVY=1; bounded by DSF_APPLIANCE_TIMEOUT,
 # 1800 s by default): the image builds reproducibly, `podman load`s, answers sys.ping
-# through the proxy of `dsf up`, stops cleanly on SIGTERM; then compose.yaml with
-# locally built MariaDB/Redis runs register → login → blacklist.insert →
-# blacklist.query through the balancer, and keeps answering after a node is killed.
+# through the proxy of `dsf up`, stops cleanly on SIGTERM; then compose.yaml (with
+# its `ha` profile: two balancers sharing membership through Redis, nginx in front)
+# on locally built MariaDB/Redis/nginx images runs register → login →
+# blacklist.insert → blacklist.query through a balancer and through nginx, and keeps
+# answering through both after a node is killed. Prints the time of every stage.
 #
 #   DSF_HEAVY=1 tests/appliance.sh
 #   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
+#   DSF_APPLIANCE_LOGS=DIR   keep the whole compose log there when the test fails
 set -euo pipefail
 
 if [ "${DSF_HEAVY:-}" != 1 ]; then
@@ -27,7 +30,12 @@ project=dsf-appliance-$$
 up_container=$project-up
 compose=()
 
-step() { echo "appliance: $*" >&2; }
+# step MESSAGE: progress, with the seconds since the previous step and since the start.
+last=$SECONDS
+step() {
+  echo "appliance: [+$((SECONDS - last))s, ${SECONDS}s] $*" >&2
+  last=$SECONDS
+}
 fail() {
   echo "appliance: FAIL: $*" >&2
   exit 1
@@ -36,19 +44,24 @@ cleanup() {
   set +e
   if [ "${#compose[@]}" -gt 0 ]; then
     if [ -z "${passed:-}" ]; then
-      "${compose[@]}" logs >"$work/compose.log" 2>&1
+      "${compose[@]}" logs -t >"$work/compose.log" 2>&1
       tail -50 "$work/compose.log" >&2
+      if [ -n "${DSF_APPLIANCE_LOGS:-}" ]; then
+        mkdir -p "$DSF_APPLIANCE_LOGS"
+        cp "$work/compose.log" "$DSF_APPLIANCE_LOGS/compose-$project.log"
+        echo "appliance: all logs in $DSF_APPLIANCE_LOGS/compose-$project.log" >&2
+      fi
     fi
     # `down` only knows the containers of an unscaled project: remove the replicas
     # (dependents first), then the rest, the network and the volume.
     local s
     for s in node nginx balancer-2 balancer redis mariadb; do
-      containers_all "$s" | xargs -r podman rm -f -t 5 >/dev/null 2>&1
+      containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
     done
     "${compose[@]}" down -v -t 5 >/dev/null 2>&1
     podman pod rm -f "pod_$project" >/dev/null 2>&1
   fi
-  podman rm -f -t 5 "$up_container" >/dev/null 2>&1
+  podman rm -f -v -t 5 "$up_container" >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -97,24 +110,33 @@ call() {
 # response; accept a bare body too).
 body_field() { jq -er --arg f "$2" '(.body // .)[$f]' <<<"$1"; }
 
+# What a fresh Debian machine lacks: podman with runc, netavark and aardvark-dns
+# (container names resolve on compose networks), catatonit (`init: true`), skopeo,
+# debootstrap (images/rootfs), python3-venv (podman-compose).
 need jq jq
 need podman podman
 need runc runc
 need skopeo skopeo
+need debootstrap debootstrap
 need ss iproute2
+need_file /usr/lib/podman/netavark netavark
+need_file /usr/lib/podman/aardvark-dns aardvark-dns
+need_file /usr/libexec/podman/catatonit catatonit
+step "tools present"
 
 # 1. Reproducible image.
 if [ -z "${DSF_BIN:-}" ]; then
   step "building the static dsf and the image"
-  d1=$(timeout 1200 "$root/images/build")
+  d1=$(timeout 1500 "$root/images/build")
   DSF_BIN=$root/target/x86_64-unknown-linux-gnu/release/dsf
 else
   d1=$(timeout 300 "$root/images/build")
 fi
+step "first image: $d1"
 export DSF_BIN
 d2=$(timeout 300 "$root/images/build")
 [ "$d1" = "$d2" ] || fail "two builds gave different digests: $d1 $d2"
-step "image digest $d1 (twice)"
+step "second image: $d2 (the same digest)"
 client=${DSF_CLIENT:-$DSF_BIN}
 
 # 2. podman load, dsf up, sys.ping through the proxy, clean stop.
@@ -122,25 +144,31 @@ config_digest=$(jq -r '.config.digest' "$root/images/out/oci/blobs/sha256/$(jq -
 timeout 120 podman load -q -i "$root/images/out/dsf.tar" >/dev/null
 [ "sha256:$(podman image inspect --format '{{.Id}}' dsf:latest)" = "$config_digest" ] ||
   fail "podman's dsf:latest is not the image just built"
+step "podman load: dsf:latest is the image just built"
 port=$(free_port)
 podman run -d --name "$up_container" -p "127.0.0.1:$port:6400" dsf:latest >/dev/null
+up_ready() { grep -q ready <<<"$(podman logs "$up_container" 2>&1)"; }
 for _ in $(seq 60); do
-  podman logs "$up_container" 2>&1 | grep -q ready && break
+  up_ready && break
   sleep 1
 done
-podman logs "$up_container" 2>&1 | grep -q ready || fail "dsf up printed no ready line: $(podman logs "$up_container" 2>&1 | tail -5)"
+up_ready || fail "dsf up printed no ready line: $(podman logs "$up_container" 2>&1 | tail -5)"
 out=$(call "127.0.0.1:$port" sys.ping) || fail "sys.ping through dsf up's proxy: $out"
 step "dsf up in a container answers sys.ping: $out"
 timeout 60 podman stop -t 20 "$up_container" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$up_container")
 [ "$code" = 0 ] || fail "dsf up exited $code on SIGTERM (want 0)"
-podman rm "$up_container" >/dev/null
+podman rm -v "$up_container" >/dev/null
+step "dsf up stopped on SIGTERM with exit code 0"
 
-# 3. The cluster from compose.yaml, on MariaDB and Redis images built here.
-step "building/loading the MariaDB and Redis images (cached in $cache)"
-mapfile -t refs < <(timeout 900 "$root/images/rootfs/build" mariadb redis)
+# 3. The cluster from compose.yaml, on MariaDB, Redis and nginx images built here.
+step "building/loading the MariaDB, Redis and nginx images (cached in $cache)"
+refs=$(timeout 900 "$root/images/rootfs/build" mariadb redis nginx) || fail "images/rootfs/build"
+mapfile -t refs <<<"$refs"
+step "images ${refs[*]}"
 pc=$(ensure_compose)
 port=$(free_port)
+ha_port=$(free_port)
 cat >"$work/dsf.env" <<ENV
 DSF_DB_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
 DSF_DB_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
@@ -148,25 +176,33 @@ DSF_CLUSTER_SECRET=$(head -c 18 /dev/urandom | base64 | tr -dc A-Za-z0-9)
 DSF_IMAGE=dsf:latest
 MARIADB_IMAGE=${refs[0]}
 REDIS_IMAGE=${refs[1]}
+NGINX_IMAGE=${refs[2]}
 DSF_PROXY_PORT=$port
+DSF_HA_PROXY_PORT=$ha_port
 ENV
-compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env")
-step "compose up with 3 nodes (proxy on 127.0.0.1:$port)"
+compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env" --profile ha)
+step "compose up with 3 nodes and the ha profile (proxy on :$port, nginx on :$ha_port)"
 timeout 300 "${compose[@]}" up -d --scale node=3 >"$work/up.log" 2>&1 || {
   cat "$work/up.log" >&2
   fail "compose up"
 }
 proxy=127.0.0.1:$port
+ha=127.0.0.1:$ha_port
+step "compose up returned"
 
 containers() { # SERVICE: its running containers
   podman ps --filter "label=com.docker.compose.project=$project" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
 }
-node_count() {
-  local b
-  b=$(containers balancer | head -1)
-  podman exec "$b" /bin/dsf client --node 127.0.0.1:6300 call lb.nodes 2>/dev/null |
-    jq '[(.body // .).nodes[] | select(.state == "healthy")] | length' 2>/dev/null || echo 0
+lb_nodes() { # [SERVICE]: lb.nodes from a balancer's directory port, inside its container
+  podman exec "$(containers "${1:-balancer}" | head -1)" \
+    /bin/dsf client --node 127.0.0.1:6300 call lb.nodes 2>/dev/null
+}
+node_count() { # [SERVICE]: healthy nodes a balancer knows
+  lb_nodes "$@" | jq '[(.body // .).nodes[] | select(.state == "healthy")] | length' 2>/dev/null || echo 0
+}
+nodes_are() { # OP N [SERVICE]: test(1) of the healthy node count, asked anew at each call
+  test "$(node_count "${3:-balancer}")" "$1" "$2"
 }
 wait_for() { # SECONDS DESCRIPTION COMMAND…
   local t=$1 what=$2
@@ -179,8 +215,17 @@ wait_for() { # SECONDS DESCRIPTION COMMAND…
 }
 # Health checks are not scheduled where systemd is absent: run them by hand.
 wait_for 180 "MariaDB to be healthy" podman healthcheck run "$(containers mariadb)"
-wait_for 120 "3 nodes to register" test "$(node_count)" = 3
+step "MariaDB healthy"
+wait_for 120 "3 nodes to register" nodes_are = 3
+step "3 nodes registered: $(lb_nodes | jq -c '[(.body // .).nodes[].addr]'), restarts: $(containers node | xargs podman inspect --format '{{.RestartCount}}' | tr '\n' ' ')"
+wait_for 30 "the second balancer to see 3 nodes through Redis" nodes_are = 3 balancer-2
+step "the second balancer sees them too"
+for c in $(containers balancer) $(containers balancer-2) $(containers node); do
+  podman healthcheck run "$c" >/dev/null || fail "health check of $c"
+done
+step "health checks of both balancers and every node pass"
 wait_for 60 "sys.ping through the proxy" call "$proxy" sys.ping
+wait_for 30 "sys.ping through nginx" call "$ha" sys.ping
 
 user=u$$
 password=appliance-$$-password
@@ -193,16 +238,26 @@ out=$(call "$proxy" blacklist.insert '{"id_card":"X-0001","name":"Appliance Test
 out=$(call "$proxy" blacklist.query '{"id_card":"X-0001"}' --token "$token") || fail "blacklist.query: $out"
 [ "$(body_field "$out" listed)" = true ] || fail "blacklist.query does not see the insert: $out"
 step "register → login → insert → query through the balancer: ok"
+out=$(call "$ha" blacklist.insert '{"id_card":"X-0002","name":"Appliance Test"}' --token "$token") ||
+  fail "blacklist.insert through nginx: $out"
+for a in "$ha" "$proxy"; do
+  out=$(call "$a" blacklist.query '{"id_card":"X-0002"}' --token "$token") || fail "blacklist.query through $a: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "blacklist.query through $a does not see the insert: $out"
+done
+step "the same session inserts and queries through nginx and both balancers: ok"
 
 # 4. Kill a node: the balancer drops it and the cluster keeps answering.
 victim=$(containers node | sort | sed -n 2p)
 podman kill "$victim" >/dev/null
-wait_for 30 "the balancer to drop $victim" test "$(node_count)" -le 2
+wait_for 30 "the balancer to drop $victim" nodes_are -le 2
+wait_for 30 "the second balancer to drop $victim" nodes_are -le 2 balancer-2
 for i in $(seq 20); do
-  out=$(call "$proxy" blacklist.query '{"id_card":"X-0001"}' --token "$token") ||
-    fail "query $i after killing $victim: $out"
-  [ "$(body_field "$out" listed)" = true ] || fail "query $i after killing $victim: $out"
+  for a in "$proxy" "$ha"; do
+    out=$(call "$a" blacklist.query '{"id_card":"X-0001"}' --token "$token") ||
+      fail "query $i through $a after killing $victim: $out"
+    [ "$(body_field "$out" listed)" = true ] || fail "query $i through $a after killing $victim: $out"
+  done
 done
-step "killed $victim; 20 queries answered by the remaining nodes"
+step "killed $victim; 20 queries through the balancer and 20 through nginx answered by the remaining nodes"
 passed=1
-step "ok"
+step "ok (${SECONDS}s in all)"

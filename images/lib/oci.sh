@@ -115,10 +115,20 @@ oci_archive() {
 # need CMD PACKAGE: install a Debian package when CMD is missing.
 need() {
   command -v "$1" >/dev/null && return
-  echo "installing $2 …" >&2
+  apt_install "$2"
+}
+
+# need_file PATH PACKAGE: install a Debian package when PATH does not exist.
+need_file() {
+  [ -e "$1" ] && return
+  apt_install "$2"
+}
+
+apt_install() {
+  echo "installing $1 …" >&2
   if [ -z "${_apt_updated:-}" ]; then
     apt-get update -qq >&2
     _apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
 }

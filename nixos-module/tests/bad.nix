@@ -8,6 +8,7 @@
     database.url = "mysql://dsf:hunter2@db:3306/dsf";
     redis.createLocally = true;
     redis.urls = ["redis://cache:6379/0"];
+    redis.cluster = true;
     settings.cluster.secret = "plain";
   };
 }

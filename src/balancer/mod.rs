@@ -244,6 +244,8 @@ pub fn run(
     runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
     let balancer = Balancer::bind(cfg)?;
     on_ready(&balancer.started());
+    // Under systemd (`Type=notify`) the unit is started once the listeners are bound.
+    crate::admin::notify_ready();
     balancer.run(shutdown)
 }
 
