@@ -276,8 +276,19 @@ impl RedisInstance {
     }
 
     /// Invalidates a cache key; kept for later delivery if the server is unreachable.
+    ///
+    /// Unlike reads, an invalidation is attempted even while the server is marked
+    /// down: it may have come back within the skip window already holding a value
+    /// another node filled before this write committed, and skipping would leave that
+    /// value in place after the write is acknowledged.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        let r = self.run(|c| invalidate_cmd(c, key)).await;
+        let r = async {
+            if self.has_pending.load(Ordering::Acquire) {
+                self.deliver_pending().await?;
+            }
+            self.call(|c| invalidate_cmd(c, key)).await
+        }
+        .await;
         if let Err(CacheError::Unavailable(_)) = &r {
             self.keep_pending([key.to_owned()]);
         }
