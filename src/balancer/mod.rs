@@ -250,14 +250,5 @@ pub fn run(
 }
 
 async fn sweep(membership: Arc<Membership>, every: Duration, shutdown: Shutdown) {
-    while !shutdown.is_triggered() {
-        future::or(
-            async {
-                async_io::Timer::after(every).await;
-            },
-            shutdown.wait(),
-        )
-        .await;
-        membership.sweep();
-    }
+    runtime::shutdown::every(every, &shutdown, || membership.sweep()).await;
 }

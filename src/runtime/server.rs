@@ -147,14 +147,7 @@ impl Server {
             let shutdown = shutdown.clone();
             rt.spawn(async move {
                 let every = (shared.limits.idle_timeout / 4).max(Duration::from_millis(20));
-                while !shutdown.is_triggered() {
-                    future::or(
-                        async {
-                            async_io::Timer::after(every).await;
-                        },
-                        shutdown.wait(),
-                    )
-                    .await;
+                super::shutdown::every(every, &shutdown, || {
                     let n = shared.registry.close_idle(shared.limits.idle_timeout);
                     if n > 0 {
                         tracing::debug!(
@@ -163,7 +156,8 @@ impl Server {
                             "idle connections closed"
                         );
                     }
-                }
+                })
+                .await;
             })
         };
         shutdown.wait().await;

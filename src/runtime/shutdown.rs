@@ -78,6 +78,21 @@ impl Shutdown {
     }
 }
 
+/// Runs `tick` every `period` until `shutdown` fires (sweepers of leases and idle
+/// connections). A shutdown during the wait still runs one last tick.
+pub async fn every(period: std::time::Duration, shutdown: &Shutdown, mut tick: impl FnMut()) {
+    while !shutdown.is_triggered() {
+        futures_lite::future::or(
+            async {
+                async_io::Timer::after(period).await;
+            },
+            shutdown.wait(),
+        )
+        .await;
+        tick();
+    }
+}
+
 /// Fires `trigger` on the first SIGTERM or SIGINT; a second one exits at once.
 pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
     use async_signal::{Signal, Signals};
