@@ -13,17 +13,7 @@ use dsf::protocol::ErrorCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// Generates one `#[test]` per backend for each suite function.
-macro_rules! both_backends {
-    ($($suite:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $suite() { super::$suite(super::Backend::Embedded) } )*
-        }
-        mod mariadb_redis {
-            $( #[test] fn $suite() { super::$suite(super::Backend::MariaDbRedis) } )*
-        }
-    };
-}
+use common::stores::both_backends;
 
 both_backends!(
     tampered_tokens_are_refused_and_leave_the_real_ones_working,

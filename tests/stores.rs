@@ -10,17 +10,7 @@ use dsf::runtime::{ConnMeta, Service};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Generates one `#[test]` per backend for each suite function.
-macro_rules! both_backends {
-    ($($suite:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $suite() { super::$suite(super::Backend::Embedded) } )*
-        }
-        mod mariadb_redis {
-            $( #[test] fn $suite() { super::$suite(super::Backend::MariaDbRedis) } )*
-        }
-    };
-}
+use common::stores::both_backends;
 
 both_backends!(
     every_operation_and_error_code,

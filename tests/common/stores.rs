@@ -597,3 +597,19 @@ impl Stores {
         cfg
     }
 }
+
+/// Generates one `#[test]` per backend for each suite function (a suite function takes
+/// a [`Backend`]; the calling file must import `Backend`).
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($($suite:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $suite() { super::$suite(super::Backend::Embedded) } )*
+        }
+        mod mariadb_redis {
+            $( #[test] fn $suite() { super::$suite(super::Backend::MariaDbRedis) } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_backends;
