@@ -337,6 +337,9 @@ pub struct AuthConfig {
     pub argon2_iterations: u32,
     /// argon2id lanes.
     pub argon2_parallelism: u32,
+    /// argon2 hashes running at once; each holds `argon2_memory_kib` of working
+    /// memory, kept for reuse, so this times the memory cost bounds what hashing uses.
+    pub concurrent_hashes: usize,
 }
 
 impl Default for AuthConfig {
@@ -348,6 +351,7 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            concurrent_hashes: 2,
         }
     }
 }
@@ -566,6 +570,9 @@ impl Config {
         }
         if self.runtime.blocking_threads == 0 {
             return Err(invalid("runtime.blocking_threads", "expected at least 1"));
+        }
+        if self.auth.concurrent_hashes == 0 {
+            return Err(invalid("auth.concurrent_hashes", "expected at least 1"));
         }
         if !self.store.url.is_empty() && !self.store.url.starts_with("mysql://") {
             return Err(invalid(

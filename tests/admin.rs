@@ -5,6 +5,7 @@ mod common;
 use common::process::{metric, Dsf};
 use common::wire::Wire;
 use serde_json::json;
+use std::time::Duration;
 
 /// After a known sequence of requests, /metrics counters moved by exactly those amounts.
 #[test]
@@ -71,4 +72,48 @@ fn health_endpoints() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], true);
     assert_eq!(node.admin_get("/nope").0, 404);
+}
+
+/// Under systemd's `Type=notify`: READY=1 once serving, STOPPING=1 when SIGTERM starts
+/// the drain, from a node and from a balancer alike.
+#[test]
+fn systemd_notify_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    for (i, args) in [
+        &["node", "--listen", "127.0.0.1:0", "--admin", ""][..],
+        &[
+            "balancer",
+            "--registration",
+            "127.0.0.1:0",
+            "--directory",
+            "127.0.0.1:0",
+            "--proxy",
+            "127.0.0.1:0",
+        ][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("notify-{i}"));
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let data = dir.path().join(format!("data-{i}"));
+        let mut args = args.to_vec();
+        let data_arg = data.to_str().unwrap().to_owned();
+        if i == 0 {
+            args.extend_from_slice(&["--data", &data_arg]);
+        }
+        let mut proc = Dsf::start(&args, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+        let msg = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(msg.lines().any(|l| l == "READY=1"), "{args:?}: {msg:?}");
+        proc.signal("TERM");
+        let n = sock.recv(&mut buf).expect("STOPPING=1 within 20 s");
+        let msg = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(msg.lines().any(|l| l == "STOPPING=1"), "{args:?}: {msg:?}");
+        assert_eq!(proc.wait_exit(Duration::from_secs(20)), Some(0), "{args:?}");
+    }
 }

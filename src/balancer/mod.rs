@@ -191,6 +191,13 @@ impl Balancer {
         ));
         let watcher =
             shared.map(|r| rt.spawn(r.run(membership.clone(), b.heartbeat, shutdown.clone())));
+        // Under systemd (`Type=notify`), STOPPING=1 as soon as the drain begins.
+        let stopping = shutdown.clone();
+        rt.spawn(async move {
+            stopping.wait().await;
+            crate::admin::notify_stopping();
+        })
+        .detach();
         let reg_service = Arc::new(registration::Registration::new(
             membership.clone(),
             secret,
