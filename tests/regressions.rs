@@ -98,3 +98,61 @@ fn histogram_samples_are_folded_without_a_scrape() {
     eprintln!("RSS grew by {grew} KiB for the second 4,000,000 samples");
     assert!(grew < 8 * 1024, "grew by {grew} KiB");
 }
+
+/// Logins mixed with store work leave a node's memory flat.
+///
+/// argon2's 19 MiB of working memory was allocated afresh for every hash on whichever
+/// blocking thread ran it; the allocator kept each freed block in that thread's arena,
+/// small store allocations landed in the hole, and the next hash extended the arena
+/// again. The soak saw nodes grow in 19 MiB steps to 300–400 MiB in five minutes.
+/// Hashes now reuse at most `auth.concurrent_hashes` (2) kept buffers.
+#[test]
+fn logins_mixed_with_store_work_keep_memory_flat() {
+    use common::process::Dsf;
+    use std::time::{Duration, Instant};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // The real argon2 cost (19 MiB, t = 2); the failed-login limit out of the way.
+    let node = Dsf::node(&[], &[("DSF__AUTH__MAX_FAILED_LOGINS", "1000000")]);
+    let addr = node.addr("node").to_owned();
+    let creds = json!({"name": "mem", "password": "password123"});
+    Client::connect(&addr)
+        .call("user.register", creds.clone())
+        .unwrap();
+    let round = |w: usize, until: Instant| {
+        let addr = addr.clone();
+        let creds = creds.clone();
+        std::thread::spawn(move || {
+            let mut c = Client::connect(&addr);
+            while Instant::now() < until {
+                let out = c.call("user.login", creds.clone()).expect("login");
+                c.token = out["token"].as_str().map(str::to_owned);
+                for _ in 0..20 {
+                    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let id = format!("M{i}");
+                    let body = json!({"id_card": id, "name": "x".repeat(60)});
+                    c.call("blacklist.insert", body).expect("insert");
+                    c.call("blacklist.query", json!({"id_card": id}))
+                        .expect("query");
+                }
+                // Idle long enough for blocking threads to retire and new ones to
+                // start, as between bursts of real traffic.
+                std::thread::sleep(Duration::from_millis(300 + 150 * w as u64));
+            }
+        })
+    };
+    let run = |secs: u64| {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let workers: Vec<_> = (0..4).map(|w| round(w, until)).collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    };
+    // Warm up: buffers, pools and caches reach their working size.
+    run(5);
+    let before = node.rss_kib();
+    run(20);
+    let after = node.rss_kib();
+    let grew = after.saturating_sub(before);
+    eprintln!("node RSS {before} KiB → {after} KiB (+{grew} KiB) over 20 s");
+    assert!(grew < 24 * 1024, "grew by {grew} KiB");
+}
