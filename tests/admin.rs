@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::cluster::Balancer;
 use common::process::{metric, Dsf};
 use common::wire::Wire;
 use serde_json::json;
@@ -80,40 +81,33 @@ fn health_endpoints() {
 fn systemd_notify_ready_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
-    for (i, args) in [
-        &["node", "--listen", "127.0.0.1:0", "--admin", ""][..],
-        &[
-            "balancer",
-            "--registration",
-            "127.0.0.1:0",
-            "--directory",
-            "127.0.0.1:0",
-            "--proxy",
-            "127.0.0.1:0",
-        ][..],
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let path = dir.path().join(format!("notify-{i}"));
+    let listen = |name: &str| {
+        let path = dir.path().join(name);
         let sock = UnixDatagram::bind(&path).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let data = dir.path().join(format!("data-{i}"));
-        let mut args = args.to_vec();
-        let data_arg = data.to_str().unwrap().to_owned();
-        if i == 0 {
-            args.extend_from_slice(&["--data", &data_arg]);
-        }
-        let mut proc = Dsf::start(&args, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+        (sock, path.to_str().unwrap().to_owned())
+    };
+    let expect = |sock: &UnixDatagram, what: &str, line: &str| {
         let mut buf = [0u8; 256];
-        let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{what}: no {line} within 20 s: {e}"));
         let msg = std::str::from_utf8(&buf[..n]).unwrap();
-        assert!(msg.lines().any(|l| l == "READY=1"), "{args:?}: {msg:?}");
-        proc.signal("TERM");
-        let n = sock.recv(&mut buf).expect("STOPPING=1 within 20 s");
-        let msg = std::str::from_utf8(&buf[..n]).unwrap();
-        assert!(msg.lines().any(|l| l == "STOPPING=1"), "{args:?}: {msg:?}");
-        assert_eq!(proc.wait_exit(Duration::from_secs(20)), Some(0), "{args:?}");
-    }
+        assert!(msg.lines().any(|l| l == line), "{what}: {msg:?}");
+    };
+
+    let (sock, path) = listen("node");
+    let mut node = Dsf::node(&[], &[("NOTIFY_SOCKET", &path)]);
+    expect(&sock, "node", "READY=1");
+    node.signal("TERM");
+    expect(&sock, "node", "STOPPING=1");
+    assert_eq!(node.wait_exit(Duration::from_secs(20)), Some(0));
+
+    let (sock, path) = listen("balancer");
+    let mut lb = Balancer::start(&[], &[("NOTIFY_SOCKET", &path)]);
+    expect(&sock, "balancer", "READY=1");
+    lb.proc.signal("TERM");
+    expect(&sock, "balancer", "STOPPING=1");
+    assert_eq!(lb.proc.wait_exit(Duration::from_secs(20)), Some(0));
 }
