@@ -96,7 +96,7 @@ populate() {
 
 RESULTS=$WORK/results.jsonl
 bench_query() {
-    "$DSF" bench --target "$NODE" --op blacklist.query --body '{"id_card":"id-{n}"}' \
+    "$DSF" bench --target "$NODE" --op blacklist.query --body '{"id_card":"id-{key}"}' \
         --keys "$KEYS" --token "$TOKEN" --conns "$CONNS" --depth 1 --duration "$DURATION" \
         --json --label "$1" | tee -a "$RESULTS"
 }
@@ -122,7 +122,7 @@ stop_node
 start_node embedded-nocache DSF__CACHE__ENABLED=false -- --data "$WORK/embedded"
 bench_query "embedded SQLite, cache disabled"
 # For scale: the same load shape on the bare protocol path (no token, no store).
-"$DSF" bench --target "$NODE" --op sys.echo --body '{"id_card":"id-{n}"}' --keys "$KEYS" \
+"$DSF" bench --target "$NODE" --op sys.echo --body '{"id_card":"id-{key}"}' --keys "$KEYS" \
     --conns "$CONNS" --depth 1 --duration "$DURATION" --json --label "sys.echo (no auth, no store)" \
     | tee -a "$RESULTS"
 stop_node
@@ -132,10 +132,10 @@ start_node login -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n3"
 for i in $(seq 0 $((LOGIN_USERS - 1))); do
     call user.register "{\"name\":\"login$i\",\"password\":\"bench-password\"}" >/dev/null
 done
-"$DSF" bench --target "$NODE" --op user.login --body '{"name":"login{n}","password":"bench-password"}' \
+"$DSF" bench --target "$NODE" --op user.login --body '{"name":"login{key}","password":"bench-password"}' \
     --keys "$LOGIN_USERS" --conns 1 --depth 1 --duration "$DURATION" --json \
     --label "user.login, 1 connection" | tee -a "$RESULTS"
-"$DSF" bench --target "$NODE" --op user.login --body '{"name":"login{n}","password":"bench-password"}' \
+"$DSF" bench --target "$NODE" --op user.login --body '{"name":"login{key}","password":"bench-password"}' \
     --keys "$LOGIN_USERS" --conns 16 --depth 1 --duration "$DURATION" --json \
     --label "user.login, 16 connections" | tee -a "$RESULTS"
 stop_node

@@ -96,11 +96,11 @@ token=$(call user.login "$creds" | python3 -c 'import json,sys; print(json.load(
 bench_loop() {
   local until=$1 i=0
   local ops=(
-    'sys.echo|{"k":"{n}"}|8|4'
-    'blacklist.query|{"id_card":"S-{n}"}|8|2'
-    'collector.report|{"id_card":"S-{n}","name":"Soak","source":"soak"}|2|1'
-    'blacklist.insert|{"id_card":"S-{n}","name":"Soak {n}"}|2|1'
-    'blacklist.update|{"id_card":"S-{n}","name":"Renamed {n}"}|2|1'
+    'sys.echo|{"k":"{key}"}|8|4'
+    'blacklist.query|{"id_card":"S-{key}"}|8|2'
+    'collector.report|{"id_card":"S-{key}","name":"Soak","source":"soak"}|2|1'
+    'blacklist.insert|{"id_card":"S-{key}","name":"Soak {key}"}|2|1'
+    'blacklist.update|{"id_card":"S-{key}","name":"Renamed {key}"}|2|1'
     'blacklist.search|{"name_prefix":"Soak 1","limit":20}|2|1'
   )
   while [ "$(date +%s)" -lt "$until" ]; do
@@ -188,7 +188,7 @@ def churn_loop():
                 s.sendall(frame({"id": 1, "type": "sys.echo", "body": {"x": "y" * 1000}}))
                 s.close()  # never reads the answer
             elif n % 3 == 0:
-                rpc(directory, "lb.assign", {"key": f"k{n}"})
+                rpc(directory, "lb.assign", {"key": f"k{key}"})
             else:
                 rpc(proxy, "sys.ping", {}, linger0=(n % 7 == 0))
             churn["connections"] += 1

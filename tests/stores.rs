@@ -19,6 +19,7 @@ both_backends!(
     sql_injection_strings_are_stored_and_returned_verbatim,
     repeated_failed_logins_are_rate_limited,
     fifty_concurrent_misses_for_one_key_cause_one_store_read,
+    a_migration_applied_again_after_an_interruption_succeeds,
 );
 
 /// Every operation of §3 answers as specified, including each error code.
@@ -189,6 +190,39 @@ fn every_operation_and_error_code(backend: Backend) {
         names,
         ["Smith 1", "Smith 10", "Smith 11", "Smith 12", "Smith 13"]
     );
+    // Prefixes are exact: case-sensitive, and whole characters of any script.
+    let names = |v: Value| -> Vec<String> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let none = c
+        .call("blacklist.search", json!({"name_prefix": "smith 1"}))
+        .unwrap();
+    assert_eq!(names(none), Vec::<String>::new(), "case-sensitive");
+    for (id, name) in [
+        ("U-1", "Zoë"),
+        ("U-2", "Zoe"),
+        ("U-3", "Zoë😀"),
+        ("U-4", "Zoë\u{10FFFF}"),
+    ] {
+        c.call("blacklist.insert", json!({"id_card": id, "name": name}))
+            .unwrap();
+    }
+    let zoe = c
+        .call("blacklist.search", json!({"name_prefix": "Zoë"}))
+        .unwrap();
+    assert_eq!(names(zoe), ["Zoë", "Zoë😀", "Zoë\u{10FFFF}"]);
+    let emoji = c
+        .call("blacklist.search", json!({"name_prefix": "Zoë😀"}))
+        .unwrap();
+    assert_eq!(names(emoji), ["Zoë😀"]);
+    for id in ["U-1", "U-2", "U-3", "U-4"] {
+        c.call("blacklist.delete", json!({"id_card": id})).unwrap();
+    }
     let one = c
         .call("blacklist.search", json!({"id_card": "S-007"}))
         .unwrap();
@@ -479,4 +513,54 @@ fn fifty_concurrent_misses_for_one_key_cause_one_store_read(backend: Backend) {
             .unwrap();
         assert_eq!(app.store.stats().blacklist_reads() - before, 1);
     });
+}
+
+/// A migration whose statements ran but whose version was not recorded (the process
+/// died in between; MySQL DDL is not transactional) is applied again at the next
+/// start without failing, and the schema is what it should be.
+fn a_migration_applied_again_after_an_interruption_succeeds(backend: Backend) {
+    let stores = Stores::new(backend);
+    let node = stores.node();
+    let mut c = common::stores::Client::connect(&node.addr);
+    c.login_new("mig");
+    c.call("blacklist.insert", json!({"id_card": "M-2", "name": "Ma"}))
+        .unwrap();
+    c.call("blacklist.insert", json!({"id_card": "M-1", "name": "Mb"}))
+        .unwrap();
+    drop(c);
+    drop(node);
+    let forget = "DELETE FROM schema_migrations WHERE version = 2";
+    match &stores.mysql {
+        Some(url) => {
+            let db = common::stores::db_name(url);
+            common::stores::MariaDb::shared().sql(&format!("USE {db}; {forget}"));
+        }
+        None => {
+            let path = stores.dir.path().join("dsf.sqlite3");
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute(forget, [])
+                .unwrap();
+        }
+    }
+    let node = stores.node();
+    let mut c = common::stores::Client::connect(&node.addr);
+    c.token = Some(
+        c.call(
+            "user.login",
+            json!({"name": "mig", "password": "password123"}),
+        )
+        .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let found = c
+        .call("blacklist.search", json!({"name_prefix": "M"}))
+        .unwrap();
+    assert_eq!(
+        found,
+        json!({"entries": [{"id_card": "M-2", "name": "Ma"}, {"id_card": "M-1", "name": "Mb"}]}),
+        "name order"
+    );
 }

@@ -24,10 +24,11 @@ pub struct BenchArgs {
     /// Operation to call.
     #[arg(long, default_value = "sys.echo")]
     pub op: String,
-    /// Request body (JSON object); each `{n}` is replaced by a random number below `--keys`.
+    /// Request body (JSON object); each `{key}` is replaced by a random number below
+    /// `--keys` (the older spelling, n in braces, too).
     #[arg(long, default_value = "{}")]
     pub body: String,
-    /// Size of the `{n}` key space.
+    /// Size of the `{key}` key space.
     #[arg(long, default_value_t = 1000)]
     pub keys: u64,
     /// Session token sent with every request.
@@ -155,10 +156,17 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     })
 }
 
+/// The placeholders of `--body`: `{key}`, and `{n}` as scripts wrote it first (clap's
+/// help shows `{n}` as a line break, so the help names `{key}`).
+const PLACEHOLDERS: [&str; 2] = ["{key}", "{n}"];
+
 fn body_for(args: &BenchArgs, rng: &mut impl rand::Rng) -> Value {
-    if args.body.contains("{n}") {
-        let n = rng.gen_range(0..args.keys.max(1));
-        serde_json::from_str(&args.body.replace("{n}", &n.to_string())).unwrap_or(Value::Null)
+    if PLACEHOLDERS.iter().any(|p| args.body.contains(p)) {
+        let n = rng.gen_range(0..args.keys.max(1)).to_string();
+        let body = PLACEHOLDERS
+            .iter()
+            .fold(args.body.clone(), |b, p| b.replace(p, &n));
+        serde_json::from_str(&body).unwrap_or(Value::Null)
     } else {
         serde_json::from_str(&args.body).unwrap_or(Value::Null)
     }
@@ -249,4 +257,48 @@ async fn one_conn(args: BenchArgs, measure_from: Instant, end: Instant) -> ConnR
 pub async fn read_one(stream: &mut async_net::TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut dec = FrameDecoder::new(crate::protocol::DEFAULT_MAX_FRAME);
     frame::read_frame(stream, &mut dec).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        let mut argv = vec!["bench", "--target", "127.0.0.1:1"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).args
+    }
+
+    #[test]
+    fn both_placeholders_take_one_random_key() {
+        let mut rng = rand::thread_rng();
+        for body in [
+            r#"{"a":"K-{key}","b":"{key}"}"#,
+            r#"{"a":"K-{n}","b":"{n}"}"#,
+        ] {
+            let a = args(&["--body", body, "--keys", "7"]);
+            for _ in 0..50 {
+                let v = body_for(&a, &mut rng);
+                let b = v["b"].as_str().unwrap();
+                assert_eq!(v["a"], format!("K-{b}"), "{v}");
+                assert!(b.parse::<u64>().unwrap() < 7, "{v}");
+            }
+        }
+        let plain = args(&["--body", r#"{"x":1}"#]);
+        assert_eq!(body_for(&plain, &mut rng), serde_json::json!({"x": 1}));
+    }
+
+    #[test]
+    fn help_shows_the_placeholder() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("each `{key}` is replaced"), "{help}");
+    }
 }

@@ -11,7 +11,7 @@
 
 use super::migrations::{self, Migration};
 use super::{
-    deadline, like_prefix, now_ms, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
+    deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
     Store, StoreError, StoreResult, StoreStats, UserRecord,
 };
 use crate::config::StoreConfig;
@@ -319,15 +319,12 @@ impl Store for EmbeddedStore {
     ) -> BoxFuture<'a, StoreResult<Vec<Entry>>> {
         let f = filter.clone();
         Box::pin(self.read("blacklist search", move |c| {
-            // NULL parameters switch a condition off, so one prepared statement covers
-            // every combination of filters.
-            let prefix = f.name_prefix.as_deref().map(like_prefix);
-            let mut stmt = c.prepare_cached(
-                "SELECT id_card, name FROM blacklist \
-                 WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR id_card = ?2) \
-                 ORDER BY id_card LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![prefix, f.id_card, f.limit], |r| {
+            let (sql, text) = search_sql(&f);
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut params: Vec<rusqlite::types::Value> =
+                text.into_iter().map(rusqlite::types::Value::Text).collect();
+            params.push(rusqlite::types::Value::Integer(i64::from(f.limit)));
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
                 Ok(Entry {
                     id_card: r.get(0)?,
                     name: r.get(1)?,

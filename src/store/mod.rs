@@ -75,7 +75,8 @@ pub struct SearchFilter {
     pub name_prefix: Option<String>,
     /// Only the entry with exactly this id_card.
     pub id_card: Option<String>,
-    /// At most this many entries, ordered by id_card.
+    /// At most this many entries: in (name, id_card) order with a name prefix, else in
+    /// id_card order.
     pub limit: u32,
 }
 
@@ -266,18 +267,63 @@ pub(crate) async fn deadline<T>(
     .await
 }
 
-/// Escapes `%`, `_` and `\` so that a user's prefix is matched literally by
-/// `LIKE ? ESCAPE '\'`, and appends the `%` wildcard.
-pub(crate) fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
+/// The SQL of a blacklist search (`?` placeholders, valid for SQLite and MySQL) and
+/// its text parameters in order; the caller binds the limit after them.
+///
+/// A name prefix becomes the range `prefix <= name < successor(prefix)`, which the
+/// `name` index serves and which is exact and case-sensitive on both backends (their
+/// text compares bytewise: VARBINARY, SQLite's BINARY collation; UTF-8 byte order is
+/// code point order). Only the filters given appear in the SQL, so every one of them
+/// can use its index (`x IS NULL OR …` would hide it from the planner). With a prefix
+/// the entries come in (name, id_card) order, which the `(name, id_card)` index gives
+/// directly, so a search reads `limit` entries however many match; without one, in
+/// id_card order.
+pub(crate) fn search_sql(filter: &SearchFilter) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    let mut by_name = false;
+    if let Some(id) = &filter.id_card {
+        conds.push("id_card = ?");
+        params.push(id.clone());
     }
-    out.push('%');
-    out
+    if let Some(prefix) = filter.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+        by_name = true;
+        conds.push("name >= ?");
+        params.push(prefix.to_owned());
+        if let Some(upper) = prefix_successor(prefix) {
+            conds.push("name < ?");
+            params.push(upper);
+        }
+    }
+    let mut sql = String::from("SELECT id_card, name FROM blacklist");
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    sql.push_str(if by_name {
+        " ORDER BY name, id_card LIMIT ?"
+    } else {
+        " ORDER BY id_card LIMIT ?"
+    });
+    (sql, params)
+}
+
+/// The least string greater than every string that starts with `prefix` (its last
+/// character that is not U+10FFFF, incremented, with what follows it dropped), or
+/// `None` when there is none (`prefix` is empty or all U+10FFFF).
+pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -285,9 +331,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_prefix_is_literal() {
-        assert_eq!(like_prefix("a%b_c\\"), "a\\%b\\_c\\\\%");
-        assert_eq!(like_prefix(""), "%");
+    fn prefix_successor_bounds_exactly_the_strings_with_the_prefix() {
+        assert_eq!(prefix_successor("Smith 1").as_deref(), Some("Smith 2"));
+        assert_eq!(prefix_successor("a%").as_deref(), Some("a&"));
+        assert_eq!(prefix_successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_successor(""), None);
+        // Byte order (how both stores compare) agrees with the definition.
+        let words = [
+            "",
+            "S",
+            "Sm",
+            "Smith",
+            "Smith 1",
+            "Smith 10",
+            "Smith 1\u{10FFFF}x",
+            "Smith 2",
+            "smith 1",
+            "Smith 1é",
+            "Smith 1😀",
+            "Smith 0\u{10FFFF}",
+        ];
+        for prefix in words {
+            let upper = prefix_successor(prefix);
+            for w in words {
+                let in_range = w.as_bytes() >= prefix.as_bytes()
+                    && upper.as_deref().is_none_or(|u| w.as_bytes() < u.as_bytes());
+                assert_eq!(in_range, w.starts_with(prefix), "{w:?} / {prefix:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn search_sql_names_only_the_filters_given() {
+        let f = |name: Option<&str>, id: Option<&str>| SearchFilter {
+            name_prefix: name.map(str::to_owned),
+            id_card: id.map(str::to_owned),
+            limit: 5,
+        };
+        let all = "SELECT id_card, name FROM blacklist ORDER BY id_card LIMIT ?";
+        assert_eq!(search_sql(&f(None, None)), (all.to_owned(), vec![]));
+        assert_eq!(search_sql(&f(Some(""), None)), (all.to_owned(), vec![]));
+        let (sql, params) = search_sql(&f(Some("Sm"), Some("X")));
+        assert_eq!(
+            sql,
+            "SELECT id_card, name FROM blacklist WHERE id_card = ? AND name >= ? \
+             AND name < ? ORDER BY name, id_card LIMIT ?"
+        );
+        assert_eq!(params, ["X", "Sm", "Sn"]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use super::migrations;
 use super::{
-    deadline, like_prefix, now_ms, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
+    deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
     Store, StoreError, StoreResult, StoreStats, UserRecord,
 };
 use crate::config::{read_secret, StoreConfig};
@@ -131,7 +131,14 @@ impl MySqlStore {
                         continue;
                     }
                     for stmt in m.statements() {
-                        c.query_drop(stmt).await?;
+                        match c.query_drop(&stmt).await {
+                            Err(mysql_async::Error::Server(e))
+                                if migrations::MYSQL_ALREADY_APPLIED.contains(&e.code) =>
+                            {
+                                tracing::info!(statement = %stmt, "already applied");
+                            }
+                            r => r?,
+                        }
                     }
                     c.exec_drop(
                         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -358,24 +365,12 @@ impl Store for MySqlStore {
         let what = "blacklist search";
         Box::pin(self.run(what, async move {
             let mut c = self.conn(what).await?;
-            let prefix = filter.name_prefix.as_deref().map(like_prefix);
-            // NULL parameters switch a condition off, so one prepared statement covers
-            // every combination of filters.
-            let rows: Vec<(String, String)> = c
-                .exec(
-                    "SELECT id_card, name FROM blacklist \
-                     WHERE (? IS NULL OR name LIKE ? ESCAPE '\\\\') AND (? IS NULL OR id_card = ?) \
-                     ORDER BY id_card LIMIT ?",
-                    (
-                        &prefix,
-                        &prefix,
-                        &filter.id_card,
-                        &filter.id_card,
-                        filter.limit,
-                    ),
-                )
-                .await
-                .map_err(|e| classify(e, what))?;
+            let (sql, text) = search_sql(filter);
+            let mut params: Vec<mysql_async::Value> =
+                text.into_iter().map(mysql_async::Value::from).collect();
+            params.push(filter.limit.into());
+            let rows: Vec<(String, String)> =
+                c.exec(sql, params).await.map_err(|e| classify(e, what))?;
             Ok(rows
                 .into_iter()
                 .map(|(id_card, name)| Entry { id_card, name })

@@ -5,7 +5,7 @@
 //! records applied versions in a `schema_migrations` table and applies the missing
 //! ones in order at start-up, under a lock that spans every node sharing the database:
 //! `GET_LOCK` on MySQL, `BEGIN IMMEDIATE` on SQLite. Statements are written to be
-//! idempotent (`IF NOT EXISTS`), so a migration interrupted half-way (MySQL DDL is not
+//! idempotent (`IF NOT EXISTS`, or [`MYSQL_ALREADY_APPLIED`] for index DDL), so a migration interrupted half-way (MySQL DDL is not
 //! transactional) is simply applied again on the next start.
 
 /// One schema change.
@@ -34,18 +34,38 @@ impl Migration {
 }
 
 /// MySQL/MariaDB migrations.
-pub const MYSQL: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("mysql/0001_init.sql"),
-}];
+pub const MYSQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("mysql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "blacklist name order",
+        sql: include_str!("mysql/0002_blacklist_name_order.sql"),
+    },
+];
 
 /// SQLite migrations.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "blacklist name order",
+        sql: include_str!("sqlite/0002_blacklist_name_order.sql"),
+    },
+];
+
+/// MySQL error codes that mean an index statement was already applied: 1061
+/// (duplicate key name) and 1091 (can't drop a key that is not there). Index DDL has
+/// no portable `IF [NOT] EXISTS`, and MySQL DDL is not transactional, so a migration
+/// interrupted after such a statement meets these when it is applied again.
+pub const MYSQL_ALREADY_APPLIED: [u16; 2] = [1061, 1091];
 
 /// The `schema_migrations` table, in SQL both backends accept.
 pub const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
@@ -63,6 +83,15 @@ mod tests {
                 let stmts: Vec<String> = m.statements().collect();
                 assert!(!stmts.is_empty());
                 assert!(stmts.iter().all(|s| !s.contains("--") && !s.ends_with(';')));
+                // A `;` inside a comment would split it into a bogus statement.
+                for s in &stmts {
+                    let verb = s.split_whitespace().next().unwrap_or("");
+                    assert!(
+                        ["CREATE", "DROP", "ALTER", "INSERT"].contains(&verb),
+                        "{}: {s}",
+                        m.name
+                    );
+                }
             }
         }
         assert_eq!(MYSQL[0].statements().count(), 5);
