@@ -264,6 +264,10 @@ pub struct StoreConfig {
     /// Deadline of one store operation.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// How long a starting node waits for the database before it exits; zero = as
+    /// long as it takes.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -278,6 +282,7 @@ impl Default for StoreConfig {
             idle_timeout: Duration::from_secs(60),
             max_lifetime: Duration::from_secs(30 * 60),
             query_timeout: Duration::from_secs(3),
+            startup_timeout: Duration::ZERO,
         }
     }
 }

@@ -9,7 +9,8 @@
 #
 #   DSF_HEAVY=1 tests/appliance.sh
 #   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
-#   DSF_APPLIANCE_LOGS=DIR   keep the whole compose log there when the test fails
+#   DSF_APPLIANCE_LOGS=DIR   keep the log of every container there when the test fails
+#   DSF_APPLIANCE_LOGS_ALWAYS=1   … and when it passes
 set -euo pipefail
 
 if [ "${DSF_HEAVY:-}" != 1 ]; then
@@ -17,7 +18,7 @@ if [ "${DSF_HEAVY:-}" != 1 ]; then
   exit 0
 fi
 if [ -z "${DSF_APPLIANCE_BOUNDED:-}" ]; then
-  DSF_APPLIANCE_BOUNDED=1 exec timeout --kill-after=30 "${DSF_APPLIANCE_TIMEOUT:-1800}" "$0" "$@"
+  DSF_APPLIANCE_BOUNDED=1 exec timeout --kill-after=60 "${DSF_APPLIANCE_TIMEOUT:-1800}" "$0" "$@"
 fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,10 +43,15 @@ fail() {
 }
 cleanup() {
   set +e
+  if [ -n "${rootfs_pid:-}" ]; then
+    # Its process group (apt and dpkg in the chroot too); its trap unmounts /proc.
+    kill -TERM -- "-$rootfs_pid" 2>/dev/null
+    wait "$rootfs_pid" 2>/dev/null
+  fi
   if [ "${#compose[@]}" -gt 0 ]; then
-    if [ -z "${passed:-}" ]; then
-      "${compose[@]}" logs -t >"$work/compose.log" 2>&1
-      tail -50 "$work/compose.log" >&2
+    if [ -z "${passed:-}" ] || [ -n "${DSF_APPLIANCE_LOGS_ALWAYS:-}" ]; then
+      save_logs
+      [ -n "${passed:-}" ] || tail -50 "$work/compose.log" >&2
       if [ -n "${DSF_APPLIANCE_LOGS:-}" ]; then
         mkdir -p "$DSF_APPLIANCE_LOGS"
         cp "$work/compose.log" "$DSF_APPLIANCE_LOGS/compose-$project.log"
@@ -65,17 +71,30 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# On a signal (DSF_APPLIANCE_TIMEOUT's included) clean up all the same.
+trap 'exit 143' TERM INT HUP
 
+# save_logs: every container's log (each replica, not only the first one that
+# `compose logs` shows), oldest line first, in $work/compose.log.
+save_logs() {
+  local c
+  for c in $(podman ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}}'); do
+    podman logs -t "$c" 2>&1 | sed "s/^/[$c] /"
+  done | sort -k2,2 -s >"$work/compose.log"
+}
 containers_all() { # SERVICE: its containers, running or not
   podman ps -a --filter "label=com.docker.compose.project=$project" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
 }
 
+# free_port: a port no socket uses, below the kernel's ephemeral range (a port in it
+# may be taken by any outgoing connection between this check and podman's bind).
 free_port() {
-  local p
+  local p low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || low=32768
   while :; do
-    p=$(shuf -i 20000-45000 -n 1)
-    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+    p=$(shuf -i "10000-$((low - 1))" -n 1)
+    ss -Hatn "sport = :$p" | grep -q . || { echo "$p"; return; }
   done
 }
 
@@ -122,7 +141,17 @@ need ss iproute2
 need_file /usr/lib/podman/netavark netavark
 need_file /usr/lib/podman/aardvark-dns aardvark-dns
 need_file /usr/libexec/podman/catatonit catatonit
+need ip iproute2
+# What images/build needs, installed now: apt must not run while the rootfs
+# images below are being built.
+need readelf binutils
+need_file /etc/ssl/certs/ca-certificates.crt ca-certificates
 step "tools present"
+
+# The MariaDB, Redis and nginx images (debootstrap and apt: mostly waiting on the
+# network) build meanwhile the static binary compiles; waited for in step 3.
+setsid "$root/images/rootfs/build" mariadb redis nginx >"$work/rootfs.out" 2>"$work/rootfs.err" &
+rootfs_pid=$!
 
 # 1. Reproducible image.
 if [ -z "${DSF_BIN:-}" ]; then
@@ -162,9 +191,14 @@ podman rm -v "$up_container" >/dev/null
 step "dsf up stopped on SIGTERM with exit code 0"
 
 # 3. The cluster from compose.yaml, on MariaDB, Redis and nginx images built here.
-step "building/loading the MariaDB, Redis and nginx images (cached in $cache)"
-refs=$(timeout 900 "$root/images/rootfs/build" mariadb redis nginx) || fail "images/rootfs/build"
-mapfile -t refs <<<"$refs"
+step "waiting for the MariaDB, Redis and nginx images (cached in $cache)"
+wait "$rootfs_pid" || {
+  cat "$work/rootfs.err" >&2
+  fail "images/rootfs/build"
+}
+rootfs_pid=
+mapfile -t refs <"$work/rootfs.out"
+[ "${#refs[@]}" = 3 ] || fail "images/rootfs/build printed: ${refs[*]}"
 step "images ${refs[*]}"
 pc=$(ensure_compose)
 port=$(free_port)
@@ -181,8 +215,16 @@ DSF_PROXY_PORT=$port
 DSF_HA_PROXY_PORT=$ha_port
 ENV
 compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env" --profile ha)
-step "compose up with 3 nodes and the ha profile (proxy on :$port, nginx on :$ha_port)"
-timeout 300 "${compose[@]}" up -d --scale node=3 >"$work/up.log" 2>&1 || {
+# MariaDB first: its start creates the network's bridge, whose MAC address is then
+# pinned before any other container starts (compose/pin-bridge-mac says why).
+step "compose up mariadb (proxy on :$port, nginx on :$ha_port)"
+timeout 120 "${compose[@]}" up -d mariadb >"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "compose up mariadb"
+}
+pinned=$("$root/compose/pin-bridge-mac" "${project}_default") || fail "pinning the bridge's MAC address"
+step "bridge MAC address pinned: $pinned; compose up with 3 nodes and the ha profile"
+timeout 300 "${compose[@]}" up -d --scale node=3 >>"$work/up.log" 2>&1 || {
   cat "$work/up.log" >&2
   fail "compose up"
 }

@@ -372,6 +372,55 @@ fn two_balancers_share_membership_through_redis() {
     }
 }
 
+/// Redis frozen for three leases while nodes heartbeat and one more registers: the
+/// writing balancer keeps the latest record of each node and, once Redis answers,
+/// writes them all at once. The other balancer gets every node back within a second
+/// and sees none leave again: no record older than a lease is replayed after the
+/// outage (a queue of them, written one by one, made nodes leave and rejoin).
+#[test]
+fn shared_membership_recovers_from_a_frozen_redis_without_stale_records() {
+    let _s = serial();
+    let Some(redis) = Redis::start() else {
+        eprintln!("redis-server is not installed; skipping (apt-get install redis-server)");
+        return;
+    };
+    let a = Balancer::start(&["--redis", &redis.url], &[]);
+    let b = Balancer::start(&["--redis", &redis.url], &[]);
+    let _n1 = Node::start("n1", &a.registration, &[], &[]);
+    let _n2 = Node::start("n2", &a.registration, &[], &[]);
+    b.wait_healthy(&["n1", "n2"], Duration::from_secs(10));
+
+    redis.signal("STOP");
+    std::thread::sleep(LEASE_TTL);
+    let _n3 = Node::start("n3", &a.registration, &[], &[]);
+    std::thread::sleep(LEASE_TTL * 2);
+    a.wait_healthy(&["n1", "n2", "n3"], Duration::from_secs(5));
+    let seen = b.proc.logs().len();
+    redis.signal("CONT");
+    let took = b.wait_healthy(&["n1", "n2", "n3"], Duration::from_secs(5));
+    assert!(
+        took < Duration::from_secs(3),
+        "the other balancer took {took:?} to see the nodes again"
+    );
+    let until = Instant::now() + LEASE_TTL * 2;
+    while Instant::now() < until {
+        assert_eq!(
+            b.healthy(),
+            ["n1", "n2", "n3"],
+            "{}",
+            &b.proc.logs()[seen..]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = &b.proc.logs()[seen..];
+    assert!(!after.contains("change=\"left\""), "{after}");
+    assert!(
+        a.proc.logs().contains("writing to redis again"),
+        "{}",
+        a.proc.logs()
+    );
+}
+
 /// A `user` service and a `blacklist` service on separate nodes: each request
 /// reaches only nodes of the service owning its type (longest `ops` prefix).
 ///

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::stores::{db_name, Backend, Client, MariaDb, Node, NodeSpec, Redis, Stores};
+use common::stores::{
+    db_name, Backend, Client, MariaDb, Node, NodeSpec, Redis, Stores, DB_PASSWORD,
+};
 use dsf::protocol::ErrorCode;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -113,6 +115,73 @@ fn redis_killed_then_restarted_answers_stay_correct_and_the_cache_comes_back() {
 /// MariaDB stopped: `unavailable` or `timeout` within the configured timeout, never a
 /// hang; cached answers are still served; everything works again when it returns.
 /// Then the same with the server frozen (SIGSTOP), where only a deadline can help.
+/// A node started while MariaDB is down keeps trying (capped backoff, a warning at
+/// most every 10 s) instead of exiting, and serves once MariaDB is up; with
+/// `store.startup_timeout` it gives up after that long and exits non-zero.
+#[test]
+fn a_node_started_before_mariadb_waits_for_it() {
+    let db = MariaDb::owned();
+    let url = db.fresh_database();
+    db.stop();
+    let dir = tempfile::tempdir().unwrap();
+
+    let limited = dir.path().join("limited");
+    std::fs::create_dir_all(&limited).unwrap();
+    let t = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dsf"))
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "",
+            "--mysql",
+            &url,
+        ])
+        .arg("--data")
+        .arg(&limited)
+        .env("DSF__STORE__PASSWORD", DB_PASSWORD)
+        .env("DSF__STORE__STARTUP_TIMEOUT", "2s")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("store unavailable"), "{said}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+
+    let spec = NodeSpec {
+        mysql: Some(url),
+        data: dir.path().join("waiting"),
+        ..NodeSpec::default()
+    }
+    .env("STORE__ACQUIRE_TIMEOUT", "1s");
+    let t = Instant::now();
+    let starting = std::thread::spawn(move || Node::start(&spec));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !starting.is_finished(),
+        "the node started without its database"
+    );
+    db.start();
+    let node = starting.join().unwrap();
+    let waited = t.elapsed().as_secs() as usize;
+    let mut c = node.client();
+    c.login_new("late");
+    c.call(
+        "blacklist.insert",
+        json!({"id_card": "W-1", "name": "Waited"}),
+    )
+    .unwrap();
+    let log = node.log();
+    let warnings = log.matches("waiting for the database").count();
+    assert!((1..=1 + waited / 10).contains(&warnings), "{log}");
+    assert!(log.contains("mysql store open"), "{log}");
+}
+
 #[test]
 fn mariadb_outage_answers_unavailable_or_timeout_in_time_and_recovers() {
     let db = MariaDb::owned();

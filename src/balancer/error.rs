@@ -34,6 +34,13 @@ pub enum BalancerError {
         /// The node that failed.
         node: String,
     },
+    /// No node could be reached for a request that never left the balancer (connect
+    /// failed or timed out, also on the node tried next).
+    #[error("node {node} could not be reached")]
+    NodeUnreachable {
+        /// The last node tried.
+        node: String,
+    },
     /// A request's deadline passed while waiting for a node.
     #[error("deadline passed waiting for node {node}")]
     Timeout {
@@ -84,7 +91,9 @@ impl BalancerError {
             BalancerError::NotOwner(_) => ErrorCode::Forbidden,
             BalancerError::BadRequest(_) => ErrorCode::BadRequest,
             BalancerError::NoBackend(_) => ErrorCode::NoBackend,
-            BalancerError::NodeFailed { .. } => ErrorCode::Unavailable,
+            BalancerError::NodeFailed { .. } | BalancerError::NodeUnreachable { .. } => {
+                ErrorCode::Unavailable
+            }
             BalancerError::Timeout { .. } => ErrorCode::Timeout,
             BalancerError::Refused(e) => return e.clone(),
             BalancerError::Algorithm { .. }

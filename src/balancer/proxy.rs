@@ -323,8 +323,13 @@ impl Failover for Inner {
                 node: String::new(),
             });
         };
-        let failed = || BalancerError::NodeFailed {
-            node: node.id.to_string(),
+        let failed = || {
+            let node = node.id.to_string();
+            if sent {
+                BalancerError::NodeFailed { node }
+            } else {
+                BalancerError::NodeUnreachable { node }
+            }
         };
         let Some((op, key)) = job
             .head()

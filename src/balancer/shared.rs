@@ -10,19 +10,31 @@
 //!
 //! Redis being down never stops a balancer: it keeps serving the leases it holds and
 //! drops remote ones as they age past the TTL.
+//!
+//! Writes wait in [`Pending`], at most one per node: a newer write for a node replaces
+//! the one still waiting (a renewal carries the latest record, a withdrawal beats a
+//! renewal). While Redis cannot be reached the writer keeps them and reconnects with
+//! capped backoff; once it can, one pipeline writes the current state of every node
+//! that changed meanwhile. So an outage never leaves a queue of old records behind
+//! it, whose replay would make other balancers see leases expire and come back.
 
 use super::error::BalancerError;
 use super::membership::{Membership, NodeRecord};
 use crate::runtime::Shutdown;
 use futures_lite::{future, StreamExt};
 use redis::aio::MultiplexedConnection;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Key prefix of lease records.
 pub const KEY_PREFIX: &str = "dsf:lb:node:";
 /// Channel on which shape changes are announced.
 pub const CHANNEL: &str = "dsf:lb:changes";
+/// First delay before trying Redis again; doubles up to the resync interval.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one warning this often while writes fail.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Publishes the leases this balancer holds (the "service discovery" role).
 pub trait Discovery: Send + Sync + 'static {
@@ -44,8 +56,8 @@ impl Discovery for InMemory {
     fn withdraw(&self, _: &str) {}
 }
 
-/// One write to Redis, in the order the membership made them.
-#[derive(Debug)]
+/// One write to Redis about one node.
+#[derive(Debug, Clone, PartialEq)]
 enum Write {
     /// Store a lease record, and announce it if its shape changed.
     Put { record: NodeRecord, announce: bool },
@@ -53,13 +65,102 @@ enum Write {
     Remove(String),
 }
 
+impl Write {
+    fn node(&self) -> &str {
+        match self {
+            Write::Put { record, .. } => &record.node,
+            Write::Remove(node) => node,
+        }
+    }
+
+    /// What is left to do when `self` still waits and `newer` comes for the same node.
+    fn then(self, newer: Write) -> Write {
+        match (self, newer) {
+            // The latest record wins; an announcement still owed is kept.
+            (
+                Write::Put { announce: a, .. },
+                Write::Put {
+                    record,
+                    announce: b,
+                },
+            ) => Write::Put {
+                record,
+                announce: a || b,
+            },
+            // Back after a withdrawal that never reached Redis: announce it anyway.
+            (Write::Remove(_), Write::Put { record, .. }) => Write::Put {
+                record,
+                announce: true,
+            },
+            (_, remove @ Write::Remove(_)) => remove,
+        }
+    }
+}
+
+/// Writes not yet in Redis: at most one per node, oldest node first.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Nodes with a write waiting, in the order their first one came.
+    order: VecDeque<String>,
+    /// The write waiting for each.
+    writes: HashMap<String, Write>,
+}
+
+impl Pending {
+    /// Adds `w`, folding it into the write already waiting for its node.
+    fn push(&mut self, w: Write) {
+        match self.writes.remove(w.node()) {
+            Some(older) => {
+                let merged = older.then(w);
+                self.writes.insert(merged.node().to_owned(), merged);
+            }
+            None => {
+                self.order.push_back(w.node().to_owned());
+                self.writes.insert(w.node().to_owned(), w);
+            }
+        }
+    }
+
+    /// Puts back writes that failed, ahead of the rest, under any newer write that
+    /// came for the same node meanwhile.
+    fn restore(&mut self, failed: Vec<Write>) {
+        for w in failed.into_iter().rev() {
+            let node = w.node().to_owned();
+            let w = match self.writes.remove(&node) {
+                Some(newer) => {
+                    self.order.retain(|n| n != &node);
+                    w.then(newer)
+                }
+                None => w,
+            };
+            self.order.push_front(node.clone());
+            self.writes.insert(node, w);
+        }
+    }
+
+    /// Everything waiting, in order.
+    fn take(&mut self) -> Vec<Write> {
+        let mut writes = std::mem::take(&mut self.writes);
+        self.order
+            .drain(..)
+            .filter_map(|n| writes.remove(&n))
+            .collect()
+    }
+
+    fn len(&self) -> usize {
+        self.writes.len()
+    }
+}
+
 /// Membership shared through Redis. Writes are queued, so the membership lock is never
 /// held across network I/O; [`RedisShared::run`] performs them and watches the others.
 pub struct RedisShared {
-    /// Queue of writes for the worker.
-    tx: async_channel::Sender<Write>,
-    /// The worker's end; taken by `run`.
-    rx: async_channel::Receiver<Write>,
+    /// Writes waiting for the worker.
+    pending: Mutex<Pending>,
+    /// Rung when a write is added; the worker waits on it.
+    bell: async_channel::Sender<()>,
+    /// The worker's end of the bell.
+    woken: async_channel::Receiver<()>,
     /// The Redis client (cheap handle; connections are made by the worker).
     client: redis::Client,
     /// Lease lifetime, used as the keys' expiry.
@@ -70,18 +171,24 @@ impl RedisShared {
     /// A handle for `url` (no connection is made yet).
     pub fn new(url: &str, ttl: Duration) -> Result<Arc<RedisShared>, BalancerError> {
         let client = redis::Client::open(url)?;
-        let (tx, rx) = async_channel::unbounded();
+        let (bell, woken) = async_channel::bounded(1);
         Ok(Arc::new(RedisShared {
-            tx,
-            rx,
+            pending: Mutex::default(),
+            bell,
+            woken,
             client,
             ttl,
         }))
     }
 
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, w: Write) {
-        // The queue is unbounded and lives as long as self.
-        let _ = self.tx.try_send(w);
+        self.pending().push(w);
+        // Full means the worker has a wake-up coming already.
+        let _ = self.bell.try_send(());
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, BalancerError> {
@@ -102,71 +209,126 @@ impl RedisShared {
         resync: Duration,
         shutdown: Shutdown,
     ) {
-        let writer = crate::runtime::spawn_local(self.clone().write_loop(shutdown.clone()));
+        let max_backoff = resync.max(FIRST_BACKOFF);
+        let writer =
+            crate::runtime::spawn_local(self.clone().write_loop(max_backoff, shutdown.clone()));
         self.watch_loop(membership, resync, shutdown).await;
         writer.await;
     }
 
-    async fn write_loop(self: Arc<Self>, shutdown: Shutdown) {
+    /// Writes what is pending, all of it in one pipeline, whenever there is some;
+    /// while Redis fails, keeps it and tries again after a capped backoff.
+    async fn write_loop(self: Arc<Self>, max_backoff: Duration, shutdown: Shutdown) {
         let mut conn: Option<MultiplexedConnection> = None;
+        let mut backoff = FIRST_BACKOFF;
+        let mut failures: u64 = 0;
+        let mut last_warning: Option<Instant> = None;
         loop {
-            let next = future::or(async { self.rx.recv().await.ok() }, async {
-                shutdown.wait().await;
-                None
-            })
-            .await;
-            let Some(write) = next else { return };
-            if conn.is_none() {
-                match self.connect().await {
-                    Ok(c) => conn = Some(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "shared membership: write skipped");
-                        continue;
-                    }
+            if self.pending().len() == 0 {
+                let woken = future::or(async { self.woken.recv().await.is_ok() }, async {
+                    shutdown.wait().await;
+                    false
+                })
+                .await;
+                if !woken {
+                    return;
                 }
+                continue;
             }
-            let c = conn.as_mut().expect("connected above");
-            if let Err(e) = self.apply(c, write).await {
-                tracing::warn!(error = %e, "shared membership: write failed");
-                conn = None;
+            let result = async {
+                if conn.is_none() {
+                    conn = Some(self.connect().await?);
+                }
+                let c = conn.as_mut().expect("connected above");
+                let writes = self.pending().take();
+                let r = self.apply(c, &writes).await;
+                if r.is_err() {
+                    self.pending().restore(writes);
+                    conn = None;
+                }
+                r
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "shared membership: writing to redis again");
+                    }
+                    failures = 0;
+                    last_warning = None;
+                    backoff = FIRST_BACKOFF;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        last_warning = Some(Instant::now());
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            pending = self.pending().len(),
+                            "shared membership: cannot write to redis; keeping the latest record of each node"
+                        );
+                    }
+                    let stop = future::or(
+                        async {
+                            async_io::Timer::after(backoff).await;
+                            false
+                        },
+                        async {
+                            shutdown.wait().await;
+                            true
+                        },
+                    )
+                    .await;
+                    if stop {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                }
             }
         }
     }
 
-    async fn apply(&self, c: &mut MultiplexedConnection, w: Write) -> Result<(), BalancerError> {
-        match w {
-            Write::Put { record, announce } => {
-                let json = serde_json::to_string(&record).expect("a record is always JSON");
-                let mut pipe = redis::pipe();
-                pipe.cmd("SET")
-                    .arg(format!("{KEY_PREFIX}{}", record.node))
-                    .arg(json)
-                    .arg("PX")
-                    .arg(self.ttl.as_millis() as u64)
-                    .ignore();
-                if announce {
-                    pipe.cmd("PUBLISH").arg(CHANNEL).arg(&record.node).ignore();
+    async fn apply(
+        &self,
+        c: &mut MultiplexedConnection,
+        writes: &[Write],
+    ) -> Result<(), BalancerError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for w in writes {
+            match w {
+                Write::Put { record, announce } => {
+                    let json = serde_json::to_string(record).expect("a record is always JSON");
+                    pipe.cmd("SET")
+                        .arg(format!("{KEY_PREFIX}{}", record.node))
+                        .arg(json)
+                        .arg("PX")
+                        .arg(self.ttl.as_millis() as u64)
+                        .ignore();
+                    if *announce {
+                        pipe.cmd("PUBLISH").arg(CHANNEL).arg(&record.node).ignore();
+                    }
                 }
-                pipe.query_async::<()>(c).await?;
-            }
-            Write::Remove(node) => {
-                redis::pipe()
-                    .cmd("DEL")
-                    .arg(format!("{KEY_PREFIX}{node}"))
-                    .ignore()
-                    .cmd("PUBLISH")
-                    .arg(CHANNEL)
-                    .arg(&node)
-                    .ignore()
-                    .query_async::<()>(c)
-                    .await?;
+                Write::Remove(node) => {
+                    pipe.cmd("DEL")
+                        .arg(format!("{KEY_PREFIX}{node}"))
+                        .ignore()
+                        .cmd("PUBLISH")
+                        .arg(CHANNEL)
+                        .arg(node)
+                        .ignore();
+                }
             }
         }
+        pipe.query_async::<()>(c).await?;
         Ok(())
     }
 
     async fn watch_loop(&self, membership: Arc<Membership>, resync: Duration, shutdown: Shutdown) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         while !shutdown.is_triggered() {
             if let Err(e) = self.watch(&membership, resync, &shutdown).await {
                 tracing::warn!(error = %e, "shared membership: watching redis failed; retrying");
@@ -177,7 +339,7 @@ impl RedisShared {
                     shutdown.wait(),
                 )
                 .await;
-                backoff = (backoff * 2).min(resync.max(Duration::from_millis(100)));
+                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
             } else {
                 return;
             }
@@ -290,4 +452,80 @@ async fn read_all(c: &mut MultiplexedConnection) -> Result<Vec<NodeRecord>, Bala
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(node: &str, heartbeat_unix_ms: u64) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            service: "dsf".into(),
+            addr: format!("{node}:7001"),
+            weight: 1,
+            ops: Vec::new(),
+            draining: false,
+            conns: 0,
+            inflight: 0,
+            heartbeat_unix_ms,
+        }
+    }
+
+    fn put(node: &str, ms: u64, announce: bool) -> Write {
+        Write::Put {
+            record: record(node, ms),
+            announce,
+        }
+    }
+
+    #[test]
+    fn an_outage_leaves_one_write_per_node_with_its_latest_record() {
+        let mut p = Pending::default();
+        p.push(put("a", 1, true));
+        p.push(put("b", 1, true));
+        // 45 s of heartbeats while Redis cannot be reached.
+        for ms in 2..=45 {
+            p.push(put("a", ms, false));
+            p.push(put("b", ms, false));
+        }
+        assert_eq!(p.len(), 2);
+        // The registrations were never announced: the announcement is still owed.
+        assert_eq!(p.take(), vec![put("a", 45, true), put("b", 45, true)]);
+        assert_eq!(p.len(), 0);
+        assert_eq!(p.take(), vec![]);
+    }
+
+    #[test]
+    fn a_withdrawal_replaces_a_renewal_and_a_return_replaces_a_withdrawal() {
+        let mut p = Pending::default();
+        p.push(put("a", 1, false));
+        p.push(Write::Remove("a".into()));
+        assert_eq!(p.take(), vec![Write::Remove("a".into())]);
+        p.push(Write::Remove("a".into()));
+        p.push(put("a", 2, false));
+        assert_eq!(p.take(), vec![put("a", 2, true)]);
+    }
+
+    #[test]
+    fn failed_writes_go_back_first_under_newer_ones() {
+        let mut p = Pending::default();
+        p.push(put("a", 1, true));
+        p.push(put("b", 1, false));
+        let failed = p.take();
+        // While the pipeline was failing: c joined, b renewed.
+        p.push(put("c", 2, true));
+        p.push(put("b", 2, false));
+        p.restore(failed);
+        assert_eq!(
+            p.take(),
+            vec![put("a", 1, true), put("b", 2, false), put("c", 2, true)]
+        );
+        // A node withdrawn meanwhile stays withdrawn.
+        p.push(put("a", 3, false));
+        let failed = p.take();
+        p.push(Write::Remove("a".into()));
+        p.restore(failed);
+        assert_eq!(p.take(), vec![Write::Remove("a".into())]);
+    }
 }

@@ -25,8 +25,17 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// How long start-up waits for the database to accept connections and migrations.
-const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
+/// Bound on one attempt at the migrations (they wait for each other's lock).
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// First pause between start-up attempts; doubles up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// Longest pause between start-up attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// While waiting, at most one warning this often.
+const WAIT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Name of the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: &str = "dsf.schema_migrations";
@@ -44,7 +53,13 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-    /// Builds the pool, waits (up to 30 s) for the database, and applies migrations.
+    /// Builds the pool, waits for the database (`store.startup_timeout`, zero = as
+    /// long as it takes), and applies migrations.
+    ///
+    /// Only an unreachable or unresponsive database is waited for, trying again with
+    /// capped backoff; anything else (a wrong password, a failed migration) ends the
+    /// start at once. Each attempt is bounded (`acquire_timeout`), so a name lookup
+    /// or a connection that hangs costs one attempt, never the whole wait.
     pub async fn open(cfg: &StoreConfig) -> StoreResult<MySqlStore> {
         let opts = options(cfg)?;
         // The pool spawns its housekeeping task on creation: do it in a tokio context.
@@ -56,14 +71,25 @@ impl MySqlStore {
             stats: StoreStats::default(),
         };
         let started = Instant::now();
+        let mut wait = StartupWait::new(cfg.startup_timeout);
         loop {
             match store.migrate().await {
                 Ok(()) => break,
-                Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_)))
-                    if started.elapsed() < STARTUP_PATIENCE =>
-                {
-                    tracing::warn!(error = %e, "waiting for the database");
-                    async_io::Timer::after(Duration::from_secs(1)).await;
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
+                    match wait.next(started.elapsed()) {
+                        Some(Retry { delay, warn }) => {
+                            if warn {
+                                tracing::warn!(
+                                    error = %e,
+                                    attempts = wait.attempts,
+                                    waited_ms = started.elapsed().as_millis() as u64,
+                                    "waiting for the database"
+                                );
+                            }
+                            async_io::Timer::after(delay).await;
+                        }
+                        None => return Err(e),
+                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -71,6 +97,8 @@ impl MySqlStore {
         tracing::info!(
             pool_min = cfg.pool_min,
             pool_max = cfg.pool_max,
+            attempts = wait.attempts + 1,
+            waited_ms = started.elapsed().as_millis() as u64,
             "mysql store open"
         );
         Ok(store)
@@ -157,7 +185,59 @@ impl MySqlStore {
                 .await;
             result
         };
-        deadline(STARTUP_PATIENCE, what, Compat::new(fut)).await
+        deadline(MIGRATION_TIMEOUT, what, Compat::new(fut)).await
+    }
+}
+
+/// The next start-up attempt: after how long, and whether to log the failure.
+#[derive(Debug, PartialEq, Eq)]
+struct Retry {
+    delay: Duration,
+    warn: bool,
+}
+
+/// Pacing of start-up attempts while the database cannot be reached.
+#[derive(Debug)]
+struct StartupWait {
+    /// Give up once this much time has passed; zero = never.
+    limit: Duration,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// The next pause.
+    delay: Duration,
+    /// When (since the start) the last warning was logged.
+    warned_at: Option<Duration>,
+}
+
+impl StartupWait {
+    fn new(limit: Duration) -> StartupWait {
+        StartupWait {
+            limit,
+            attempts: 0,
+            delay: FIRST_RETRY_DELAY,
+            warned_at: None,
+        }
+    }
+
+    /// After a failed attempt `elapsed` into the start: the next one, or `None` once
+    /// the limit has passed.
+    fn next(&mut self, elapsed: Duration) -> Option<Retry> {
+        self.attempts += 1;
+        if !self.limit.is_zero() && elapsed >= self.limit {
+            return None;
+        }
+        let mut delay = self.delay;
+        if !self.limit.is_zero() {
+            delay = delay.min(self.limit - elapsed);
+        }
+        self.delay = (self.delay * 2).min(MAX_RETRY_DELAY);
+        let warn = self
+            .warned_at
+            .is_none_or(|at| elapsed.saturating_sub(at) >= WAIT_WARN_EVERY);
+        if warn {
+            self.warned_at = Some(elapsed);
+        }
+        Some(Retry { delay, warn })
     }
 }
 
@@ -525,5 +605,46 @@ impl Store for MySqlStore {
 
     fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn without_a_limit_the_wait_never_ends_and_backs_off_to_five_seconds() {
+        let mut w = StartupWait::new(Duration::ZERO);
+        let delays: Vec<Duration> = (0..8)
+            .map(|i| w.next(secs(f64::from(i) * 3.0)).unwrap().delay)
+            .collect();
+        assert_eq!(
+            delays,
+            [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0].map(secs).to_vec()
+        );
+        assert!(w.next(Duration::from_secs(24 * 3600)).is_some());
+        assert_eq!(w.attempts, 9);
+    }
+
+    #[test]
+    fn a_limit_ends_the_wait_and_the_last_pause_stops_at_it() {
+        let mut w = StartupWait::new(secs(3.0));
+        assert_eq!(w.next(secs(0.1)).unwrap().delay, secs(0.5));
+        assert_eq!(w.next(secs(2.5)).unwrap().delay, secs(0.5));
+        assert_eq!(w.next(secs(3.0)), None);
+    }
+
+    #[test]
+    fn warnings_come_at_most_every_ten_seconds() {
+        let mut w = StartupWait::new(Duration::ZERO);
+        let warned: Vec<bool> = [0.0, 2.0, 9.0, 10.0, 12.0, 21.0]
+            .into_iter()
+            .map(|t| w.next(secs(t)).unwrap().warn)
+            .collect();
+        assert_eq!(warned, [true, false, false, true, false, true]);
     }
 }

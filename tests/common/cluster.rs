@@ -415,8 +415,23 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Sends `sig` (`STOP`, `CONT`, …) to the server.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} redis-server");
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
+        // A frozen server must be thawed to die.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -52,6 +52,11 @@ fn scripted_node() -> String {
 
 /// A proxy over one scripted node; returns its address.
 fn proxy(rt: &Runtime) -> String {
+    proxy_over(rt, &[scripted_node()])
+}
+
+/// A proxy over nodes `n1`, `n2`, … at `addrs`; returns its address.
+fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
     let build = BuildOptions {
         default_algorithm: Algorithm::ConsistentHash,
         service_algorithms: BTreeMap::new(),
@@ -63,18 +68,20 @@ fn proxy(rt: &Runtime) -> String {
         build,
     };
     let membership = Arc::new(Membership::new(settings, Arc::new(InMemory)));
-    let record = NodeRecord {
-        node: "n1".into(),
-        service: "dsf".into(),
-        addr: scripted_node(),
-        weight: 1,
-        ops: Vec::new(),
-        draining: false,
-        conns: 0,
-        inflight: 0,
-        heartbeat_unix_ms: 0,
-    };
-    membership.register(1, record).unwrap();
+    for (i, addr) in addrs.iter().enumerate() {
+        let record = NodeRecord {
+            node: format!("n{}", i + 1),
+            service: "dsf".into(),
+            addr: addr.clone(),
+            weight: 1,
+            ops: Vec::new(),
+            draining: false,
+            conns: 0,
+            inflight: 0,
+            heartbeat_unix_ms: 0,
+        };
+        membership.register(i as u64 + 1, record).unwrap();
+    }
     let limits = LimitsConfig {
         request_timeout: TIMEOUT,
         ..LimitsConfig::default()
@@ -173,4 +180,29 @@ fn relays_ids_shapes_and_deadlines() {
         })
         .collect();
     assert_eq!(answers, expected);
+}
+
+/// A request that reached no node (both refused the connection) is answered
+/// `unavailable` saying so, not as if a node had failed with it in flight, also for
+/// an operation that may not be repeated.
+#[test]
+fn a_request_no_node_could_take_is_unreachable_not_in_flight() {
+    let closed = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let rt = Runtime::new("proxy-test", 1).unwrap();
+    let addr = proxy_over(&rt, &[closed(), closed()]);
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = Vec::new();
+    let req = json!({"id": 1, "type": "blacklist.insert", "body": {"id_card": "X"}});
+    frame::encode(&mut out, req.to_string().as_bytes());
+    stream.write_all(&out).unwrap();
+    let r = responses(&mut stream, 1).remove(0);
+    assert_eq!(r["error"]["code"], json!("unavailable"), "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with("could not be reached"), "{message}");
 }
