@@ -128,6 +128,7 @@ procs = [(p.split(":")[0], int(p.split(":")[1])) for p in procs.split()]
 hostport = lambda a: (a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1]))
 end = time.time() + secs
 churn = {"connections": 0, "failed": 0, "logins": 0}
+churn_errors = {}  # what the failed churn connections met, by kind
 
 
 def frame(obj):
@@ -188,12 +189,14 @@ def churn_loop():
                 s.sendall(frame({"id": 1, "type": "sys.echo", "body": {"x": "y" * 1000}}))
                 s.close()  # never reads the answer
             elif n % 3 == 0:
-                rpc(directory, "lb.assign", {"key": f"k{key}"})
+                rpc(directory, "lb.assign", {"key": f"k{n}"})
             else:
                 rpc(proxy, "sys.ping", {}, linger0=(n % 7 == 0))
             churn["connections"] += 1
-        except Exception:
+        except Exception as e:
             churn["failed"] += 1
+            kind = f"{type(e).__name__}: {e}"[:80]
+            churn_errors[kind] = churn_errors.get(kind, 0) + 1
         time.sleep(0.025)
 
 
@@ -246,7 +249,8 @@ except FileNotFoundError:
 lines = [f"soak: {secs} s, {len(rows) // len(procs)} samples per process; "
          f"{runs} bench runs, {ok} ok responses, {errors} error responses {codes}; "
          f"churn: {churn['connections']} connections ({churn['failed']} failed), "
-         f"{churn['logins']} logins"]
+         f"{churn['logins']} logins"
+         + (f"; churn failures: {churn_errors}" if churn_errors else "")]
 failed = []
 for name, _ in procs:
     mine = [r for r in rows if r[1] == name]
