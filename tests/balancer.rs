@@ -338,17 +338,26 @@ fn wrong_or_missing_secret_is_refused() {
     assert!(lb.proc.logs().contains("registration refused"));
 }
 
+/// A Redis server and two balancers sharing membership through it; `None` (after
+/// saying so) where redis-server is not installed.
+fn two_balancers_sharing_redis() -> Option<(Redis, Balancer, Balancer)> {
+    let Some(redis) = Redis::start() else {
+        eprintln!("redis-server is not installed; skipping (apt-get install redis-server)");
+        return None;
+    };
+    let a = Balancer::start(&["--redis", &redis.url], &[]);
+    let b = Balancer::start(&["--redis", &redis.url], &[]);
+    Some((redis, a, b))
+}
+
 /// Two balancers sharing membership through Redis answer `lb.assign` identically,
 /// also after a node leaves, although each node registered with only one of them.
 #[test]
 fn two_balancers_share_membership_through_redis() {
     let _s = serial();
-    let Some(redis) = Redis::start() else {
-        eprintln!("redis-server is not installed; skipping (apt-get install redis-server)");
+    let Some((_redis, a, b)) = two_balancers_sharing_redis() else {
         return;
     };
-    let a = Balancer::start(&["--redis", &redis.url], &[]);
-    let b = Balancer::start(&["--redis", &redis.url], &[]);
     let _n1 = Node::start("n1", &a.registration, &[], &[]);
     let n2 = Node::start("n2", &b.registration, &[], &[]);
     let _n3 = Node::start("n3", &a.registration, &[], &[]);
@@ -380,12 +389,9 @@ fn two_balancers_share_membership_through_redis() {
 #[test]
 fn shared_membership_recovers_from_a_frozen_redis_without_stale_records() {
     let _s = serial();
-    let Some(redis) = Redis::start() else {
-        eprintln!("redis-server is not installed; skipping (apt-get install redis-server)");
+    let Some((redis, a, b)) = two_balancers_sharing_redis() else {
         return;
     };
-    let a = Balancer::start(&["--redis", &redis.url], &[]);
-    let b = Balancer::start(&["--redis", &redis.url], &[]);
     let _n1 = Node::start("n1", &a.registration, &[], &[]);
     let _n2 = Node::start("n2", &a.registration, &[], &[]);
     b.wait_healthy(&["n1", "n2"], Duration::from_secs(10));

@@ -225,18 +225,7 @@ async fn session(
     registered.store(true, Ordering::Relaxed);
     *backoff = FIRST_BACKOFF;
     loop {
-        let stop = future::or(
-            async {
-                async_io::Timer::after(*heartbeat).await;
-                false
-            },
-            async {
-                shutdown.wait().await;
-                true
-            },
-        )
-        .await;
-        if stop {
+        if shutdown.sleep(*heartbeat).await {
             return Ended::Shutdown(conn);
         }
         let (conns, inflight) = load();

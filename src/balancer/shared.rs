@@ -269,18 +269,7 @@ impl RedisShared {
                             "shared membership: cannot write to redis; keeping the latest record of each node"
                         );
                     }
-                    let stop = future::or(
-                        async {
-                            async_io::Timer::after(backoff).await;
-                            false
-                        },
-                        async {
-                            shutdown.wait().await;
-                            true
-                        },
-                    )
-                    .await;
-                    if stop {
+                    if shutdown.sleep(backoff).await {
                         return;
                     }
                     backoff = (backoff * 2).min(max_backoff);

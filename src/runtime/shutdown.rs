@@ -76,6 +76,21 @@ impl Shutdown {
             listener.await;
         }
     }
+
+    /// Sleeps for `d`, or less if shutdown is requested meanwhile; `true` if it was.
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                async_io::Timer::after(d).await;
+                false
+            },
+            async {
+                self.wait().await;
+                true
+            },
+        )
+        .await
+    }
 }
 
 /// Runs `tick` every `period` until `shutdown` fires (sweepers of leases and idle
