@@ -175,13 +175,7 @@ async fn run(
             Ended::Lost(why) => {
                 registered.store(false, Ordering::Relaxed);
                 tracing::warn!(balancer = %id.register, reason = %why, retry_in_ms = backoff.as_millis() as u64, "not registered");
-                future::or(
-                    async {
-                        async_io::Timer::after(jitter(backoff)).await;
-                    },
-                    shutdown.wait(),
-                )
-                .await;
+                shutdown.sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(heartbeat);
             }
         }

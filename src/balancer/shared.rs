@@ -321,13 +321,7 @@ impl RedisShared {
         while !shutdown.is_triggered() {
             if let Err(e) = self.watch(&membership, resync, &shutdown).await {
                 tracing::warn!(error = %e, "shared membership: watching redis failed; retrying");
-                future::or(
-                    async {
-                        async_io::Timer::after(backoff).await;
-                    },
-                    shutdown.wait(),
-                )
-                .await;
+                shutdown.sleep(backoff).await;
                 backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
             } else {
                 return;

@@ -97,13 +97,7 @@ impl Shutdown {
 /// connections). A shutdown during the wait still runs one last tick.
 pub async fn every(period: std::time::Duration, shutdown: &Shutdown, mut tick: impl FnMut()) {
     while !shutdown.is_triggered() {
-        futures_lite::future::or(
-            async {
-                async_io::Timer::after(period).await;
-            },
-            shutdown.wait(),
-        )
-        .await;
+        shutdown.sleep(period).await;
         tick();
     }
 }
