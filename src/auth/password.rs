@@ -156,15 +156,14 @@ impl Passwords {
         };
         // The cost comes from the stored string, so hashes made with older parameters
         // still verify; a string that does not parse verifies nothing.
-        let blocks = PasswordHash::new(&phc)
-            .ok()
-            .and_then(|h| Params::try_from(&h).ok())
-            .map_or(0, |p| p.block_count());
+        let Some(stored) = Stored::parse(&phc) else {
+            return Ok(false);
+        };
         let password = password.to_owned();
         let ok = self
             .scratch
-            .with(blocks, move |memory| {
-                verify_with(&phc, password.as_bytes(), memory)
+            .with(stored.blocks, move |memory| {
+                stored.matches(password.as_bytes(), memory)
             })
             .await;
         Ok(ok && real)
@@ -182,33 +181,41 @@ impl Passwords {
     }
 }
 
-/// Whether `password` hashes to the PHC string `phc`, with `memory` as working memory.
-/// The comparison is constant-time (`Output`'s equality).
-fn verify_with(phc: &str, password: &[u8], memory: &mut [Block]) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else {
-        return false;
-    };
-    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
-        Algorithm::try_from(parsed.algorithm),
-        Params::try_from(&parsed),
-        parsed.salt,
-        parsed.hash,
-    ) else {
-        return false;
-    };
-    let version = match parsed.version.map(Version::try_from).transpose() {
-        Ok(v) => v.unwrap_or_default(),
-        Err(_) => return false,
-    };
-    let mut raw = [0u8; 64];
-    let Ok(salt) = salt.decode_b64(&mut raw) else {
-        return false;
-    };
-    let mut out = vec![0u8; expected.len()];
-    let hashed = Argon2::new(algorithm, version, params)
-        .hash_password_into_with_memory(password, salt, &mut out, memory)
-        .is_ok();
-    hashed && Output::new(&out).is_ok_and(|o| o == expected)
+/// A stored PHC string, parsed: how to hash, into how much memory, and the result.
+struct Stored {
+    hasher: Argon2<'static>,
+    blocks: usize,
+    salt: Vec<u8>,
+    expected: Output,
+}
+
+impl Stored {
+    /// `None` when `phc` is not an argon2 hash with a salt and a result.
+    fn parse(phc: &str) -> Option<Stored> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        let version = parsed.version.map(Version::try_from).transpose().ok()?;
+        let mut raw = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut raw).ok()?.to_vec();
+        Some(Stored {
+            blocks: params.block_count(),
+            hasher: Argon2::new(algorithm, version.unwrap_or_default(), params),
+            salt,
+            expected: parsed.hash?,
+        })
+    }
+
+    /// Whether `password` hashes to the stored result, with `memory` as working
+    /// memory. The comparison is constant-time (`Output`'s equality).
+    fn matches(&self, password: &[u8], memory: &mut [Block]) -> bool {
+        let mut out = vec![0u8; self.expected.len()];
+        let hashed = self
+            .hasher
+            .hash_password_into_with_memory(password, &self.salt, &mut out, memory)
+            .is_ok();
+        hashed && Output::new(&out).is_ok_and(|o| o == self.expected)
+    }
 }
 
 fn argon2(params: Params) -> Argon2<'static> {
