@@ -146,13 +146,55 @@ fn connect(path: &Path, timeout: Duration, read_only: bool) -> StoreResult<Conne
         if !read_only {
             // WAL lets readers run beside the writer; FULL makes an acknowledged write
             // survive a power cut, not only a crash.
-            conn.pragma_update(None, "journal_mode", "WAL")?;
+            enter_wal(&conn, timeout)?;
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     };
     open().map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))
+}
+
+/// Puts the database in WAL mode. Switching needs the file to itself, and SQLite
+/// answers "locked" at once, without its busy handler, while another connection
+/// holds a lock (another node of the same folder creating or migrating it), so the
+/// switch is retried with backoff for up to `timeout`. A file already in WAL mode
+/// is left as it is.
+fn enter_wal(conn: &Connection, timeout: Duration) -> rusqlite::Result<()> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let mode = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                }
+            });
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!(
+                        "the file system does not allow WAL mode (journal_mode is {mode})"
+                    )),
+                ))
+            }
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && start.elapsed() + pause < timeout =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -477,6 +519,27 @@ mod tests {
 
     fn open(dir: &Path) -> EmbeddedStore {
         smol::block_on(EmbeddedStore::open(dir, &StoreConfig::default())).unwrap()
+    }
+
+    /// Nodes of one machine start together on one folder (`dsf up`); switching a
+    /// new file to WAL mode answered "locked" to all but the first.
+    #[test]
+    fn nodes_opening_one_new_folder_at_once_all_start() {
+        for _ in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let opens: Vec<_> = (0..4)
+                .map(|_| {
+                    let dir = dir.path().to_owned();
+                    std::thread::spawn(move || {
+                        smol::block_on(EmbeddedStore::open(&dir, &StoreConfig::default()))
+                            .map(|_| ())
+                    })
+                })
+                .collect();
+            for open in opens {
+                open.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]
