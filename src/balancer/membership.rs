@@ -357,9 +357,17 @@ impl Membership {
     /// Replaces what other balancers announced (a full read of the shared store).
     pub fn set_remote(&self, records: Vec<NodeRecord>) {
         let at = Instant::now();
+        let now_ms = unix_ms_at(at);
+        let ttl_ms = self.settings.lease_ttl.as_millis() as u64;
         let mut t = self.lock();
         let mut fresh: BTreeMap<String, NodeRecord> = BTreeMap::new();
         for r in records {
+            // A lease already past its TTL is over, even if its key is still there
+            // (Redis has not expired it yet, as right after Redis was paused): taking
+            // it would make the node join here and leave at the next sweep.
+            if now_ms.saturating_sub(r.heartbeat_unix_ms) > ttl_ms {
+                continue;
+            }
             // A copy older than a lease ending here is the lease that just ended.
             if t.withdrawn
                 .get(&r.node)

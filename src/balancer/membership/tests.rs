@@ -280,6 +280,27 @@ fn remote_records_merge() {
     assert!(ids(&m).is_empty());
 }
 
+/// A shared record whose lease has run out is not a member, so it neither joins nor
+/// leaves: no flap when Redis hands out a key it has not expired yet.
+#[test]
+fn expired_remote_records_are_ignored() {
+    let m = membership();
+    let now = unix_ms_at(Instant::now());
+    let mut old = record("old", "dsf", &[]);
+    old.heartbeat_unix_ms = now - TTL.as_millis() as u64 - 500;
+    let mut live = record("live", "dsf", &[]);
+    live.heartbeat_unix_ms = now - TTL.as_millis() as u64 + 500;
+    m.set_remote(vec![old, live]);
+    assert_eq!(ids(&m), ["live"]);
+    m.sweep();
+    let changes: Vec<_> = m
+        .events()
+        .iter()
+        .map(|e| format!("{} {}", e.node, e.change))
+        .collect();
+    assert_eq!(changes, ["live joined"]);
+}
+
 /// Local lease changes are published for other balancers.
 #[test]
 fn local_changes_are_published() {
