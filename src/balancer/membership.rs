@@ -12,6 +12,11 @@
 //! missed two heartbeats (but still holds its lease) is `unhealthy` and takes new work
 //! only if its service has nothing healthy left. Every change is logged with the node
 //! and the reason, and the last [`EVENT_LOG_LEN`] are kept for status views.
+//!
+//! A node announced by another balancer reaches this one a little late (its renewal
+//! is written after its heartbeat, and read here once per heartbeat interval), so its
+//! silence is counted from the later of its last heartbeat and the moment this
+//! balancer last saw that heartbeat advance: a late copy is not a missed heartbeat.
 
 use super::error::BalancerError;
 use super::selection::{self, Algorithm};
@@ -132,7 +137,7 @@ struct Table {
     /// Leases held here, by node id.
     local: BTreeMap<String, Lease>,
     /// Nodes announced by other balancers, by node id.
-    remote: BTreeMap<String, NodeRecord>,
+    remote: BTreeMap<String, Remote>,
     /// Nodes whose lease ended here, with when, so that a late copy in the shared
     /// store does not bring them back.
     withdrawn: HashMap<String, u64>,
@@ -142,6 +147,24 @@ struct Table {
     shape: Vec<(String, String, String, u32, Vec<String>, NodeState)>,
     /// Rebuilds so far.
     generation: u64,
+}
+
+/// A node announced by another balancer.
+#[derive(Debug)]
+struct Remote {
+    /// The latest record read.
+    record: NodeRecord,
+    /// When this balancer first read the record's current heartbeat.
+    advanced: Instant,
+}
+
+impl Remote {
+    /// Time without a heartbeat, as far as this balancer can tell at `at`.
+    fn silent(&self, at: Instant) -> Duration {
+        let by_clock =
+            Duration::from_millis(unix_ms_at(at).saturating_sub(self.record.heartbeat_unix_ms));
+        by_clock.min(at.saturating_duration_since(self.advanced))
+    }
 }
 
 /// The membership of one balancer.
@@ -339,8 +362,8 @@ impl Membership {
         let stale: Vec<String> = t
             .remote
             .values()
-            .filter(|r| now_ms.saturating_sub(r.heartbeat_unix_ms) > ttl.as_millis() as u64)
-            .map(|r| r.node.clone())
+            .filter(|r| r.silent(at) > ttl)
+            .map(|r| r.record.node.clone())
             .collect();
         for node in stale {
             t.remote.remove(&node);
@@ -356,11 +379,14 @@ impl Membership {
 
     /// Replaces what other balancers announced (a full read of the shared store).
     pub fn set_remote(&self, records: Vec<NodeRecord>) {
-        let at = Instant::now();
+        self.set_remote_at(records, Instant::now());
+    }
+
+    fn set_remote_at(&self, records: Vec<NodeRecord>, at: Instant) {
         let now_ms = unix_ms_at(at);
         let ttl_ms = self.settings.lease_ttl.as_millis() as u64;
         let mut t = self.lock();
-        let mut fresh: BTreeMap<String, NodeRecord> = BTreeMap::new();
+        let mut fresh: BTreeMap<String, Remote> = BTreeMap::new();
         for r in records {
             // A lease already past its TTL is over, even if its key is still there
             // (Redis has not expired it yet, as right after Redis was paused): taking
@@ -375,14 +401,26 @@ impl Membership {
             {
                 continue;
             }
-            fresh.insert(r.node.clone(), r);
+            let advanced = match t.remote.get(&r.node) {
+                Some(known) if known.record.heartbeat_unix_ms == r.heartbeat_unix_ms => {
+                    known.advanced
+                }
+                _ => at,
+            };
+            fresh.insert(
+                r.node.clone(),
+                Remote {
+                    record: r,
+                    advanced,
+                },
+            );
         }
         for id in t.remote.keys() {
             if !fresh.contains_key(id) && !t.local.contains_key(id) {
                 self.event(id, "left", "withdrawn at another balancer".into());
             }
         }
-        for (id, r) in &fresh {
+        for (id, Remote { record: r, .. }) in &fresh {
             if !t.remote.contains_key(id) && !t.local.contains_key(id) {
                 let reason = format!(
                     "announced by another balancer: service {} at {}",
@@ -433,7 +471,6 @@ impl Membership {
     /// Recomputes states and publishes a new snapshot if the shape changed.
     fn refresh(&self, t: &mut Table, at: Instant) {
         let unhealthy_after = self.settings.unhealthy_after();
-        let now_ms = unix_ms_at(at);
         let mut view: Vec<(NodeRecord, NodeState)> = Vec::new();
         for lease in t.local.values() {
             let silent = at.saturating_duration_since(lease.renewed);
@@ -444,8 +481,8 @@ impl Membership {
         }
         for (id, r) in &t.remote {
             if !t.local.contains_key(id) {
-                let silent = Duration::from_millis(now_ms.saturating_sub(r.heartbeat_unix_ms));
-                view.push((r.clone(), state(r, silent, unhealthy_after)));
+                let state = state(&r.record, r.silent(at), unhealthy_after);
+                view.push((r.record.clone(), state));
             }
         }
         view.sort_by(|a, b| a.0.node.cmp(&b.0.node));

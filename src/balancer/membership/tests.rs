@@ -301,6 +301,36 @@ fn expired_remote_records_are_ignored() {
     assert_eq!(changes, ["live joined"]);
 }
 
+/// A copy read late from the shared store is not a missed heartbeat: another
+/// balancer's node is unhealthy only after its heartbeat stops advancing here.
+#[test]
+fn late_remote_copies_are_not_missed_heartbeats() {
+    let m = membership();
+    let t0 = Instant::now();
+    let hb0 = unix_ms_at(t0);
+    let mut r = record("r", "dsf", &[]);
+    // Written 2.5 s ago: past the 2 s of two missed heartbeats, within the 3 s lease.
+    r.heartbeat_unix_ms = hb0 - 2500;
+    m.set_remote_at(vec![r.clone()], t0);
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Healthy));
+    // The next renewal, read half a second later, is fresh.
+    r.heartbeat_unix_ms = hb0;
+    m.set_remote_at(vec![r.clone()], t0 + Duration::from_millis(500));
+    // Then it stops: unhealthy two heartbeats after it last advanced here (not
+    // after it was written), gone with the lease.
+    m.set_remote_at(vec![r.clone()], t0 + Duration::from_millis(1500));
+    m.sweep_at(t0 + Duration::from_millis(2400));
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Healthy));
+    m.sweep_at(t0 + Duration::from_millis(2600));
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Unhealthy));
+    m.sweep_at(t0 + Duration::from_millis(3400));
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Unhealthy));
+    m.sweep_at(t0 + Duration::from_millis(3600));
+    assert_eq!(state_of(&m, "r"), None);
+    let changes: Vec<_> = m.events().into_iter().map(|e| e.change).collect();
+    assert_eq!(changes, ["joined", "unhealthy", "left"]);
+}
+
 /// Local lease changes are published for other balancers.
 #[test]
 fn local_changes_are_published() {
