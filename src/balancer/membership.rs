@@ -161,10 +161,13 @@ struct Remote {
 impl Remote {
     /// Time without a heartbeat, as far as this balancer can tell at `at`.
     fn silent(&self, at: Instant) -> Duration {
-        let by_clock =
-            Duration::from_millis(unix_ms_at(at).saturating_sub(self.record.heartbeat_unix_ms));
-        by_clock.min(at.saturating_duration_since(self.advanced))
+        since_heartbeat(&self.record, at).min(at.saturating_duration_since(self.advanced))
     }
+}
+
+/// Time from `r`'s heartbeat (the writing balancer's clock) to `at` (this one's).
+fn since_heartbeat(r: &NodeRecord, at: Instant) -> Duration {
+    Duration::from_millis(unix_ms_at(at).saturating_sub(r.heartbeat_unix_ms))
 }
 
 /// The membership of one balancer.
@@ -383,15 +386,13 @@ impl Membership {
     }
 
     fn set_remote_at(&self, records: Vec<NodeRecord>, at: Instant) {
-        let now_ms = unix_ms_at(at);
-        let ttl_ms = self.settings.lease_ttl.as_millis() as u64;
         let mut t = self.lock();
         let mut fresh: BTreeMap<String, Remote> = BTreeMap::new();
         for r in records {
             // A lease already past its TTL is over, even if its key is still there
             // (Redis has not expired it yet, as right after Redis was paused): taking
             // it would make the node join here and leave at the next sweep.
-            if now_ms.saturating_sub(r.heartbeat_unix_ms) > ttl_ms {
+            if since_heartbeat(&r, at) > self.settings.lease_ttl {
                 continue;
             }
             // A copy older than a lease ending here is the lease that just ended.
