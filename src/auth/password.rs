@@ -58,21 +58,19 @@ impl Scratch {
                 buf.resize(blocks, Block::default());
             }
             let out = f(&mut buf[..blocks]);
-            this.free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(buf);
+            this.kept().push(buf);
             out
         })
         .await
     }
 
     fn take(&self) -> Vec<Block> {
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default()
+        self.kept().pop().unwrap_or_default()
+    }
+
+    /// The kept buffers; a panic in a hash leaves the list itself intact.
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -98,11 +96,7 @@ impl Passwords {
 
     /// How many argon2 buffers exist (at most `auth.concurrent_hashes`).
     pub fn buffers(&self) -> usize {
-        self.scratch
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.scratch.kept().len()
     }
 
     /// The argon2id parameters, e.g. `m=19456,t=2,p=1`.
