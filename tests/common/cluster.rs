@@ -133,13 +133,7 @@ impl Proc {
 
     /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`, `INT`).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} {}", self.pid());
+        super::process::signal(self.pid(), sig);
     }
 
     /// Waits for the process to exit; its status code (None if killed by a signal).
@@ -413,16 +407,10 @@ impl Redis {
             _dir: dir,
         })
     }
-}
 
-impl Redis {
     /// Sends `sig` (`STOP`, `CONT`, …) to the server.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{sig} redis-server");
+        super::process::signal(self.child.id(), sig);
     }
 }
 

@@ -6,6 +6,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Sends signal `sig` by name (`TERM`, `KILL`, `STOP`, `CONT`, …) to process `pid`;
+/// panics if it cannot be sent.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
 /// A running `dsf` process; killed when dropped.
 pub struct Dsf {
     /// The child process.

@@ -302,11 +302,7 @@ impl MariaDb {
     pub fn signal(&self, sig: &str) {
         let pid = *self.pid.lock().expect("pid lock");
         assert!(pid != 0, "mariadbd is not running");
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &pid.to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{sig} {pid}");
+        super::process::signal(pid, sig);
     }
 
     /// Runs SQL as root over the socket; returns tab-separated rows.
