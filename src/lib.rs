@@ -17,6 +17,7 @@
 //! - [`balancer`]: membership, node selection, directory and proxy.
 //! - [`client`]: a pipelined client connection.
 //! - [`bench`]: the load generator behind `dsf bench`.
+//! - [`metrics`]: metric names and the Prometheus recorder (a leaf: imports nothing of the crate).
 //! - [`admin`]: the admin HTTP listener (metrics, health, status page).
 //! - [`config`]: the configuration pipeline (file → env → flags).
 //! - [`telemetry`]: logging setup for the binary.
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod framework;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod ring;

@@ -83,7 +83,7 @@ fn rss_kib() -> u64 {
 /// every 5 s, so the memory of the first batch of samples is reused by the second.
 #[test]
 fn histogram_samples_are_folded_without_a_scrape() {
-    dsf::admin::metrics::install();
+    dsf::metrics::install();
     let record = || {
         let h = metrics::histogram!("dsf_regression_probe_seconds");
         for i in 0..4_000_000u32 {

@@ -4,7 +4,6 @@
 //! (`admin.listen`), answers only GET, and is served with hyper on the same smol
 //! runtime as everything else.
 
-pub mod metrics;
 
 use crate::runtime::{BoxFuture, Runtime, Shutdown};
 use futures_lite::future;
@@ -126,7 +125,7 @@ pub fn spawn(
     app: Arc<dyn AdminApp>,
     shutdown: Shutdown,
 ) {
-    metrics::install();
+    crate::metrics::install();
     let rt2 = rt.clone();
     rt.spawn(async move {
         let Ok(listener) = async_net::TcpListener::try_from(listener) else {
@@ -183,7 +182,7 @@ async fn handle<B>(app: Arc<dyn AdminApp>, req: Request<B>) -> Response<Full<Byt
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(),
+            crate::metrics::render(),
         ),
         "/healthz" => json_reply(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => {

@@ -357,7 +357,7 @@ impl Membership {
             .filter(|(_, silent)| *silent > ttl)
             .collect();
         for (node, silent) in expired {
-            metrics::counter!(crate::admin::metrics::LEASE_EXPIRIES).increment(1);
+            metrics::counter!(crate::metrics::LEASE_EXPIRIES).increment(1);
             let reason = format!("lease expired: no heartbeat for {} ms", silent.as_millis());
             self.remove_local(&mut t, &node, reason);
         }
@@ -455,7 +455,7 @@ impl Membership {
 
     fn event(&self, node: &str, change: &'static str, reason: String) {
         tracing::info!(node, change, reason = %reason, "membership changed");
-        metrics::counter!(crate::admin::metrics::MEMBERSHIP_CHANGES, "change" => change)
+        metrics::counter!(crate::metrics::MEMBERSHIP_CHANGES, "change" => change)
             .increment(1);
         let mut events = self.events.lock().expect("events lock");
         if events.len() == EVENT_LOG_LEN {

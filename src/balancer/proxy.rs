@@ -350,7 +350,7 @@ impl Failover for Inner {
             });
         }
         tracing::info!(node = %node.id, op = %op, sent, "node failed; request retried on another node");
-        metrics::counter!(crate::admin::metrics::BALANCER_RETRIES).increment(1);
+        metrics::counter!(crate::metrics::BALANCER_RETRIES).increment(1);
         job.retried = true;
         let snap = self.membership.snapshot();
         match self.choose(job.conn, &snap, &op, key.as_deref(), Some(&node.id)) {

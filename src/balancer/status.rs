@@ -3,7 +3,8 @@
 
 use super::membership::Membership;
 use super::snapshot::{NodeState, Snapshot};
-use crate::admin::{metrics as m, Check, Checks};
+use crate::admin::{Check, Checks};
+use crate::metrics as m;
 use crate::ring::Ring;
 use crate::runtime::BoxFuture;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 use super::handler::Typed;
 use super::middleware::{Middleware, Next};
 use super::{Access, Ctx, Handler};
-use crate::admin::metrics as m;
+use crate::metrics as m;
 use crate::protocol::{ApiError, ErrorCode, Request, Response};
 use crate::runtime::{BoxFuture, ConnMeta, Service};
 use futures_lite::future;
@@ -51,7 +51,7 @@ pub struct Router {
 impl Router {
     /// An empty router whose requests must finish within `request_timeout`.
     ///
-    /// Install the metrics recorder ([`crate::admin::metrics::install`]) before
+    /// Install the metrics recorder ([`crate::metrics::install`]) before
     /// registering routes: their metric handles are resolved at registration.
     pub fn new(request_timeout: Duration) -> Self {
         Router {

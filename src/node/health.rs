@@ -2,7 +2,8 @@
 //! its registration, store and cache metrics, and its connections.
 
 use super::app::App;
-use crate::admin::{metrics as m, Check, Checks};
+use crate::admin::{Check, Checks};
+use crate::metrics as m;
 use crate::cache::CacheStats;
 use crate::runtime::{BoxFuture, Registry};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -42,7 +42,7 @@ pub struct Started {
 /// Runs a node until `shutdown`, then drains. `on_ready` is called once it accepts work.
 pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> anyhow::Result<()> {
     runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
-    crate::admin::metrics::install();
+    crate::metrics::install();
     let rt = Runtime::new("dsf-loop", cfg.runtime.loop_threads())?;
     let opts = ServerOptions {
         name: "node",

@@ -73,7 +73,7 @@ pub struct ServerMetrics {
 impl ServerMetrics {
     /// Handles labelled `listener = name`.
     pub fn new(name: &'static str) -> Self {
-        use crate::admin::metrics as m;
+        use crate::metrics as m;
         ServerMetrics {
             connections: metrics::gauge!(m::CONNECTIONS, "listener" => name),
             accepted: metrics::counter!(m::CONNECTIONS_ACCEPTED, "listener" => name),

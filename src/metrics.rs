@@ -1,4 +1,4 @@
-//! The process-wide metrics recorder (Prometheus text format) and the metric names.
+//! Metric names, their help text and the process-wide Prometheus recorder.
 //!
 //! Metrics are recorded through the `metrics` facade everywhere; this module installs
 //! the Prometheus recorder once and renders it for `/metrics`. Names are constants so
