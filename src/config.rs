@@ -372,9 +372,10 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// The secret from `secret_file` or `secret`; `None` when neither is set.
-    pub fn resolve(&self) -> Result<Option<String>, ConfigError> {
-        read_secret("cluster.secret_file", &self.secret_file, &self.secret)
+    /// The cluster secret; `None` when none is configured. A `secret_file` has been
+    /// read into `secret` by the pipeline ([`Loader::load`]) by the time this is asked.
+    pub fn secret(&self) -> Option<&str> {
+        (!self.secret.is_empty()).then_some(self.secret.as_str())
     }
 }
 
@@ -450,22 +451,17 @@ impl Default for AdminConfig {
     }
 }
 
-/// Reads a secret from `file` if set, else `inline` if non-empty.
-pub fn read_secret(
-    key: &'static str,
-    file: &Path,
-    inline: &str,
-) -> Result<Option<String>, ConfigError> {
+/// Replaces `inline` with the content of `file` when `file` is set (the file wins).
+fn read_secret(key: &'static str, file: &Path, inline: &mut String) -> Result<(), ConfigError> {
     if !file.as_os_str().is_empty() {
         let s = std::fs::read_to_string(file).map_err(|source| ConfigError::SecretFile {
             key,
             path: file.to_owned(),
             source,
         })?;
-        let s = s.trim_end_matches(['\n', '\r']).to_owned();
-        return Ok((!s.is_empty()).then_some(s));
+        *inline = s.trim_end_matches(['\n', '\r']).to_owned();
     }
-    Ok((!inline.is_empty()).then(|| inline.to_owned()))
+    Ok(())
 }
 
 /// Builds a [`Config`] through the documented pipeline.
@@ -505,13 +501,30 @@ impl Loader {
         }
     }
 
-    /// Merges file, `DSF__SECTION__KEY` environment and overrides, then validates.
+    /// Merges file, `DSF__SECTION__KEY` environment and overrides, validates, then
+    /// reads the secret files, so that no other part of the program reads them.
     pub fn load(self) -> Result<Config, ConfigError> {
         self.load_from_env(std::env::vars())
     }
 
     /// Like [`load`](Self::load) with an explicit environment (tests).
     pub fn load_from_env(
+        self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = self.check_with_env(env)?;
+        cfg.resolve_secrets()?;
+        Ok(cfg)
+    }
+
+    /// Merges and validates without reading secret files (`dsf check-config`, which
+    /// may run where the secrets are not readable, e.g. in a build sandbox).
+    pub fn check(self) -> Result<Config, ConfigError> {
+        self.check_with_env(std::env::vars())
+    }
+
+    /// Like [`check`](Self::check) with an explicit environment (tests).
+    pub fn check_with_env(
         self,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
@@ -537,6 +550,21 @@ impl Loader {
 }
 
 impl Config {
+    /// Reads `cluster.secret_file` and `store.password_file` into the values they stand
+    /// for: the one place where secret files are read.
+    pub fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        read_secret(
+            "cluster.secret_file",
+            &self.cluster.secret_file,
+            &mut self.cluster.secret,
+        )?;
+        read_secret(
+            "store.password_file",
+            &self.store.password_file,
+            &mut self.store.password,
+        )
+    }
+
     /// Checks values that parse but make no sense, naming the key and what is expected.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -733,22 +761,27 @@ mod tests {
 
     #[test]
     fn secret_from_file() {
-        let f = file("s3cret\n");
-        let c = ClusterConfig {
-            secret: String::new(),
-            secret_file: f.path().to_owned(),
-        };
-        assert_eq!(c.resolve().unwrap().as_deref(), Some("s3cret"));
-        assert_eq!(ClusterConfig::default().resolve().unwrap(), None);
+        let secret = file("s3cret\n");
+        let conf = file(&format!(
+            "[cluster]\nsecret = \"inline\"\nsecret_file = {:?}\n",
+            secret.path()
+        ));
+        let cfg = Loader::new(Some(conf.path())).load_from_env([]).unwrap();
+        assert_eq!(cfg.cluster.secret(), Some("s3cret"));
+        assert_eq!(ClusterConfig::default().secret(), None);
     }
 
     #[test]
     fn validation_does_not_read_secret_files() {
         let f = file("[cluster]\nsecret_file = \"/nonexistent/dsf-secret\"\n");
-        let cfg = Loader::new(Some(f.path())).load_from_env([]).unwrap();
+        assert!(Loader::new(Some(f.path())).check_with_env([]).is_ok());
+        let err = Loader::new(Some(f.path()))
+            .load_from_env([])
+            .unwrap_err()
+            .to_string();
         assert!(
-            cfg.cluster.resolve().is_err(),
-            "the process reading it fails"
+            err.contains("cluster.secret_file") && err.contains("/nonexistent/dsf-secret"),
+            "the process reading it fails, naming key and file: {err}"
         );
     }
 }

@@ -20,8 +20,6 @@
 //! - [`metrics`]: metric names and the Prometheus recorder (a leaf: imports nothing of the crate).
 //! - [`admin`]: the admin HTTP listener (metrics, health, status page).
 //! - [`config`]: the configuration pipeline (file → env → flags).
-//! - [`telemetry`]: logging setup for the binary.
-//! - [`cli`]: the `dsf` command line.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
@@ -31,7 +29,6 @@ pub mod auth;
 pub mod balancer;
 pub mod bench;
 pub mod cache;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod framework;
@@ -41,4 +38,3 @@ pub mod protocol;
 pub mod ring;
 pub mod runtime;
 pub mod store;
-pub mod telemetry;

@@ -4,7 +4,7 @@
 
 use dsf::balancer::membership::{Membership, Settings};
 use dsf::balancer::registration::Registration;
-use dsf::balancer::shared::InMemory;
+use dsf::balancer::membership::InMemory;
 use dsf::config::BalancerConfig;
 use dsf::protocol::frame::split_frame;
 use dsf::protocol::{Request, RequestError};

@@ -216,6 +216,18 @@ fn argon2(params: Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+impl crate::framework::error::IntoApiError for HashError {
+    fn into_api_error(self) -> crate::protocol::ApiError {
+        crate::framework::error::internal("password hashing", &self)
+    }
+}
+
+impl From<HashError> for crate::protocol::ApiError {
+    fn from(e: HashError) -> Self {
+        crate::framework::error::IntoApiError::into_api_error(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,7 +70,11 @@ impl Directory {
         m.load
             .assigned
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(json!({"node": &*m.id, "addr": &*m.addr, "service": &*m.service}))
+        let mut answer = json!({"node": &*m.id, "addr": &*m.addr, "service": &*m.service});
+        if let Some(op) = &b.op {
+            answer["idempotent"] = Value::Bool(m.idempotent(op));
+        }
+        Ok(answer)
     }
 
     fn nodes(&self) -> Value {
@@ -85,6 +89,7 @@ impl Directory {
                     "service": &*m.service,
                     "weight": m.weight,
                     "ops": m.ops,
+                    "idempotent": m.idempotent,
                     "state": m.state.as_str(),
                     "conns": m.load.reported_conns.load(Ordering::Relaxed),
                     "inflight": m.load.reported_inflight.load(Ordering::Relaxed),

@@ -15,20 +15,14 @@
 //! - [`agent`]: the node's side of registration;
 //! - [`up`]: `dsf up`, a balancer and N nodes in one process.
 
-pub mod agent;
 pub mod directory;
 pub mod error;
-pub mod job;
 pub mod membership;
-pub mod pool;
 pub mod proxy;
 pub mod registration;
-pub mod scan;
 pub mod selection;
-pub mod shared;
 pub mod snapshot;
 pub mod status;
-pub mod up;
 
 pub use error::BalancerError;
 pub use membership::Membership;
@@ -36,7 +30,8 @@ pub use membership::Membership;
 use crate::config::Config;
 use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
 use futures_lite::future;
-use shared::{Discovery, InMemory, RedisShared};
+use membership::redis::RedisShared;
+use membership::{Discovery, InMemory};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,10 +83,7 @@ impl Balancer {
     /// Binds the three listeners of `cfg.balancer`.
     pub fn bind(cfg: Config) -> Result<Balancer, BalancerError> {
         let settings = membership::Settings::from_config(&cfg.balancer)?;
-        let secret = cfg
-            .cluster
-            .resolve()
-            .map_err(|e| BalancerError::BadRequest(e.to_string()))?;
+        let secret = cfg.cluster.secret().map(str::to_owned);
         if secret.is_none() {
             tracing::warn!(
                 "no cluster secret configured: only nodes on this host may register \

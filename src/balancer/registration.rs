@@ -20,6 +20,8 @@ use subtle::ConstantTimeEq;
 const MAX_NAME: usize = 128;
 /// Most op prefixes one node may announce.
 const MAX_OPS: usize = 64;
+/// Most idempotent operations one node may declare.
+const MAX_IDEMPOTENT: usize = 256;
 
 /// `lb.register` body.
 #[derive(Debug, Deserialize)]
@@ -32,6 +34,8 @@ struct RegisterBody {
     weight: u32,
     #[serde(default)]
     ops: Vec<String>,
+    #[serde(default)]
+    idempotent: Vec<String>,
     #[serde(default)]
     secret: Option<String>,
 }
@@ -146,6 +150,7 @@ impl Registration {
             addr: b.addr,
             weight: b.weight,
             ops: b.ops,
+            idempotent: b.idempotent,
             draining: false,
             conns: 0,
             inflight: 0,
@@ -237,6 +242,11 @@ fn validate(b: &RegisterBody) -> Result<(), BalancerError> {
             "`ops`: at most {MAX_OPS} prefixes of at most {MAX_NAME} characters"
         ));
     }
+    if b.idempotent.len() > MAX_IDEMPOTENT || b.idempotent.iter().any(|o| o.len() > MAX_NAME) {
+        return bad(format!(
+            "`idempotent`: at most {MAX_IDEMPOTENT} operations of at most {MAX_NAME} characters"
+        ));
+    }
     Ok(())
 }
 
@@ -244,7 +254,7 @@ fn validate(b: &RegisterBody) -> Result<(), BalancerError> {
 mod tests {
     use super::*;
     use crate::balancer::membership::Settings;
-    use crate::balancer::shared::InMemory;
+    use crate::balancer::membership::InMemory;
     use crate::config::BalancerConfig;
     use crate::protocol::ErrorCode;
 

@@ -123,6 +123,8 @@ pub struct Member {
     pub weight: u32,
     /// Operation prefixes it serves; empty = all.
     pub ops: Vec<String>,
+    /// Operations it declared safe to repeat.
+    pub idempotent: Vec<String>,
     /// Healthy, draining or unhealthy.
     pub state: NodeState,
     /// Live load, shared with the membership table and the proxy.
@@ -141,6 +143,13 @@ pub struct Group {
     backends: Arc<[Backend]>,
     /// Built once per snapshot.
     selector: Box<dyn Selector>,
+}
+
+impl Member {
+    /// Whether the node declared `op` safe to send twice.
+    pub fn idempotent(&self, op: &str) -> bool {
+        self.idempotent.iter().any(|o| o == op)
+    }
 }
 
 impl std::fmt::Debug for Group {

@@ -4,11 +4,10 @@
 //! the operation's service and hashes the key) and the answer is cached, as are the
 //! connections to nodes. When a node connection fails, the cached answer is dropped,
 //! the directory is asked again, and the request is repeated on the new node if it
-//! never left this client or if repeating it is harmless
-//! ([`retry_safe`](crate::balancer::retry_safe)).
+//! never left this client or if repeating it is harmless: the node declared the
+//! operation idempotent when it registered, and `lb.assign` passes that on.
 
 use super::{CallOptions, ClientError, Connection};
-use crate::balancer::retry_safe;
 use crate::protocol::Response;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -27,6 +26,8 @@ pub struct Assignment {
     pub node: String,
     /// Where to connect.
     pub addr: String,
+    /// Whether the node declared the operation safe to send twice.
+    pub idempotent: bool,
 }
 
 /// What the directory answered.
@@ -117,7 +118,7 @@ impl DirectoryClient {
                 Err(e @ (ClientError::Io(_) | ClientError::Closed)) => {
                     tracing::debug!(node = %node.node, error = %e, "node connection failed");
                     self.forget(&cache_key, &node.addr).await;
-                    if !retry_safe(op) {
+                    if !node.idempotent {
                         return Err(e);
                     }
                     last_err = Some(e);
@@ -166,6 +167,7 @@ impl DirectoryClient {
         Ok(Assigned::Node(Assignment {
             node: field("node")?,
             addr: field("addr")?,
+            idempotent: v.get("idempotent").and_then(Value::as_bool) == Some(true),
         }))
     }
 

@@ -1,8 +1,9 @@
 //! The one place where internal errors become protocol errors.
 //!
-//! Subsystems define their own `thiserror` enums; each gets a `From` impl here that
-//! picks the protocol code and a message safe to show a client. Details (SQL errors,
-//! host names) are logged here and never sent.
+//! Subsystems define their own `thiserror` enums, and each maps its own to a protocol
+//! code at its edge (`impl From<StoreError> for ApiError` sits next to `StoreError`),
+//! so the framework names no store and no hash. What it offers them is [`internal`],
+//! which logs the detail a client must not see.
 
 use crate::protocol::{ApiError, ErrorCode};
 
@@ -23,41 +24,4 @@ impl IntoApiError for serde_json::Error {
 pub fn internal(context: &str, err: &dyn std::fmt::Display) -> ApiError {
     tracing::error!(context, error = %err, "internal error");
     ApiError::internal()
-}
-
-impl IntoApiError for crate::store::StoreError {
-    fn into_api_error(self) -> ApiError {
-        use crate::store::StoreError as E;
-        match self {
-            E::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
-            E::NotFound(what) => ApiError::not_found(format!("no such {what}")),
-            E::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "store unavailable");
-                ApiError::unavailable("a backing store is unavailable; try again later")
-            }
-            E::Timeout(what) => {
-                tracing::warn!(op = what, "store timeout");
-                ApiError::new(ErrorCode::Timeout, "the store did not answer in time")
-            }
-            E::Other(detail) => internal("store", &detail),
-        }
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        e.into_api_error()
-    }
-}
-
-impl IntoApiError for crate::auth::password::HashError {
-    fn into_api_error(self) -> ApiError {
-        internal("password hashing", &self)
-    }
-}
-
-impl From<crate::auth::password::HashError> for ApiError {
-    fn from(e: crate::auth::password::HashError) -> Self {
-        e.into_api_error()
-    }
 }

@@ -1,5 +1,6 @@
 //! The node server: wires the runtime, the framework and the DSF application together.
 
+pub mod agent;
 pub mod app;
 pub mod health;
 
@@ -60,7 +61,7 @@ pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> 
     let router = router(&cfg, Arc::from(id.as_str()), &app);
     // With `node.register` set, the server stops only after the balancer let go of it.
     let (server_shutdown, agent) =
-        crate::balancer::agent::attach(&cfg, &id, addr, server.registry(), &rt, shutdown.clone())?;
+        agent::attach(&cfg, &id, addr, server.registry(), &rt, shutdown.clone())?;
     let admin = crate::admin::bind(&cfg.admin.listen)?;
     let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
     if let Some(listener) = admin {

@@ -48,6 +48,34 @@ pub enum StoreError {
     Other(String),
 }
 
+use crate::framework::error::IntoApiError;
+
+/// A store failure as a client sees it: the kind of failure, never the driver's text.
+impl IntoApiError for StoreError {
+    fn into_api_error(self) -> crate::protocol::ApiError {
+        use StoreError as E;
+        match self {
+            E::Conflict(what) => crate::protocol::ApiError::conflict(format!("{what} already exists")),
+            E::NotFound(what) => crate::protocol::ApiError::not_found(format!("no such {what}")),
+            E::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "store unavailable");
+                crate::protocol::ApiError::unavailable("a backing store is unavailable; try again later")
+            }
+            E::Timeout(what) => {
+                tracing::warn!(op = what, "store timeout");
+                crate::protocol::ApiError::new(crate::protocol::ErrorCode::Timeout, "the store did not answer in time")
+            }
+            E::Other(detail) => crate::framework::error::internal("store", &detail),
+        }
+    }
+}
+
+impl From<StoreError> for crate::protocol::ApiError {
+    fn from(e: StoreError) -> Self {
+        e.into_api_error()
+    }
+}
+
 /// A registered user as the login path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {

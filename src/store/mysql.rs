@@ -16,7 +16,7 @@ use super::{
     deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
     Store, StoreError, StoreResult, StoreStats, UserRecord,
 };
-use crate::config::{read_secret, StoreConfig};
+use crate::config::StoreConfig;
 use crate::runtime::BoxFuture;
 use async_compat::Compat;
 use mysql_async::prelude::Queryable;
@@ -251,13 +251,11 @@ impl Drop for MySqlStore {
     }
 }
 
-/// Pool options from `[store]`, with the password from `password_file` or
-/// `store.password` (environment `DSF__STORE__PASSWORD`) when set.
+/// Pool options from `[store]`, with `store.password` (read from `password_file` by
+/// the configuration pipeline, or set through `DSF__STORE__PASSWORD`) when set.
 fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
     let bad = |e: String| StoreError::Other(format!("store.url: {e}"));
     let url_opts = Opts::from_url(&cfg.url).map_err(|e| bad(e.to_string()))?;
-    let password = read_secret("store.password_file", &cfg.password_file, &cfg.password)
-        .map_err(|e| bad(e.to_string()))?;
     let constraints = PoolConstraints::new(cfg.pool_min, cfg.pool_max)
         .ok_or_else(|| bad("pool_min must not exceed pool_max".into()))?;
     let pool_opts = PoolOpts::default()
@@ -277,8 +275,8 @@ fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
         // exact and use the address configured.
         .prefer_socket(false)
         .stmt_cache_size(64);
-    if let Some(p) = password {
-        b = b.pass(Some(p));
+    if !cfg.password.is_empty() {
+        b = b.pass(Some(cfg.password.clone()));
     }
     Ok(b.into())
 }

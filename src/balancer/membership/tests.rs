@@ -1,7 +1,7 @@
 //! Leases, states, routing and rebuilds, with time supplied by the test.
 
 use super::*;
-use crate::balancer::shared::InMemory;
+use crate::balancer::membership::InMemory;
 use std::sync::Mutex as StdMutex;
 
 const TTL: Duration = Duration::from_millis(3000);

@@ -3,7 +3,7 @@
 use super::*;
 use crate::balancer::membership::{NodeRecord, Settings};
 use crate::balancer::selection::{self, Algorithm};
-use crate::balancer::shared::InMemory;
+use crate::balancer::membership::InMemory;
 use crate::balancer::snapshot::BuildOptions;
 use crate::config::LimitsConfig;
 use crate::protocol::{frame, FrameDecoder};

@@ -11,10 +11,9 @@
 //! a short grace for requests already on their way; then the node's server stops
 //! reading and finishes what is in flight; then `lb.deregister`.
 
-use super::error::BalancerError;
-use crate::client::{CallOptions, Connection};
+use crate::client::{CallOptions, ClientError, Connection};
 use crate::config::Config;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ApiError, ErrorCode};
 use crate::runtime::{shutdown, Registry, Runtime, Shutdown, ShutdownTrigger};
 use futures_lite::future;
 use serde_json::{json, Value};
@@ -95,7 +94,7 @@ pub fn attach(
         addr: advertise(cfg, bound),
         weight: cfg.node.weight,
         ops: cfg.node.ops.clone(),
-        secret: cfg.cluster.resolve()?,
+        secret: cfg.cluster.secret().map(str::to_owned),
     };
     let (stop_server, server_shutdown) = shutdown::channel();
     let (server_done, done) = shutdown::channel();
@@ -226,7 +225,7 @@ async fn session(
         let body = json!({"node": id.node, "load": {"conns": conns, "inflight": inflight}});
         match call(&conn, "lb.heartbeat", body).await {
             Ok(_) => {}
-            Err(BalancerError::Refused(e)) if e.code == ErrorCode::NotFound => {
+            Err(CallError::Refused(e)) if e.code == ErrorCode::NotFound => {
                 tracing::warn!(node = %id.node, "lease lost; registering again");
                 if let Err(e) = register(&conn, id, heartbeat).await {
                     return Ended::Lost(e);
@@ -262,11 +261,22 @@ async fn register(
     Ok(())
 }
 
-async fn call(conn: &Connection, op: &str, body: Value) -> Result<Value, BalancerError> {
+/// Why a call to the balancer failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// The connection failed or timed out.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The balancer answered with an error.
+    #[error("refused: {0}")]
+    Refused(ApiError),
+}
+
+async fn call(conn: &Connection, op: &str, body: Value) -> Result<Value, CallError> {
     let resp = conn
         .call_timeout(op, body, &CallOptions::default(), CALL_TIMEOUT)
         .await?;
-    resp.result.map_err(BalancerError::Refused)
+    resp.result.map_err(CallError::Refused)
 }
 
 /// `d` ± 20 %, so that nodes restarted together do not reconnect in lockstep.

@@ -5,9 +5,9 @@
 //! back), or with an error. Dropping an unanswered job answers `internal`, so a
 //! client connection never waits forever for an answer that was lost on the way.
 
-use super::error::BalancerError;
-use super::scan::{self, RequestHead};
-use super::snapshot::Member;
+use crate::balancer::error::BalancerError;
+use crate::protocol::scan::{self, RequestHead};
+use crate::balancer::snapshot::Member;
 use crate::protocol::{ApiError, Response};
 use crate::runtime::{mailbox::Mailbox, Outbound};
 use std::ops::Range;
@@ -35,8 +35,6 @@ pub struct Job {
     pub conn: u64,
     /// The request's deadline, retries included.
     pub deadline: Instant,
-    /// Whether repeating the request is harmless ([`retry_safe`](super::retry_safe)).
-    pub retry_safe: bool,
     /// Whether this is already the second try.
     pub retried: bool,
     /// The node holding the request, counted in its in-flight load meanwhile.
@@ -59,7 +57,6 @@ impl Job {
             client_id: head.id,
             conn,
             deadline,
-            retry_safe: super::retry_safe(head.op),
             retried: false,
             at: None,
             reply: Some(reply),

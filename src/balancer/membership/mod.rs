@@ -18,48 +18,25 @@
 //! silence is counted from the later of its last heartbeat and the moment this
 //! balancer last saw that heartbeat advance: a late copy is not a missed heartbeat.
 
+pub mod discovery;
+pub mod record;
+pub mod redis;
+
+pub use discovery::{Discovery, InMemory};
+pub use record::NodeRecord;
+
 use super::error::BalancerError;
 use super::selection::{self, Algorithm};
-use super::shared::Discovery;
 use super::snapshot::{BuildOptions, Member, NodeLoad, NodeState, Snapshot};
 use crate::config::BalancerConfig;
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many membership events are kept for status views.
 pub const EVENT_LOG_LEN: usize = 256;
-
-/// What a balancer knows about one node; also the record shared through Redis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// Node id, unique in the cluster.
-    pub node: String,
-    /// Service name.
-    pub service: String,
-    /// Address clients and the proxy reach it at.
-    pub addr: String,
-    /// Selection weight.
-    pub weight: u32,
-    /// Operation prefixes served; empty = all.
-    #[serde(default)]
-    pub ops: Vec<String>,
-    /// Set by `lb.drain`.
-    #[serde(default)]
-    pub draining: bool,
-    /// Open connections, as last reported.
-    #[serde(default)]
-    pub conns: u64,
-    /// Requests in flight, as last reported.
-    #[serde(default)]
-    pub inflight: u64,
-    /// Wall-clock time of the last registration or heartbeat (ms since the epoch), so
-    /// that other balancers can judge the lease's age.
-    #[serde(default)]
-    pub heartbeat_unix_ms: u64,
-}
 
 /// One logged membership change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -144,7 +121,7 @@ struct Table {
     /// Live load per member, kept across rebuilds.
     loads: HashMap<String, Arc<NodeLoad>>,
     /// The shape the current snapshot was built from.
-    shape: Vec<(String, String, String, u32, Vec<String>, NodeState)>,
+    shape: Vec<(String, String, String, u32, Vec<String>, Vec<String>, NodeState)>,
     /// Rebuilds so far.
     generation: u64,
 }
@@ -293,7 +270,7 @@ impl Membership {
         let was_unhealthy = t
             .shape
             .binary_search_by(|s| s.0.as_str().cmp(node))
-            .is_ok_and(|i| t.shape[i].5 == NodeState::Unhealthy);
+            .is_ok_and(|i| t.shape[i].6 == NodeState::Unhealthy);
         if was_unhealthy {
             self.refresh(&mut t, at);
         }
@@ -504,6 +481,7 @@ impl Membership {
                     r.addr.clone(),
                     r.weight,
                     r.ops.clone(),
+                    r.idempotent.clone(),
                     *s,
                 )
             })
@@ -513,7 +491,7 @@ impl Membership {
         }
         // Health transitions are changes too; joins and leaves were logged by their cause.
         let before: HashMap<&str, NodeState> =
-            t.shape.iter().map(|s| (s.0.as_str(), s.5)).collect();
+            t.shape.iter().map(|s| (s.0.as_str(), s.6)).collect();
         for (r, s) in &view {
             match (before.get(r.node.as_str()), s) {
                 (Some(NodeState::Healthy), NodeState::Unhealthy) => self.event(
@@ -547,6 +525,7 @@ impl Membership {
                     service: Arc::from(r.service.as_str()),
                     weight: r.weight,
                     ops: r.ops.clone(),
+                    idempotent: r.idempotent.clone(),
                     state: *s,
                     load,
                 })

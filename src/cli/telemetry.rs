@@ -1,7 +1,7 @@
 //! Logging setup: terminal output (pretty or JSON) and an optional rotating file log.
 //! Called once, from the binary.
 
-use crate::config::{LogConfig, LogFormat, Rotation};
+use dsf::config::{LogConfig, LogFormat, Rotation};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

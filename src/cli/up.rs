@@ -8,9 +8,9 @@
 //! they see one embedded store. Shutdown drains the nodes first (each deregisters),
 //! then stops the balancer.
 
-use super::Balancer;
-use crate::config::Config;
-use crate::runtime::{shutdown, ShutdownTrigger};
+use dsf::balancer::Balancer;
+use dsf::config::Config;
+use dsf::runtime::{shutdown, ShutdownTrigger};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
     let shutdown = stop.subscribe();
-    if cfg.cluster.resolve()?.is_none() {
+    if cfg.cluster.secret().is_none() {
         cfg.cluster.secret = hex::encode(rand::random::<[u8; 32]>());
     }
     let balancer = Balancer::bind(cfg.clone())?;
@@ -84,7 +84,7 @@ pub fn run(
                 .name(format!("dsf-up-node-{i}"))
                 .spawn(move || {
                     let failed = tx.clone();
-                    let r = crate::node::run(node_cfg, shutdown, move |s| {
+                    let r = dsf::node::run(node_cfg, shutdown, move |s| {
                         let _ = tx.send(Ok((s.id.clone(), s.addr)));
                     });
                     if let Err(e) = &r {

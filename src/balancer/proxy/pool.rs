@@ -12,9 +12,9 @@
 //! their deadline. Submitting a request is synchronous: append its frame to the
 //! connection's buffer and wake the writer if it sleeps.
 
-use super::error::BalancerError;
+use crate::balancer::error::BalancerError;
 use super::job::Job;
-use super::scan;
+use crate::protocol::scan;
 use crate::protocol::frame::{self, HEADER_LEN};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;

@@ -8,21 +8,25 @@
 //! Failures: no service or no healthy node is `no_backend` at once. A request that
 //! never reached its node (connect refused, connection already closed) is tried once
 //! more on another node. A request lost in flight is tried again only if repeating it
-//! is harmless ([`retry_safe`](super::retry_safe)); otherwise the client gets
+//! is harmless (the node declared the operation idempotent when it registered);
+//! otherwise the client gets
 //! `unavailable`. Every request is bounded by `limits.request_timeout`.
 //!
-//! Requests are relayed as bytes: [`scan`](super::scan) reads `id`, `type` and `key`
-//! (checking that the payload is valid JSON), and [`pool`](super::pool) swaps ids in
+//! Requests are relayed as bytes: [`scan`](crate::protocol::scan) reads `id`, `type` and `key`
+//! (checking that the payload is valid JSON), and [`pool`] swaps ids in
 //! place. No JSON value is built and no task is spawned per request. Payloads of an
 //! unusual shape (legacy integer types, malformed JSON) take the server's decoding
 //! path instead, which answers them exactly as before.
 
-use super::error::BalancerError;
-use super::job::{Job, Reply};
-use super::membership::Membership;
-use super::pool::{ConnOptions, Failover, NodePool};
-use super::scan;
-use super::snapshot::{Group, Member, NodeLoad, Snapshot};
+use crate::balancer::error::BalancerError;
+pub mod job;
+pub mod pool;
+
+use job::{Job, Reply};
+use crate::balancer::membership::Membership;
+use pool::{ConnOptions, Failover, NodePool};
+use crate::protocol::scan;
+use crate::balancer::snapshot::{Group, Member, NodeLoad, Snapshot};
 use crate::protocol::{ApiError, Request, Response};
 use crate::runtime::{mailbox::Mailbox, BoxFuture, ConnMeta, Service};
 use arc_swap::ArcSwap;
@@ -340,7 +344,7 @@ impl Failover for Inner {
         if job.retried {
             return job.fail(&failed());
         }
-        if sent && !job.retry_safe {
+        if sent && !node.idempotent(&op) {
             tracing::warn!(node = %node.id, op = %op, "node failed with the request in flight; not repeatable");
             return job.fail(&failed());
         }

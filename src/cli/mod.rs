@@ -1,8 +1,11 @@
 //! The `dsf` command line (PROTOCOL §6): one function per subcommand.
 
-use crate::client::{CallOptions, ClientError, Connection, DirectoryClient};
-use crate::config::{Config, Loader};
-use crate::runtime::shutdown;
+mod telemetry;
+mod up;
+
+use dsf::client::{CallOptions, ClientError, Connection, DirectoryClient};
+use dsf::config::{Config, Loader};
+use dsf::runtime::shutdown;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,7 +36,7 @@ pub enum Command {
         file: PathBuf,
     },
     /// Drive load against a node or proxy and report throughput and latency.
-    Bench(crate::bench::BenchArgs),
+    Bench(dsf::bench::BenchArgs),
 }
 
 /// `dsf node`.
@@ -168,7 +171,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Balancer(args) => report(balancer(args)),
         Command::Client(args) => client(args),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Bench(args) => report(crate::bench::run(args)),
+        Command::Bench(args) => report(dsf::bench::run(args)),
     }
 }
 
@@ -208,12 +211,10 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
 
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let cfg = node_config(&args)?;
-    // Fail before binding anything when the secret file is unreadable.
-    cfg.cluster.resolve()?;
-    let _guard = crate::telemetry::init(&cfg.log)?;
+    let _guard = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    crate::node::run(cfg, shutdown, |started| {
+    dsf::node::run(cfg, shutdown, |started| {
         println!("node {} listening on {}", started.id, started.addr);
         if let Some(admin) = started.admin {
             println!("admin listening on {admin}");
@@ -237,10 +238,10 @@ pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
 
 fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let cfg = balancer_config(&args)?;
-    let _guard = crate::telemetry::init(&cfg.log)?;
+    let _guard = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    crate::balancer::run(cfg, shutdown, |s| {
+    dsf::balancer::run(cfg, shutdown, |s| {
         println!("balancer registration listening on {}", s.registration);
         println!("balancer directory listening on {}", s.directory);
         println!("balancer proxy listening on {}", s.proxy);
@@ -259,14 +260,14 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             args.data.as_ref().map(|p| p.display().to_string()),
         )
         .load()?;
-    let _guard = crate::telemetry::init(&cfg.log)?;
+    let _guard = telemetry::init(&cfg.log)?;
     let (trigger, _) = shutdown::channel();
     shutdown::on_signals(trigger.clone())?;
-    crate::balancer::up::run(cfg, args.nodes, trigger, |line| println!("{line}"))
+    up::run(cfg, args.nodes, trigger, |line| println!("{line}"))
 }
 
 fn check_config(file: &std::path::Path) -> i32 {
-    match Loader::new(Some(file)).load() {
+    match Loader::new(Some(file)).check() {
         Ok(_) => {
             println!("{}: ok", file.display());
             0

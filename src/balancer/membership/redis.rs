@@ -1,4 +1,4 @@
-//! Where membership lives beyond one balancer: nowhere ([`InMemory`]) or Redis ([`RedisShared`]).
+//! Membership shared with other balancers through Redis ([`RedisShared`]).
 //!
 //! With Redis, each balancer writes the leases it holds as expiring keys
 //! (`dsf:lb:node:<id>`, JSON [`NodeRecord`], `PX = lease_ttl`, refreshed by every
@@ -18,8 +18,8 @@
 //! that changed meanwhile. So an outage never leaves a queue of old records behind
 //! it, whose replay would make other balancers see leases expire and come back.
 
-use super::error::BalancerError;
-use super::membership::{Membership, NodeRecord};
+use super::{Discovery, Membership, NodeRecord};
+use crate::balancer::error::BalancerError;
 use crate::runtime::Shutdown;
 use futures_lite::{future, StreamExt};
 use redis::aio::MultiplexedConnection;
@@ -35,26 +35,6 @@ pub const CHANNEL: &str = "dsf:lb:changes";
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one warning this often while writes fail.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Publishes the leases this balancer holds (the "service discovery" role).
-pub trait Discovery: Send + Sync + 'static {
-    /// A lease was taken or changed shape (registration, drain): store and announce it.
-    fn announce(&self, record: &NodeRecord);
-    /// A lease was renewed by a heartbeat: store it, no announcement.
-    fn renew(&self, record: &NodeRecord);
-    /// A lease ended here.
-    fn withdraw(&self, node: &str);
-}
-
-/// Membership private to this balancer.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct InMemory;
-
-impl Discovery for InMemory {
-    fn announce(&self, _: &NodeRecord) {}
-    fn renew(&self, _: &NodeRecord) {}
-    fn withdraw(&self, _: &str) {}
-}
 
 /// One write to Redis about one node.
 #[derive(Debug, Clone, PartialEq)]
