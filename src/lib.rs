@@ -9,7 +9,9 @@
 //!   the connection registry (`sharded-slab`), limits and shutdown.
 //! - [`framework`]: the router, typed handlers, middleware — how an application
 //!   plugs its operations in.
-//! - [`node`]: the node server and the DSF application (`node::app`).
+//! - [`node`]: the node library: [`node::Node::builder`] runs any service.
+//! - [`app`]: the DSF business (users, sessions, blacklist, collector), one
+//!   application built on the node library.
 //! - [`store`]: the persistent store (MySQL or embedded SQLite) and its migrations.
 //! - [`cache`]: the cache layer (Redis on the hash ring, or in-process).
 //! - [`auth`]: session tokens, where sessions live, password hashing.
@@ -25,6 +27,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod balancer;
 pub mod bench;

@@ -463,8 +463,11 @@ fn fifty_concurrent_misses_for_one_key_cause_one_store_read(backend: Backend) {
     let stores = Stores::new(backend);
     let cfg = stores.config();
     smol::block_on(async {
-        let app = dsf::node::app::App::open(&cfg).await.unwrap();
-        let router = Arc::new(dsf::node::router(&cfg, Arc::from("t"), &app));
+        let opened = dsf::app::builder(cfg.clone())
+            .open(Arc::from("t"))
+            .await
+            .unwrap();
+        let (app, router) = (opened.node, Arc::new(opened.router));
         let meta = ConnMeta {
             id: 1,
             peer: "127.0.0.1:9".parse().unwrap(),

@@ -4,7 +4,6 @@
 //! (`admin.listen`), answers only GET, and is served with hyper on the same smol
 //! runtime as everything else.
 
-
 use crate::runtime::{BoxFuture, Runtime, Shutdown};
 use futures_lite::future;
 use http_body_util::Full;

@@ -253,8 +253,8 @@ fn validate(b: &RegisterBody) -> Result<(), BalancerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balancer::membership::Settings;
     use crate::balancer::membership::InMemory;
+    use crate::balancer::membership::Settings;
     use crate::config::BalancerConfig;
     use crate::protocol::ErrorCode;
 

@@ -3,10 +3,10 @@
 mod telemetry;
 mod up;
 
+use clap::{Args, Parser, Subcommand};
 use dsf::client::{CallOptions, ClientError, Connection, DirectoryClient};
 use dsf::config::{Config, Loader};
 use dsf::runtime::shutdown;
-use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -214,13 +214,14 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
     let _guard = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    dsf::node::run(cfg, shutdown, |started| {
+    dsf::app::builder(cfg).run(shutdown, |started| {
         println!("node {} listening on {}", started.id, started.addr);
         if let Some(admin) = started.admin {
             println!("admin listening on {admin}");
         }
         println!("ready");
-    })
+    })?;
+    Ok(())
 }
 
 /// Loads configuration for `dsf balancer` through the documented pipeline.

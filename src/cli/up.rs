@@ -8,10 +8,10 @@
 //! they see one embedded store. Shutdown drains the nodes first (each deregisters),
 //! then stops the balancer.
 
+use anyhow::Context as _;
 use dsf::balancer::Balancer;
 use dsf::config::Config;
 use dsf::runtime::{shutdown, ShutdownTrigger};
-use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,7 @@ pub fn run(
                 .name(format!("dsf-up-node-{i}"))
                 .spawn(move || {
                     let failed = tx.clone();
-                    let r = dsf::node::run(node_cfg, shutdown, move |s| {
+                    let r = dsf::app::builder(node_cfg).run(shutdown, move |s| {
                         let _ = tx.send(Ok((s.id.clone(), s.addr)));
                     });
                     if let Err(e) = &r {

@@ -30,9 +30,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Bound on connecting and on each registration call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Who the node says it is.
+/// Who the node says it is, and what it serves (the body of `lb.register`).
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub struct Registration {
     /// The balancer's registration address.
     pub register: String,
     /// Node id.
@@ -45,8 +45,32 @@ pub struct Identity {
     pub weight: u32,
     /// Operation prefixes served.
     pub ops: Vec<String>,
+    /// Operations safe to send twice.
+    pub idempotent: Vec<String>,
     /// Cluster secret, if configured.
     pub secret: Option<String>,
+}
+
+impl Registration {
+    /// The registration of node `node` bound at `bound`, as `cfg` describes it.
+    pub fn new(
+        cfg: &Config,
+        node: &str,
+        bound: SocketAddr,
+        ops: Vec<String>,
+        idempotent: Vec<String>,
+    ) -> Registration {
+        Registration {
+            register: cfg.node.register.clone(),
+            node: node.to_owned(),
+            service: cfg.node.service.clone(),
+            addr: advertise(cfg, bound),
+            weight: cfg.node.weight,
+            ops,
+            idempotent,
+            secret: cfg.cluster.secret().map(str::to_owned),
+        }
+    }
 }
 
 /// A running agent; [`finish`](Agent::finish) it after the node's server stopped.
@@ -77,25 +101,14 @@ pub fn advertise(cfg: &Config, bound: SocketAddr) -> String {
 /// Starts registering if `node.register` is set. Returns the shutdown the node's
 /// server must use (it fires only once the balancer stopped sending work) and the agent.
 pub fn attach(
-    cfg: &Config,
-    node: &str,
-    bound: SocketAddr,
+    identity: Registration,
     registry: Arc<Registry>,
     rt: &Runtime,
     shutdown: Shutdown,
-) -> anyhow::Result<(Shutdown, Option<Agent>)> {
-    if cfg.node.register.is_empty() {
-        return Ok((shutdown, None));
+) -> (Shutdown, Option<Agent>) {
+    if identity.register.is_empty() {
+        return (shutdown, None);
     }
-    let identity = Identity {
-        register: cfg.node.register.clone(),
-        node: node.to_owned(),
-        service: cfg.node.service.clone(),
-        addr: advertise(cfg, bound),
-        weight: cfg.node.weight,
-        ops: cfg.node.ops.clone(),
-        secret: cfg.cluster.secret().map(str::to_owned),
-    };
     let (stop_server, server_shutdown) = shutdown::channel();
     let (server_done, done) = shutdown::channel();
     let load = move || {
@@ -112,14 +125,14 @@ pub fn attach(
         done,
         registered.clone(),
     ));
-    Ok((
+    (
         server_shutdown,
         Some(Agent {
             registered,
             server_done,
             task,
         }),
-    ))
+    )
 }
 
 impl Agent {
@@ -146,7 +159,7 @@ enum Ended {
 }
 
 async fn run(
-    id: Identity,
+    id: Registration,
     load: impl Fn() -> (u64, u64),
     shutdown: Shutdown,
     stop_server: ShutdownTrigger,
@@ -201,7 +214,7 @@ async fn run(
 
 /// Connects, registers, heartbeats until shutdown or failure.
 async fn session(
-    id: &Identity,
+    id: &Registration,
     load: &impl Fn() -> (u64, u64),
     shutdown: &Shutdown,
     heartbeat: &mut Duration,
@@ -238,7 +251,7 @@ async fn session(
 
 async fn register(
     conn: &Connection,
-    id: &Identity,
+    id: &Registration,
     heartbeat: &mut Duration,
 ) -> Result<(), String> {
     let mut body = json!({
@@ -247,6 +260,7 @@ async fn register(
         "addr": id.addr,
         "weight": id.weight,
         "ops": id.ops,
+        "idempotent": id.idempotent,
     });
     if let Some(s) = &id.secret {
         body["secret"] = Value::String(s.clone());

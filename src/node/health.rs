@@ -1,16 +1,16 @@
 //! What a node's admin listener shows: readiness checks for its store, its cache and
 //! its registration, store and cache metrics, and its connections.
 
-use super::app::App;
+use super::NodeContext;
 use crate::admin::{Check, Checks};
-use crate::metrics as m;
 use crate::cache::CacheStats;
+use crate::metrics as m;
 use crate::runtime::{BoxFuture, Registry};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The store answers a ping.
-struct StoreReachable(Arc<App>);
+struct StoreReachable(Arc<NodeContext>);
 
 impl Check for StoreReachable {
     fn name(&self) -> &'static str {
@@ -35,7 +35,7 @@ impl Check for StoreReachable {
 }
 
 /// The cache (when one is configured) answers a read.
-struct CacheReachable(Arc<App>);
+struct CacheReachable(Arc<NodeContext>);
 
 impl Check for CacheReachable {
     fn name(&self) -> &'static str {
@@ -77,8 +77,7 @@ impl Check for Registered {
 
 /// The node's admin application.
 pub fn admin_app(
-    node: &str,
-    app: &Arc<App>,
+    app: &Arc<NodeContext>,
     registry: Arc<Registry>,
     registered: Option<Arc<AtomicBool>>,
 ) -> Checks {
@@ -89,7 +88,7 @@ pub fn admin_app(
     if let Some(flag) = registered {
         checks.push(Arc::new(Registered(flag)));
     }
-    let (metrics_app, node_label) = (app.clone(), node.to_owned());
+    let (metrics_app, node_label) = (app.clone(), app.id.to_string());
     m::add_collector(move || publish(&node_label, &metrics_app));
     Checks {
         checks,
@@ -102,7 +101,7 @@ pub fn admin_app(
 
 /// Store and cache figures as metrics, labelled with the node (several nodes may share
 /// one process under `dsf up`).
-fn publish(node: &str, app: &App) {
+fn publish(node: &str, app: &NodeContext) {
     let node = node.to_owned();
     if let Some(p) = app.store.pool_usage() {
         metrics::gauge!(m::STORE_POOL, "node" => node.clone(), "state" => "in_use")

@@ -1,13 +1,51 @@
-//! The node server: wires the runtime, the framework and the DSF application together.
+//! The node: a library that any service is built on.
+//!
+//! [`Node::builder`] takes a [`Config`] and the application's parts — its service
+//! name, its operation prefixes, its own tables and its handlers — and supplies the
+//! rest: event loops and limits, the store and the cache, the cluster-wide session
+//! check (a token from `user.login` on any node is valid here), `sys.*`, admin
+//! (metrics, health, readiness), registration with a balancer and the drain at
+//! shutdown. The DSF business ([`crate::app`]) is one application built this way;
+//! `examples/kv.rs` is another.
+//!
+//! ```no_run
+//! use dsf::framework::Access;
+//! use dsf::node::Node;
+//! use serde_json::{json, Value};
+//!
+//! let cfg = dsf::config::Config::default();
+//! let (_stop, shutdown) = dsf::runtime::shutdown::channel();
+//! Node::builder(cfg)
+//!     .service("greet", &["greet."])
+//!     .routes(|_node, routes| {
+//!         routes
+//!             .route("greet.hello", Access::Public, |_ctx, body: Value| async move {
+//!                 Ok(json!({ "hello": body.get("name") }))
+//!             })
+//!             .idempotent(&["greet.hello"]);
+//!         Ok(())
+//!     })
+//!     .run(shutdown, |started| println!("listening on {}", started.addr))
+//!     .unwrap();
+//! ```
 
 pub mod agent;
-pub mod app;
+pub mod context;
+pub mod error;
 pub mod health;
+pub mod routes;
+pub mod sys;
+
+pub use context::NodeContext;
+pub use error::NodeError;
+pub use routes::Routes;
 
 use crate::config::Config;
 use crate::framework::middleware::{AccessLog, Auth};
 use crate::framework::Router;
 use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
+use crate::store::Tables;
+use futures_lite::future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,16 +55,6 @@ pub fn default_id(addr: SocketAddr) -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "node".into());
     format!("{host}-{}", addr.port())
-}
-
-/// Builds the router with every operation this node serves (`node.ops`).
-pub fn router(cfg: &Config, node_id: Arc<str>, app: &Arc<app::App>) -> Router {
-    let mut router = Router::new(cfg.limits.request_timeout);
-    router.layer(AccessLog::new(cfg.limits.slow_request));
-    router.layer(Auth::new(Arc::new(app.verifier())));
-    app::sys::register(&mut router, node_id, cfg.node.debug_ops);
-    app::register(&mut router, &cfg.node.ops, app);
-    router
 }
 
 /// What a running node reports once it is bound.
@@ -40,52 +68,190 @@ pub struct Started {
     pub admin: Option<SocketAddr>,
 }
 
-/// Runs a node until `shutdown`, then drains. `on_ready` is called once it accepts work.
-pub fn run(cfg: Config, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> anyhow::Result<()> {
-    runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
-    crate::metrics::install();
-    let rt = Runtime::new("dsf-loop", cfg.runtime.loop_threads())?;
-    let opts = ServerOptions {
-        name: "node",
-        limits: cfg.limits.clone(),
-        reuse_port: cfg.runtime.reuse_port,
-    };
-    let server = Server::bind(&cfg.node.listen, &rt, opts)?;
-    let addr = server.local_addr();
-    let id = if cfg.node.id.is_empty() {
-        default_id(addr)
-    } else {
-        cfg.node.id.clone()
-    };
-    let app = smol::block_on(app::App::open(&cfg))?;
-    let router = router(&cfg, Arc::from(id.as_str()), &app);
-    // With `node.register` set, the server stops only after the balancer let go of it.
-    let (server_shutdown, agent) =
-        agent::attach(&cfg, &id, addr, server.registry(), &rt, shutdown.clone())?;
-    let admin = crate::admin::bind(&cfg.admin.listen)?;
-    let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
-    if let Some(listener) = admin {
-        let registered = agent.as_ref().map(|a| a.registered());
-        let checks = health::admin_app(&id, &app, server.registry(), registered);
-        crate::admin::spawn(&rt, listener, Arc::new(checks), shutdown.clone());
+/// A node opened but not yet serving: see [`NodeBuilder::open`].
+pub struct Opened {
+    /// What the services share.
+    pub node: Arc<NodeContext>,
+    /// Every operation, with the auth and access-log middleware.
+    pub router: Router,
+    /// The operation prefixes announced to the balancer.
+    pub announced: Vec<String>,
+    /// The operations declared safe to send twice.
+    pub idempotent: Vec<String>,
+}
+
+/// Installs an application's operations once the store and cache are open.
+type Install = Box<dyn FnOnce(&Arc<NodeContext>, &mut Routes<'_>) -> Result<(), String> + Send>;
+
+/// Entry point of the node library: see the [module docs](self).
+pub struct Node;
+
+impl Node {
+    /// A node that will run with `cfg` (see [`crate::config`] for how one is loaded).
+    pub fn builder(cfg: Config) -> NodeBuilder {
+        NodeBuilder {
+            cfg,
+            prefixes: Vec::new(),
+            tables: Vec::new(),
+            installs: Vec::new(),
+        }
     }
-    tracing::info!(node = %id, %addr, admin = ?admin_addr, threads = rt.threads(), "node listening");
-    on_ready(&Started {
-        id,
-        addr,
-        admin: admin_addr,
-    });
-    crate::admin::notify_ready();
-    let stopping = shutdown.clone();
-    rt.spawn(async move {
-        stopping.wait().await;
-        crate::admin::notify_stopping();
-    })
-    .detach();
-    smol::block_on(server.run(&rt, Arc::new(router), server_shutdown))?;
-    if let Some(agent) = agent {
-        agent.finish();
+}
+
+/// Assembles a node: see [`Node::builder`].
+pub struct NodeBuilder {
+    /// The configuration; `node.service` is replaced by [`service`](Self::service).
+    cfg: Config,
+    /// Operation prefixes announced to the balancer, unless `node.ops` narrows them.
+    prefixes: Vec<String>,
+    /// The applications' own tables, migrated before they install their operations.
+    tables: Vec<Tables>,
+    /// The applications' operations.
+    installs: Vec<Install>,
+}
+
+impl NodeBuilder {
+    /// Names the service (the group of nodes a balancer routes `prefixes` to) and
+    /// the operation prefixes it serves, e.g. `("kv", &["kv."])`.
+    pub fn service(mut self, name: &str, prefixes: &[&str]) -> Self {
+        name.clone_into(&mut self.cfg.node.service);
+        self.prefixes
+            .extend(prefixes.iter().map(|p| (*p).to_owned()));
+        self
     }
-    tracing::info!("node stopped");
-    Ok(())
+
+    /// Declares the application's own tables: versioned migrations per backend,
+    /// applied once across all nodes sharing the database.
+    pub fn tables(mut self, tables: Tables) -> Self {
+        self.tables.push(tables);
+        self
+    }
+
+    /// Adds the application's operations. `install` runs once the store and the
+    /// cache are open; an `Err` stops the node with that message.
+    pub fn routes(
+        mut self,
+        install: impl FnOnce(&Arc<NodeContext>, &mut Routes<'_>) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.installs.push(Box::new(install));
+        self
+    }
+
+    /// The configuration the node will run with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Opens the store, the cache and the applications' tables, and builds the
+    /// router with every operation installed, without binding anything: what
+    /// [`run`](Self::run) serves, for embedding the node's logic in a process of
+    /// one's own (tests, benchmarks). `id` is the node id `sys.ping` answers.
+    pub async fn open(self, id: Arc<str>) -> Result<Opened, NodeError> {
+        let cfg = self.cfg;
+        let node = NodeContext::open(cfg.clone(), id.clone()).await?;
+        for t in &self.tables {
+            node.store.migrate_tables(t).await?;
+        }
+        let node = Arc::new(node);
+        let mut router = Router::new(cfg.limits.request_timeout);
+        router.layer(AccessLog::new(cfg.limits.slow_request));
+        router.layer(Auth::new(Arc::new(node.verifier())));
+        let mut idempotent = Vec::new();
+        sys::register(&mut router, id, cfg.node.debug_ops);
+        idempotent.extend(sys::IDEMPOTENT.iter().map(|op| (*op).to_owned()));
+        for install in self.installs {
+            let mut routes = Routes::new(&mut router, &cfg.node.ops, &mut idempotent);
+            install(&node, &mut routes).map_err(|problem| NodeError::Setup {
+                service: cfg.node.service.clone(),
+                problem,
+            })?;
+        }
+        let announced = if cfg.node.ops.is_empty() {
+            self.prefixes
+        } else {
+            cfg.node.ops.clone()
+        };
+        Ok(Opened {
+            node,
+            router,
+            announced,
+            idempotent,
+        })
+    }
+
+    /// Binds every listener, opens the store (waiting for it as `store.startup_timeout`
+    /// allows, or until `shutdown`), installs the operations, registers with the
+    /// balancer when `node.register` is set, and serves until `shutdown`; then drains.
+    /// `on_ready` is called once it accepts work.
+    pub fn run(self, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> Result<(), NodeError> {
+        let cfg = self.cfg.clone();
+        runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
+        crate::metrics::install();
+        let rt =
+            Runtime::new("dsf-loop", cfg.runtime.loop_threads()).map_err(NodeError::Runtime)?;
+        let opts = ServerOptions {
+            name: "node",
+            limits: cfg.limits.clone(),
+            reuse_port: cfg.runtime.reuse_port,
+        };
+        let bind_err = |listener, addr: &str| {
+            let addr = addr.to_owned();
+            move |source| NodeError::Bind {
+                listener,
+                addr,
+                source,
+            }
+        };
+        let server = Server::bind(&cfg.node.listen, &rt, opts)
+            .map_err(bind_err("node", &cfg.node.listen))?;
+        let admin =
+            crate::admin::bind(&cfg.admin.listen).map_err(bind_err("admin", &cfg.admin.listen))?;
+        let addr = server.local_addr();
+        let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
+        let id: Arc<str> = if cfg.node.id.is_empty() {
+            Arc::from(default_id(addr))
+        } else {
+            Arc::from(cfg.node.id.as_str())
+        };
+        // Waiting for the database ends with the first stop signal.
+        let opened = smol::block_on(future::or(self.open(id.clone()), async {
+            shutdown.wait().await;
+            Err(NodeError::StoppedBeforeReady)
+        }))?;
+        let Opened {
+            node,
+            router,
+            announced,
+            idempotent,
+        } = opened;
+        // Every listener is bound: only now may the balancer send work.
+        let registration = agent::Registration::new(&cfg, &id, addr, announced, idempotent);
+        let (server_shutdown, agent) =
+            agent::attach(registration, server.registry(), &rt, shutdown.clone());
+        if let Some(listener) = admin {
+            let registered = agent.as_ref().map(agent::Agent::registered);
+            let checks = health::admin_app(&node, server.registry(), registered);
+            crate::admin::spawn(&rt, listener, Arc::new(checks), shutdown.clone());
+        }
+        tracing::info!(node = %id, %addr, admin = ?admin_addr, service = %cfg.node.service, threads = rt.threads(), "node listening");
+        on_ready(&Started {
+            id: id.to_string(),
+            addr,
+            admin: admin_addr,
+        });
+        crate::admin::notify_ready();
+        let stopping = shutdown.clone();
+        rt.spawn(async move {
+            stopping.wait().await;
+            crate::admin::notify_stopping();
+        })
+        .detach();
+        smol::block_on(server.run(&rt, Arc::new(router), server_shutdown))
+            .map_err(NodeError::Runtime)?;
+        if let Some(agent) = agent {
+            agent.finish();
+        }
+        tracing::info!("node stopped");
+        Ok(())
+    }
 }

@@ -18,6 +18,9 @@
 pub mod embedded;
 pub mod migrations;
 pub mod mysql;
+pub mod tables;
+
+pub use tables::{Row, SqlValue, TableMigration, Tables};
 
 use crate::config::Config;
 use crate::runtime::BoxFuture;
@@ -55,15 +58,22 @@ impl IntoApiError for StoreError {
     fn into_api_error(self) -> crate::protocol::ApiError {
         use StoreError as E;
         match self {
-            E::Conflict(what) => crate::protocol::ApiError::conflict(format!("{what} already exists")),
+            E::Conflict(what) => {
+                crate::protocol::ApiError::conflict(format!("{what} already exists"))
+            }
             E::NotFound(what) => crate::protocol::ApiError::not_found(format!("no such {what}")),
             E::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "store unavailable");
-                crate::protocol::ApiError::unavailable("a backing store is unavailable; try again later")
+                crate::protocol::ApiError::unavailable(
+                    "a backing store is unavailable; try again later",
+                )
             }
             E::Timeout(what) => {
                 tracing::warn!(op = what, "store timeout");
-                crate::protocol::ApiError::new(crate::protocol::ErrorCode::Timeout, "the store did not answer in time")
+                crate::protocol::ApiError::new(
+                    crate::protocol::ErrorCode::Timeout,
+                    "the store did not answer in time",
+                )
             }
             E::Other(detail) => crate::framework::error::internal("store", &detail),
         }
@@ -176,6 +186,25 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is (`"mysql"`, `"embedded"`), for logs.
     fn kind(&self) -> &'static str;
+
+    /// Applies an application's own migrations ([`Tables`]): each version once, across
+    /// every node sharing the database.
+    fn migrate_tables<'a>(&'a self, tables: &'a Tables) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Runs one statement of an application's own with bound parameters (`?`);
+    /// returns how many rows it changed. A unique key taken is [`StoreError::Conflict`].
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<SqlValue>,
+    ) -> BoxFuture<'a, StoreResult<u64>>;
+
+    /// Runs one query of an application's own with bound parameters (`?`).
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<SqlValue>,
+    ) -> BoxFuture<'a, StoreResult<Vec<Row>>>;
 
     /// Cheap liveness check (readiness probes).
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>>;

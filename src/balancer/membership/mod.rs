@@ -121,7 +121,15 @@ struct Table {
     /// Live load per member, kept across rebuilds.
     loads: HashMap<String, Arc<NodeLoad>>,
     /// The shape the current snapshot was built from.
-    shape: Vec<(String, String, String, u32, Vec<String>, Vec<String>, NodeState)>,
+    shape: Vec<(
+        String,
+        String,
+        String,
+        u32,
+        Vec<String>,
+        Vec<String>,
+        NodeState,
+    )>,
     /// Rebuilds so far.
     generation: u64,
 }
@@ -432,8 +440,7 @@ impl Membership {
 
     fn event(&self, node: &str, change: &'static str, reason: String) {
         tracing::info!(node, change, reason = %reason, "membership changed");
-        metrics::counter!(crate::metrics::MEMBERSHIP_CHANGES, "change" => change)
-            .increment(1);
+        metrics::counter!(crate::metrics::MEMBERSHIP_CHANGES, "change" => change).increment(1);
         let mut events = self.events.lock().expect("events lock");
         if events.len() == EVENT_LOG_LEN {
             events.pop_front();

@@ -428,6 +428,7 @@ mod tests {
             addr: format!("{node}:7001"),
             weight: 1,
             ops: Vec::new(),
+            idempotent: Vec::new(),
             draining: false,
             conns: 0,
             inflight: 0,

@@ -30,6 +30,7 @@ fn record(node: &str, service: &str, ops: &[&str]) -> NodeRecord {
         addr: format!("127.0.0.1:{}", 7000 + node.len()),
         weight: 1,
         ops: ops.iter().map(|s| s.to_string()).collect(),
+        idempotent: Vec::new(),
         draining: false,
         conns: 0,
         inflight: 0,

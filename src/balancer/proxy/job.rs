@@ -6,8 +6,8 @@
 //! client connection never waits forever for an answer that was lost on the way.
 
 use crate::balancer::error::BalancerError;
-use crate::protocol::scan::{self, RequestHead};
 use crate::balancer::snapshot::Member;
+use crate::protocol::scan::{self, RequestHead};
 use crate::protocol::{ApiError, Response};
 use crate::runtime::{mailbox::Mailbox, Outbound};
 use std::ops::Range;

@@ -22,14 +22,14 @@ use crate::balancer::error::BalancerError;
 pub mod job;
 pub mod pool;
 
-use job::{Job, Reply};
 use crate::balancer::membership::Membership;
-use pool::{ConnOptions, Failover, NodePool};
-use crate::protocol::scan;
 use crate::balancer::snapshot::{Group, Member, NodeLoad, Snapshot};
+use crate::protocol::scan;
 use crate::protocol::{ApiError, Request, Response};
 use crate::runtime::{mailbox::Mailbox, BoxFuture, ConnMeta, Service};
 use arc_swap::ArcSwap;
+use job::{Job, Reply};
+use pool::{ConnOptions, Failover, NodePool};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};

@@ -12,10 +12,10 @@
 //! their deadline. Submitting a request is synchronous: append its frame to the
 //! connection's buffer and wake the writer if it sleeps.
 
-use crate::balancer::error::BalancerError;
 use super::job::Job;
-use crate::protocol::scan;
+use crate::balancer::error::BalancerError;
 use crate::protocol::frame::{self, HEADER_LEN};
+use crate::protocol::scan;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

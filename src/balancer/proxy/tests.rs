@@ -1,9 +1,9 @@
 //! The proxy in one process against a scripted node: ids, shapes and deadlines.
 
 use super::*;
+use crate::balancer::membership::InMemory;
 use crate::balancer::membership::{NodeRecord, Settings};
 use crate::balancer::selection::{self, Algorithm};
-use crate::balancer::membership::InMemory;
 use crate::balancer::snapshot::BuildOptions;
 use crate::config::LimitsConfig;
 use crate::protocol::{frame, FrameDecoder};
@@ -75,6 +75,9 @@ fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
             addr: addr.clone(),
             weight: 1,
             ops: Vec::new(),
+            idempotent: ["sys.ping", "sys.echo", "sys.sleep", "blacklist.query"]
+                .map(String::from)
+                .to_vec(),
             draining: false,
             conns: 0,
             inflight: 0,

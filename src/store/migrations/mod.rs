@@ -21,8 +21,15 @@ pub struct Migration {
 
 impl Migration {
     /// The script's statements, without comments and empty pieces.
-    pub fn statements(&self) -> impl Iterator<Item = String> + '_ {
-        self.sql.split(';').filter_map(|piece| {
+    pub fn statements(&self) -> Vec<String> {
+        split(self.sql)
+    }
+}
+
+/// The statements of a `;`-separated script, without comments and empty pieces.
+pub fn split(sql: &str) -> Vec<String> {
+    sql.split(';')
+        .filter_map(|piece| {
             let stmt: Vec<&str> = piece
                 .lines()
                 .map(str::trim_end)
@@ -30,7 +37,7 @@ impl Migration {
                 .collect();
             (!stmt.is_empty()).then(|| stmt.join("\n"))
         })
-    }
+        .collect()
 }
 
 /// MySQL/MariaDB migrations.
@@ -80,7 +87,7 @@ mod tests {
         for list in [MYSQL, SQLITE] {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
             for m in list {
-                let stmts: Vec<String> = m.statements().collect();
+                let stmts: Vec<String> = m.statements();
                 assert!(!stmts.is_empty());
                 assert!(stmts.iter().all(|s| !s.contains("--") && !s.ends_with(';')));
                 // A `;` inside a comment would split it into a bogus statement.
@@ -94,6 +101,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(MYSQL[0].statements().count(), 5);
+        assert_eq!(MYSQL[0].statements().len(), 5);
     }
 }

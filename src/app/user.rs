@@ -5,9 +5,10 @@
 //! before the password is checked (and forgotten on success), so parallel guesses
 //! cannot slip past `auth.max_failed_logins` while the first ones are still hashing.
 
-use super::{validate, App, Routes};
+use super::{validate, App};
 use crate::auth::{new_token, token_hash};
 use crate::framework::Access;
+use crate::node::Routes;
 use crate::protocol::{ApiError, ErrorCode};
 use crate::store::{now_ms, SessionRecord};
 use serde::{Deserialize, Serialize};

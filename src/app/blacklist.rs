@@ -4,8 +4,9 @@
 //! write acknowledged, so no node's cache serves a value older than it (see
 //! [`crate::cache`] for why the order and the guards make that hold).
 
-use super::{validate, App, Routes};
+use super::{validate, App};
 use crate::framework::Access;
+use crate::node::Routes;
 use crate::protocol::ApiError;
 use crate::store::{Entry, SearchFilter, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};

@@ -12,30 +12,26 @@
 //! `query_timeout`, so an outage is answered `unavailable` or `timeout`, never a hang.
 
 use super::migrations;
+
+mod startup;
+mod tables;
+
 use super::{
-    deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
-    Store, StoreError, StoreResult, StoreStats, UserRecord,
+    deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, Row, SearchFilter,
+    SessionRecord, SqlValue, Store, StoreError, StoreResult, StoreStats, Tables, UserRecord,
 };
 use crate::config::StoreConfig;
 use crate::runtime::BoxFuture;
 use async_compat::Compat;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use startup::{Retry, StartupWait};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Bound on one attempt at the migrations (they wait for each other's lock).
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// First pause between start-up attempts; doubles up to [`MAX_RETRY_DELAY`].
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
-
-/// Longest pause between start-up attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
-
-/// While waiting, at most one warning this often.
-const WAIT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Name of the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: &str = "dsf.schema_migrations";
@@ -50,6 +46,8 @@ pub struct MySqlStore {
     query_timeout: Duration,
     /// Counters.
     stats: StoreStats,
+    /// `mysql HOST:PORT`, naming the database in logs and errors.
+    target: String,
 }
 
 impl MySqlStore {
@@ -62,6 +60,7 @@ impl MySqlStore {
     /// or a connection that hangs costs one attempt, never the whole wait.
     pub async fn open(cfg: &StoreConfig) -> StoreResult<MySqlStore> {
         let opts = options(cfg)?;
+        let target = format!("mysql {}:{}", opts.ip_or_hostname(), opts.tcp_port());
         // The pool spawns its housekeeping task on creation: do it in a tokio context.
         let pool = Compat::new(async move { Pool::new(opts) }).await;
         let store = MySqlStore {
@@ -69,6 +68,7 @@ impl MySqlStore {
             acquire_timeout: cfg.acquire_timeout,
             query_timeout: cfg.query_timeout,
             stats: StoreStats::default(),
+            target,
         };
         let started = Instant::now();
         let mut wait = StartupWait::new(cfg.startup_timeout);
@@ -80,6 +80,7 @@ impl MySqlStore {
                         Some(Retry { delay, warn }) => {
                             if warn {
                                 tracing::warn!(
+                                    database = %store.target,
                                     error = %e,
                                     attempts = wait.attempts,
                                     waited_ms = started.elapsed().as_millis() as u64,
@@ -88,13 +89,20 @@ impl MySqlStore {
                             }
                             async_io::Timer::after(delay).await;
                         }
-                        None => return Err(e),
+                        None => {
+                            return Err(StoreError::Unavailable(format!(
+                                "{}: gave up after {:?} (store.startup_timeout): {e}",
+                                store.target,
+                                started.elapsed()
+                            )))
+                        }
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
         tracing::info!(
+            database = %store.target,
             pool_min = cfg.pool_min,
             pool_max = cfg.pool_max,
             attempts = wait.attempts + 1,
@@ -139,6 +147,19 @@ impl MySqlStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        self.migrate_plan(Plan {
+            app: None,
+            steps: migrations::MYSQL
+                .iter()
+                .map(|m| (m.version, m.name, m.statements()))
+                .collect(),
+        })
+        .await
+    }
+
+    /// Applies the missing steps of `plan` under the lock that spans every node
+    /// sharing the database.
+    async fn migrate_plan(&self, plan: Plan) -> StoreResult<()> {
         let what = "migrations";
         // Migrations may take longer than one query: bound them by the start-up wait.
         let fut = async {
@@ -151,34 +172,7 @@ impl MySqlStore {
             if got != Some(1) {
                 return Err(StoreError::Timeout(what));
             }
-            let result = async {
-                c.query_drop(migrations::SCHEMA_TABLE).await?;
-                let applied: Vec<i64> = c.exec("SELECT version FROM schema_migrations", ()).await?;
-                for m in migrations::MYSQL {
-                    if applied.contains(&i64::from(m.version)) {
-                        continue;
-                    }
-                    for stmt in m.statements() {
-                        match c.query_drop(&stmt).await {
-                            Err(mysql_async::Error::Server(e))
-                                if migrations::MYSQL_ALREADY_APPLIED.contains(&e.code) =>
-                            {
-                                tracing::info!(statement = %stmt, "already applied");
-                            }
-                            r => r?,
-                        }
-                    }
-                    c.exec_drop(
-                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                        (m.version, m.name, now_ms()),
-                    )
-                    .await?;
-                    tracing::info!(version = m.version, name = m.name, "applied migration");
-                }
-                Ok(())
-            }
-            .await
-            .map_err(e);
+            let result = apply_plan(&mut c, &plan).await.map_err(e);
             // The lock also goes when the connection closes, so a failed release is harmless.
             let _ = c
                 .exec_drop("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
@@ -189,56 +183,64 @@ impl MySqlStore {
     }
 }
 
-/// The next start-up attempt: after how long, and whether to log the failure.
-#[derive(Debug, PartialEq, Eq)]
-struct Retry {
-    delay: Duration,
-    warn: bool,
+/// Migrations to apply: the DSF schema's (`app: None`) or an application's.
+pub(super) struct Plan {
+    /// The application, recorded in `app_migrations`; `None` for `schema_migrations`.
+    pub(super) app: Option<&'static str>,
+    /// Version, name and statements of each step, in order.
+    pub(super) steps: Vec<(u32, &'static str, Vec<String>)>,
 }
 
-/// Pacing of start-up attempts while the database cannot be reached.
-#[derive(Debug)]
-struct StartupWait {
-    /// Give up once this much time has passed; zero = never.
-    limit: Duration,
-    /// Failed attempts so far.
-    attempts: u32,
-    /// The next pause.
-    delay: Duration,
-    /// When (since the start) the last warning was logged.
-    warned_at: Option<Duration>,
-}
-
-impl StartupWait {
-    fn new(limit: Duration) -> StartupWait {
-        StartupWait {
-            limit,
-            attempts: 0,
-            delay: FIRST_RETRY_DELAY,
-            warned_at: None,
+async fn apply_plan(c: &mut Conn, plan: &Plan) -> mysql_async::Result<()> {
+    let applied: Vec<i64> = match plan.app {
+        None => {
+            c.query_drop(migrations::SCHEMA_TABLE).await?;
+            c.exec("SELECT version FROM schema_migrations", ()).await?
         }
+        Some(app) => {
+            c.query_drop(super::tables::APP_TABLE).await?;
+            c.exec("SELECT version FROM app_migrations WHERE app = ?", (app,))
+                .await?
+        }
+    };
+    for (version, name, statements) in &plan.steps {
+        if applied.contains(&i64::from(*version)) {
+            continue;
+        }
+        for stmt in statements {
+            match c.query_drop(stmt).await {
+                Err(mysql_async::Error::Server(e))
+                    if migrations::MYSQL_ALREADY_APPLIED.contains(&e.code) =>
+                {
+                    tracing::info!(statement = %stmt, "already applied");
+                }
+                r => r?,
+            }
+        }
+        match plan.app {
+            None => {
+                c.exec_drop(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, now_ms()),
+                )
+                .await?
+            }
+            Some(app) => {
+                c.exec_drop(
+                    "INSERT INTO app_migrations (app, version, name, applied_at) VALUES (?, ?, ?, ?)",
+                    (app, version, name, now_ms()),
+                )
+                .await?
+            }
+        }
+        tracing::info!(
+            app = plan.app.unwrap_or("dsf"),
+            version,
+            name,
+            "applied migration"
+        );
     }
-
-    /// After a failed attempt `elapsed` into the start: the next one, or `None` once
-    /// the limit has passed.
-    fn next(&mut self, elapsed: Duration) -> Option<Retry> {
-        self.attempts += 1;
-        if !self.limit.is_zero() && elapsed >= self.limit {
-            return None;
-        }
-        let mut delay = self.delay;
-        if !self.limit.is_zero() {
-            delay = delay.min(self.limit - elapsed);
-        }
-        self.delay = (self.delay * 2).min(MAX_RETRY_DELAY);
-        let warn = self
-            .warned_at
-            .is_none_or(|at| elapsed.saturating_sub(at) >= WAIT_WARN_EVERY);
-        if warn {
-            self.warned_at = Some(elapsed);
-        }
-        Some(Retry { delay, warn })
-    }
+    Ok(())
 }
 
 impl Drop for MySqlStore {
@@ -296,9 +298,21 @@ fn classify(e: mysql_async::Error, what: &'static str) -> StoreError {
             }
             _ => StoreError::Other(format!("{what}: {s}")),
         },
-        E::Io(_) | E::Driver(_) => StoreError::Unavailable(format!("{what}: {e}")),
+        // The driver wraps the system's error in its own, each saying "Input/output
+        // error": name the cause once.
+        E::Io(_) => StoreError::Unavailable(format!("{what}: {}", root_cause(&e))),
+        E::Driver(_) => StoreError::Unavailable(format!("{what}: {e}")),
         E::Other(_) | E::Url(_) => StoreError::Other(format!("{what}: {e}")),
     }
+}
+
+/// The innermost error of a chain, the one that says what actually happened.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 fn not_found_unless_changed(c: &Conn, what: &'static str) -> StoreResult<()> {
@@ -322,6 +336,26 @@ impl Store for MySqlStore {
             idle: get(&m.connections_in_pool),
             waiting: get(&m.active_wait_requests),
         })
+    }
+
+    fn migrate_tables<'a>(&'a self, tables: &'a Tables) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.migrate_app(tables))
+    }
+
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<SqlValue>,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(self.execute_app(sql, params))
+    }
+
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<SqlValue>,
+    ) -> BoxFuture<'a, StoreResult<Vec<Row>>> {
+        Box::pin(self.query_app(sql, params))
     }
 
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
@@ -607,42 +641,4 @@ impl Store for MySqlStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
-    }
-
-    #[test]
-    fn without_a_limit_the_wait_never_ends_and_backs_off_to_five_seconds() {
-        let mut w = StartupWait::new(Duration::ZERO);
-        let delays: Vec<Duration> = (0..8)
-            .map(|i| w.next(secs(f64::from(i) * 3.0)).unwrap().delay)
-            .collect();
-        assert_eq!(
-            delays,
-            [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0].map(secs).to_vec()
-        );
-        assert!(w.next(Duration::from_secs(24 * 3600)).is_some());
-        assert_eq!(w.attempts, 9);
-    }
-
-    #[test]
-    fn a_limit_ends_the_wait_and_the_last_pause_stops_at_it() {
-        let mut w = StartupWait::new(secs(3.0));
-        assert_eq!(w.next(secs(0.1)).unwrap().delay, secs(0.5));
-        assert_eq!(w.next(secs(2.5)).unwrap().delay, secs(0.5));
-        assert_eq!(w.next(secs(3.0)), None);
-    }
-
-    #[test]
-    fn warnings_come_at_most_every_ten_seconds() {
-        let mut w = StartupWait::new(Duration::ZERO);
-        let warned: Vec<bool> = [0.0, 2.0, 9.0, 10.0, 12.0, 21.0]
-            .into_iter()
-            .map(|t| w.next(secs(t)).unwrap().warn)
-            .collect();
-        assert_eq!(warned, [true, false, false, true, false, true]);
-    }
-}
+mod tests;

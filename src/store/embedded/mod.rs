@@ -9,10 +9,12 @@
 //! makes them take turns at writing), which is what lets nodes of one machine share
 //! users, sessions and the blacklist.
 
-use super::migrations::{self, Migration};
+mod tables;
+
+use super::migrations;
 use super::{
-    deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, SearchFilter, SessionRecord,
-    Store, StoreError, StoreResult, StoreStats, UserRecord,
+    deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, Row, SearchFilter,
+    SessionRecord, SqlValue, Store, StoreError, StoreResult, StoreStats, Tables, UserRecord,
 };
 use crate::config::StoreConfig;
 use crate::runtime::{self, BoxFuture};
@@ -198,34 +200,60 @@ fn enter_wal(conn: &Connection, timeout: Duration) -> rusqlite::Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let steps: Vec<_> = migrations::SQLITE
+        .iter()
+        .map(|m| (m.version, m.name, m.statements()))
+        .collect();
+    migrate_plan(conn, None, &steps)
+}
+
+/// Version, name and statements of one migration step.
+type Step = (u32, &'static str, Vec<String>);
+
+/// Applies the missing `steps` of the DSF schema (`app: None`) or of an application.
+fn migrate_plan(conn: &mut Connection, app: Option<&str>, steps: &[Step]) -> rusqlite::Result<()> {
     // BEGIN IMMEDIATE takes the database's write lock up front, so two processes
     // starting on one folder apply each migration once, one after the other.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(migrations::SCHEMA_TABLE, [])?;
-    let applied: Vec<i64> = {
-        let mut stmt = tx.prepare("SELECT version FROM schema_migrations")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
+    let applied: Vec<i64> = match app {
+        None => {
+            tx.execute(migrations::SCHEMA_TABLE, [])?;
+            let mut stmt = tx.prepare("SELECT version FROM schema_migrations")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+        Some(app) => {
+            tx.execute(super::tables::APP_TABLE, [])?;
+            let mut stmt = tx.prepare("SELECT version FROM app_migrations WHERE app = ?1")?;
+            let rows = stmt.query_map([app], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
     };
-    for m in migrations::SQLITE {
-        if applied.contains(&i64::from(m.version)) {
+    for (version, name, statements) in steps {
+        if applied.contains(&i64::from(*version)) {
             continue;
         }
-        apply(&tx, m)?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
+        for stmt in statements {
+            tx.execute(stmt, [])?;
+        }
+        match app {
+            None => tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, name, now_ms() as i64],
+            )?,
+            Some(app) => tx.execute(
+                "INSERT INTO app_migrations (app, version, name, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                params![app, version, name, now_ms() as i64],
+            )?,
+        };
+        tracing::info!(
+            app = app.unwrap_or("dsf"),
+            version,
+            name,
+            "applied migration"
+        );
     }
     tx.commit()
-}
-
-fn apply(tx: &rusqlite::Transaction<'_>, m: &Migration) -> rusqlite::Result<()> {
-    for stmt in m.statements() {
-        tx.execute(&stmt, [])?;
-    }
-    tx.execute(
-        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-        params![m.version, m.name, now_ms() as i64],
-    )?;
-    Ok(())
 }
 
 /// Maps a SQLite error to what callers act on.
@@ -255,6 +283,34 @@ fn exactly_one(changed: usize, what: &'static str) -> rusqlite::Result<Result<()
 impl Store for EmbeddedStore {
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+
+    fn migrate_tables<'a>(&'a self, tables: &'a Tables) -> BoxFuture<'a, StoreResult<()>> {
+        let steps: Vec<Step> = tables
+            .migrations
+            .iter()
+            .map(|m| (m.version, m.name, migrations::split(m.sqlite)))
+            .collect();
+        let app = tables.app;
+        Box::pin(self.write("migrations", move |c| migrate_plan(c, Some(app), &steps)))
+    }
+
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<SqlValue>,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        let sql = sql.to_owned();
+        Box::pin(self.write(tables::WHAT, move |c| tables::execute(c, &sql, params)))
+    }
+
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<SqlValue>,
+    ) -> BoxFuture<'a, StoreResult<Vec<Row>>> {
+        let sql = sql.to_owned();
+        Box::pin(self.read(tables::WHAT, move |c| tables::query(c, &sql, params)))
     }
 
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
@@ -514,102 +570,4 @@ impl Store for EmbeddedStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn open(dir: &Path) -> EmbeddedStore {
-        smol::block_on(EmbeddedStore::open(dir, &StoreConfig::default())).unwrap()
-    }
-
-    /// Nodes of one machine start together on one folder (`dsf up`); switching a
-    /// new file to WAL mode answered "locked" to all but the first.
-    #[test]
-    fn nodes_opening_one_new_folder_at_once_all_start() {
-        for _ in 0..40 {
-            let dir = tempfile::tempdir().unwrap();
-            let opens: Vec<_> = (0..4)
-                .map(|_| {
-                    let dir = dir.path().to_owned();
-                    std::thread::spawn(move || {
-                        smol::block_on(EmbeddedStore::open(&dir, &StoreConfig::default()))
-                            .map(|_| ())
-                    })
-                })
-                .collect();
-            for open in opens {
-                open.join().unwrap().unwrap();
-            }
-        }
-    }
-
-    #[test]
-    fn crud_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
-        smol::block_on(async {
-            let id = s
-                .blacklist_insert("x'; DROP TABLE blacklist; --", "Bob")
-                .await
-                .unwrap();
-            assert!(id > 0);
-            assert_eq!(
-                s.blacklist_insert("x'; DROP TABLE blacklist; --", "B")
-                    .await,
-                Err(StoreError::Conflict("id_card"))
-            );
-            assert_eq!(
-                s.blacklist_get("x'; DROP TABLE blacklist; --")
-                    .await
-                    .unwrap()
-                    .as_deref(),
-                Some("Bob")
-            );
-            assert_eq!(
-                s.blacklist_update("nope", "x").await,
-                Err(StoreError::NotFound("blacklist entry"))
-            );
-            assert_eq!(
-                s.blacklist_delete("nope").await,
-                Err(StoreError::NotFound("blacklist entry"))
-            );
-            s.blacklist_insert("b2", "100%_x").await.unwrap();
-            s.blacklist_insert("b3", "100abc").await.unwrap();
-            let f = SearchFilter {
-                name_prefix: Some("100%".into()),
-                id_card: None,
-                limit: 10,
-            };
-            let found = s.blacklist_search(&f).await.unwrap();
-            assert_eq!(
-                found,
-                vec![Entry {
-                    id_card: "b2".into(),
-                    name: "100%_x".into()
-                }]
-            );
-            let w = Duration::from_secs(60);
-            assert_eq!(s.login_failure_record("al", w).await.unwrap(), 1);
-            assert_eq!(s.login_failure_record("al", w).await.unwrap(), 2);
-            assert_eq!(s.login_failures("al", w).await.unwrap(), 2);
-            s.login_failures_clear("al").await.unwrap();
-            assert_eq!(s.login_failures("al", w).await.unwrap(), 0);
-        });
-    }
-
-    #[test]
-    fn reopening_applies_migrations_once() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(open(dir.path()));
-        let s = open(dir.path());
-        let uid = smol::block_on(s.create_user("alice", "h")).unwrap();
-        assert_eq!(
-            smol::block_on(s.create_user("alice", "h")),
-            Err(StoreError::Conflict("user name"))
-        );
-        smol::block_on(s.session_create("t", uid, now_ms() + 60_000)).unwrap();
-        let got = smol::block_on(s.session_get("t")).unwrap().unwrap();
-        assert_eq!((got.user_id, got.name.as_str()), (uid, "alice"));
-        smol::block_on(s.session_delete("t")).unwrap();
-        assert_eq!(smol::block_on(s.session_get("t")).unwrap(), None);
-    }
-}
+mod tests;

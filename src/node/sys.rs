@@ -7,6 +7,9 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The `sys.*` operations, all safe to send twice.
+pub const IDEMPOTENT: &[&str] = &["sys.ping", "sys.echo", "sys.sleep"];
+
 /// Longest `sys.sleep` accepted; the request deadline usually ends it sooner.
 const MAX_SLEEP_MS: u64 = 60_000;
 

@@ -1,8 +1,9 @@
 //! `collector.report`: an information collector's sighting, recorded with who
 //! reported it, when and from which source, then checked against the blacklist.
 
-use super::{validate, App, Routes};
+use super::{validate, App};
 use crate::framework::Access;
+use crate::node::Routes;
 use crate::store::NewReport;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
