@@ -22,7 +22,7 @@ dockerTools.buildLayeredImage {
   '';
   config = {
     Entrypoint = ["/bin/dsf"];
-    Cmd = ["up"];
+    Cmd = ["up" "--bind" "0.0.0.0"];
     User = "65532:65532";
     WorkingDir = "/data";
     Env = ["SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt" "DSF__NODE__DATA_DIR=/data"];

@@ -436,20 +436,17 @@ impl Default for BalancerConfig {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// HTTP listener; empty = off.
+    /// HTTP listener; empty (the default) = off, so that a balancer and nodes started
+    /// on one host never contend for one admin port. `dsf up` serves its balancer's
+    /// on [`UP_ADMIN_LISTEN`].
     pub listen: String,
 }
 
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: "127.0.0.1:9100".into(),
-        }
-    }
-}
+/// Where `dsf up` serves its balancer's admin listener unless told otherwise.
+pub const UP_ADMIN_LISTEN: &str = "127.0.0.1:9100";
 
 /// Replaces `inline` with the content of `file` when `file` is set (the file wins).
 fn read_secret(key: &'static str, file: &Path, inline: &mut String) -> Result<(), ConfigError> {

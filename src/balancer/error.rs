@@ -56,7 +56,7 @@ pub enum BalancerError {
         source: UnknownAlgorithm,
     },
     /// A listener could not be bound.
-    #[error("{listener} listener: cannot bind {addr}: {source}")]
+    #[error("{listener} listener {addr}: {source}")]
     Bind {
         /// Which listener.
         listener: &'static str,

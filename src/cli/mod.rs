@@ -92,6 +92,15 @@ pub struct UpArgs {
     /// Data folder shared by the nodes' embedded stores (node.data_dir).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Host the balancer's listeners bind when configured on all interfaces
+    /// (0.0.0.0, the default of `dsf balancer`): a local cluster stays local unless
+    /// asked otherwise, e.g. `--bind 0.0.0.0`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// The balancer's admin HTTP listener (admin.listen; default 127.0.0.1:9100);
+    /// "" turns it off.
+    #[arg(long)]
+    pub admin: Option<String>,
 }
 
 /// `dsf balancer`.
@@ -138,6 +147,12 @@ pub struct ClientArgs {
     /// Give up after this long (e.g. "5s").
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Session token (before or after `call`).
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Routing key (before or after `call`).
+    #[arg(long, global = true)]
+    pub key: Option<String>,
     /// The request.
     #[command(subcommand)]
     pub action: ClientAction,
@@ -154,12 +169,6 @@ pub enum ClientAction {
         /// Request body as a JSON object.
         #[arg(value_name = "BODY_JSON")]
         body: Option<String>,
-        /// Session token.
-        #[arg(long)]
-        token: Option<String>,
-        /// Routing key.
-        #[arg(long)]
-        key: Option<String>,
     },
 }
 
@@ -260,7 +269,9 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             "node.data_dir",
             args.data.as_ref().map(|p| p.display().to_string()),
         )
+        .set_opt("admin.listen", args.admin.clone())
         .load()?;
+    let cfg = up::local(cfg, args.bind, args.admin.is_some());
     let _guard = telemetry::init(&cfg.log)?;
     let (trigger, _) = shutdown::channel();
     shutdown::on_signals(trigger.clone())?;
@@ -281,12 +292,8 @@ fn check_config(file: &std::path::Path) -> i32 {
 }
 
 fn client(args: ClientArgs) -> i32 {
-    let ClientAction::Call {
-        op,
-        body,
-        token,
-        key,
-    } = args.action;
+    let ClientAction::Call { op, body } = args.action;
+    let (token, key) = (args.token, args.key);
     let body = match body
         .as_deref()
         .map(serde_json::from_str::<serde_json::Value>)

@@ -10,10 +10,31 @@
 
 use anyhow::Context as _;
 use dsf::balancer::Balancer;
-use dsf::config::Config;
+use dsf::config::{Config, UP_ADMIN_LISTEN};
 use dsf::runtime::{shutdown, ShutdownTrigger};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// The configuration of a local cluster: balancer listeners configured on every
+/// interface bind `host` instead, and the balancer's admin listener is on
+/// [`UP_ADMIN_LISTEN`] unless `admin_given`, or the configuration names one.
+pub fn local(mut cfg: Config, host: IpAddr, admin_given: bool) -> Config {
+    for addr in [
+        &mut cfg.balancer.registration,
+        &mut cfg.balancer.directory,
+        &mut cfg.balancer.proxy,
+    ] {
+        if let Ok(a) = addr.parse::<SocketAddr>() {
+            if a.ip().is_unspecified() {
+                *addr = SocketAddr::new(host, a.port()).to_string();
+            }
+        }
+    }
+    if !admin_given && cfg.admin.listen.is_empty() {
+        cfg.admin.listen = UP_ADMIN_LISTEN.to_owned();
+    }
+    cfg
+}
 
 /// How long `dsf up` waits for its nodes to register before giving up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
