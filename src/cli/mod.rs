@@ -188,10 +188,24 @@ fn report(r: anyhow::Result<()>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("dsf: {e:#}");
+            eprintln!("dsf: {}", chain(&e));
             1
         }
     }
+}
+
+/// An error and its causes, each named once: a layer whose message already quotes
+/// its cause is not followed by that cause again.
+fn chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 /// Loads configuration for `dsf node` through the documented pipeline.

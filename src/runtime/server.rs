@@ -58,6 +58,11 @@ impl Server {
             io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing")
         })?;
         let count = if opts.reuse_port { rt.threads() } else { 1 };
+        if opts.reuse_port && addr.port() != 0 {
+            // SO_REUSEPORT would let this process share a port another process holds
+            // (the kernel then splits connections between them): make sure nobody does.
+            drop(bind_socket(addr, false)?);
+        }
         let first = bind_socket(addr, opts.reuse_port)?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
