@@ -763,10 +763,38 @@ in {
         dsf-secret = mkIf generateSecret {
           description = "Generate the DSF cluster secret";
           unitConfig.ConditionPathExists = "!${generatedSecret}";
+          # Needs no network and no privilege: systemd itself reads the file (as root)
+          # for the other units' LoadCredential.
           serviceConfig = {
             Type = "oneshot";
+            CapabilityBoundingSet = "";
+            DynamicUser = true;
+            LockPersonality = true;
+            MemoryDenyWriteExecute = true;
+            NoNewPrivileges = true;
+            PrivateDevices = true;
+            PrivateMounts = true;
+            PrivateNetwork = true;
+            PrivateTmp = true;
+            ProcSubset = "pid";
+            ProtectClock = true;
+            ProtectControlGroups = true;
+            ProtectHome = true;
+            ProtectHostname = true;
+            ProtectKernelLogs = true;
+            ProtectKernelModules = true;
+            ProtectKernelTunables = true;
+            ProtectProc = "invisible";
+            ProtectSystem = "strict";
+            RemoveIPC = true;
+            RestrictAddressFamilies = "none";
+            RestrictNamespaces = true;
+            RestrictRealtime = true;
+            RestrictSUIDSGID = true;
             StateDirectory = baseNameOf secretDir;
             StateDirectoryMode = "0700";
+            SystemCallArchitectures = "native";
+            SystemCallFilter = ["@system-service" "~@privileged @resources"];
             UMask = "0077";
           };
           script = ''

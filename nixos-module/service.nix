@@ -82,6 +82,7 @@
       LogsDirectoryMode = lib.mkIf (logsDirectories != []) "0700";
       MemoryDenyWriteExecute = true;
       NoNewPrivileges = true;
+      PrivateMounts = true;
       PrivateDevices = true;
       PrivateTmp = true;
       ProtectClock = true;
