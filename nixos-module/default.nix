@@ -110,7 +110,7 @@
         esac
       done
       umask 0077
-      printf 'DSF__CACHE__REDIS=%s\n' ${lib.concatMapStringsSep "," (redisUrls.withPassword "$enc") urls} > ${redisEnvFile name}
+      printf 'DSF__CACHE__REDIS=%s\n' ${lib.concatMapStringsSep "," (redisUrls.withPassword "enc") urls} > ${redisEnvFile name}
     '';
 
   nodeSettings = name: node:

@@ -40,6 +40,8 @@ in {
     (noAssertions r)
     (expect "the password file is a credential" (lib.elem "redis-password:/run/secrets/dsf-redis-password" s.LoadCredential))
     (expect "ExecStartPre writes the URLs with the password" (lib.length (list (s.ExecStartPre or [])) == 1))
+    (expect "the script puts the encoded password in each URL" (lib.hasInfix "DSF__CACHE__REDIS=%s\\n' redis://:\"$enc\"@cache-1:6379/0,rediss://dsf:\"$enc\"@cache-2:6380/1 > /run/dsf-node-cache/redis.env" (r.preScriptOf "dsf-node-cache")))
+    (expect "the script reads the credential" (lib.hasInfix "$CREDENTIALS_DIRECTORY/redis-password" (r.preScriptOf "dsf-node-cache")))
     (expect "ExecStart reads them from the RuntimeDirectory" (lib.elem "-/run/dsf-node-cache/redis.env" (list (s.EnvironmentFile or [])) && s.RuntimeDirectory or null == "dsf-node-cache"))
     (expect "the settings keep the URLs without a password" (settings.cache.redis == ["redis://cache-1:6379/0" "rediss://dsf@cache-2:6380/1"]))
     (expect "the password file's path is nowhere in the settings" (!lib.hasInfix "dsf-redis-password" (builtins.toJSON settings)))

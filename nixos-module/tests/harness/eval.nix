@@ -17,13 +17,14 @@
   };
   c = eval.config;
 
-  # The settings JSON the fake TOML generator appends after `#` is not part of the path.
+  # What the fake generators append after `#` (settings, script text) is not part of
+  # the path.
   value = v:
     if lib.isBool v
     then lib.boolToString v
     else let
       s = toString v;
-      m = builtins.match "(.*\\.toml)#.*" s;
+      m = builtins.match "(/nix/store/[^#]*)#.*" s;
     in
       if m == null
       then s
@@ -60,6 +61,14 @@ in {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
   inherit (c) warnings;
   rendered = lib.mapAttrs render c.systemd.services;
+  # The text of a unit's first ExecStartPre script.
+  preScriptOf = unit: let
+    pre = c.systemd.services.${unit}.serviceConfig.ExecStartPre;
+    m = builtins.match "[^#]*#(.*)" (lib.head (lib.toList pre));
+  in
+    if m == null
+    then throw "${unit}: no ExecStartPre script"
+    else lib.head m;
   # The settings of a unit, as the module rendered them (with checkConfig = false).
   settingsOf = unit: let
     m = builtins.match ".*\\.toml#(.*)" c.systemd.services.${unit}.serviceConfig.ExecStart;

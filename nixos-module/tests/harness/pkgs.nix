@@ -33,6 +33,7 @@ in {
     # The rendered settings ride along in the path's name, so that checks read them.
     generate = name: value: "${file name}#${builtins.toJSON value}";
   };
-  writeShellScript = name: _text: file name;
+  # Scripts carry their text the same way.
+  writeShellScript = name: text: "${file name}#${text}";
   runCommand = name: _env: _script: file name;
 }
