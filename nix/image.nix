@@ -3,6 +3,7 @@
 {
   dockerTools,
   dsf,
+  lib,
   revision,
   writeTextDir,
 }:
@@ -37,11 +38,14 @@ dockerTools.buildLayeredImage {
     StopSignal = "SIGTERM";
     # No baked-in health check: which one fits depends on the command (node,
     # balancer or up); images/README.md lists them for --health-cmd.
-    Labels = {
-      "org.opencontainers.image.title" = "dsf";
-      "org.opencontainers.image.version" = dsf.version;
-      "org.opencontainers.image.source" = dsf.meta.homepage;
-      "org.opencontainers.image.revision" = revision;
-    };
+    # The source label only when the package names a homepage (Cargo.toml's
+    # `repository`): no placeholder address.
+    Labels =
+      {
+        "org.opencontainers.image.title" = "dsf";
+        "org.opencontainers.image.version" = dsf.version;
+        "org.opencontainers.image.revision" = revision;
+      }
+      // lib.optionalAttrs (dsf.meta ? homepage) {"org.opencontainers.image.source" = dsf.meta.homepage;};
   };
 }

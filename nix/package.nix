@@ -21,11 +21,13 @@ in
     # The test suite starts MariaDB and Redis of its own: it runs as checks.tests.
     doCheck = false;
 
-    meta = {
-      inherit (manifest) description;
-      homepage = manifest.repository;
-      license = with lib.licenses; [mit asl20];
-      mainProgram = "dsf";
-      platforms = lib.platforms.linux;
-    };
+    # No homepage until Cargo.toml names a public repository.
+    meta =
+      {
+        inherit (manifest) description;
+        license = with lib.licenses; [mit asl20];
+        mainProgram = "dsf";
+        platforms = lib.platforms.linux;
+      }
+      // lib.optionalAttrs (manifest ? repository) {homepage = manifest.repository;};
   }

@@ -1,5 +1,6 @@
 # A NixOS VM with services.dsf: three nodes, a balancer, local MariaDB and Redis.
-# Logs in through the balancer's proxy, survives a node stop, and stops cleanly.
+# Logs in through the balancer's proxy, survives a node stop, and stops cleanly;
+# the local Redis is reached over its group's unix socket only.
 {
   module,
   testers,
@@ -42,6 +43,11 @@ testers.runNixOSTest {
     with subtest("hardening: no capabilities, dynamic user"):
         machine.succeed("systemctl show -p CapabilityBoundingSet dsf-node-1 | grep -qx 'CapabilityBoundingSet='")
         machine.succeed("systemctl show -p DynamicUser dsf-node-1 | grep -qx DynamicUser=yes")
+
+    with subtest("the local Redis: a unix socket of group redis-dsf, no TCP port"):
+        machine.succeed("stat -c '%G %a' /run/redis-dsf/redis.sock | grep -qx 'redis-dsf 660'")
+        machine.fail("ss -Htln 'sport = :6379' | grep -q .")
+        machine.succeed("systemctl show -p SupplementaryGroups dsf-node-1 | grep -qx SupplementaryGroups=redis-dsf")
 
     with subtest("register, login and use the blacklist through the balancer"):
         call("user.register", '{"name":"alice","password":"correct horse battery"}')

@@ -23,15 +23,16 @@
   generateSecret = cfg.cluster.secretFile == null && cfg.balancer.enable;
   useSecret = cfg.cluster.secretFile != null || cfg.balancer.enable;
 
-  hostPort = address: port:
-    if lib.hasInfix ":" address
-    then "[${address}]:${toString port}"
-    else "${address}:${toString port}";
-  isLoopback = address: address == "localhost" || lib.hasPrefix "127." address || address == "::1";
+  addr = import ./address.nix {inherit lib;};
+  inherit (addr) hostPort isLoopback;
   inStore = path: path != null && lib.hasPrefix builtins.storeDir (toString path);
 
   localStoreUrl = "mysql://dsf@localhost/${cfg.database.name}?socket=${cfg.database.socket}";
-  localRedisUrl = "redis://127.0.0.1:${toString cfg.redis.port}/0";
+  # The local Redis listens on a unix socket of group redis-dsf (mode 0660), which
+  # the units join: no other local user can reach it.
+  localRedisSocket = "/run/redis-dsf/redis.sock";
+  localRedisUrl = "redis+unix://${localRedisSocket}";
+  localRedisGroup = "redis-dsf";
 
   useMysql = cfg.database.createLocally || cfg.database.url != null;
   nodes = cfg.nodes.instances;
@@ -39,20 +40,78 @@
 
   # Render one process's settings and validate them with the package's own
   # `dsf check-config`, so that a wrong key fails `nixos-rebuild`, not the service.
+  # The check runs cfg.package on the build machine: checkConfig is off by default
+  # when that machine cannot execute the host's binaries (cross builds).
   configFile = name: settings: let
     file = settingsFormat.generate "dsf-${name}.toml" settings;
   in
     if cfg.checkConfig
     then
-      pkgs.runCommand "dsf-${name}-checked.toml" {nativeBuildInputs = [cfg.package];} ''
-        dsf check-config ${file}
+      pkgs.runCommand "dsf-${name}-checked.toml" {} ''
+        ${lib.getExe cfg.package} check-config ${file}
         cp ${file} $out
       ''
     else file;
 
+  # The node's start-up budget: systemd's TimeoutStartSec, and store.startup_timeout
+  # a little below it, so that dsf gives up with its own message (and
+  # Restart=on-failure tries again) before systemd kills it.
+  startupMargin = 10;
+  startupTimeout = "${toString (cfg.nodes.startTimeout - startupMargin)}s";
+
+  redisUrls = import ./redis-url.nix {inherit lib;};
+
   balancerSettings = lib.recursiveUpdate cfg.settings {
     admin.listen = lib.optionalString (cfg.balancer.adminPort != null) (hostPort "127.0.0.1" cfg.balancer.adminPort);
   };
+
+  # Where a process writes outside its StateDirectory: folders under /var/lib or
+  # /var/log become extra State-/LogsDirectory entries (created and owned by systemd
+  # for the dynamic user); any other folder is made writable with ReadWritePaths and
+  # must exist, writable by the unit.
+  writable = stateDir: settings: let
+    dirs =
+      lib.optional ((settings.log.dir or "") != "") (toString settings.log.dir)
+      ++ lib.optional ((settings.node.data_dir or "") != "" && toString settings.node.data_dir != "/var/lib/${stateDir}") (toString settings.node.data_dir);
+    under = prefix: d: lib.hasPrefix prefix d && d != lib.removeSuffix "/" prefix;
+    strip = prefix: d: lib.removeSuffix "/" (lib.removePrefix prefix d);
+  in {
+    stateDirectories = [stateDir] ++ map (strip "/var/lib/") (lib.filter (under "/var/lib/") dirs);
+    logsDirectories = map (strip "/var/log/") (lib.filter (under "/var/log/") dirs);
+    readWritePaths = lib.filter (d: !(under "/var/lib/" d || under "/var/log/" d)) dirs;
+  };
+
+  # What a unit reaches over the network beyond this host: such a unit waits for
+  # network-online.target, not only network.target.
+  nodeNeedsNetwork = settings:
+    lib.any (u: !addr.urlIsLocal u) (lib.filter (u: u != "") ([(settings.store.url or "")] ++ (settings.cache.redis or [])))
+    || ((settings.node.register or "") != "" && !isLoopback (addr.hostOf settings.node.register))
+    || addr.needsConfiguredAddress (addr.hostOf settings.node.listen);
+  balancerNeedsNetwork =
+    ((balancerSettings.balancer.redis or "") != "" && !addr.urlIsLocal balancerSettings.balancer.redis)
+    || addr.needsConfiguredAddress cfg.balancer.listenAddress;
+
+  # With redis.passwordFile, the Redis URLs are completed at start: ExecStartPre
+  # reads the credential and writes DSF__CACHE__REDIS (the URLs with the password,
+  # percent-encoded) to an environment file in the unit's RuntimeDirectory, which
+  # systemd reads for ExecStart. The password never enters the Nix store.
+  redisEnvFile = name: "/run/dsf-${name}/redis.env";
+  redisEnvScript = name: urls:
+    pkgs.writeShellScript "dsf-${name}-redis-env" ''
+      set -eu
+      LC_ALL=C
+      pw=$(< "$CREDENTIALS_DIRECTORY/redis-password")
+      enc=
+      for ((i = 0; i < ''${#pw}; i++)); do
+        c=''${pw:i:1}
+        case $c in
+          [A-Za-z0-9._~-]) enc+=$c ;;
+          *) printf -v h '%%%02X' "'$c"; enc+=$h ;;
+        esac
+      done
+      umask 0077
+      printf 'DSF__CACHE__REDIS=%s\n' ${lib.concatMapStringsSep "," (redisUrls.withPassword "enc") urls} > ${redisEnvFile name}
+    '';
 
   nodeSettings = name: node:
     lib.recursiveUpdate (lib.recursiveUpdate cfg.settings {
@@ -77,6 +136,55 @@
   duplicatePorts = lib.unique (lib.filter (p: lib.count (q: q == p) allPorts > 1) allPorts);
 
   service = import ./service.nix {inherit cfg lib secretFile useSecret;};
+
+  # Every process's rendered settings, for the checks that look for secrets in them.
+  allSettings = lib.optional cfg.balancer.enable balancerSettings ++ lib.mapAttrsToList nodeSettings nodes;
+
+  nodeUnit = name: node: let
+    settings = nodeSettings name node;
+    urls = settings.cache.redis or [];
+    redisPassword = cfg.redis.passwordFile != null && urls != [];
+  in
+    service.unit ({
+        name = "node-${name}";
+        description = "DSF node ${name}";
+        command = "node";
+        config = configFile "node-${name}" settings;
+        after =
+          lib.optional cfg.balancer.enable "dsf-balancer.service"
+          ++ lib.optional generateSecret "dsf-secret.service"
+          ++ lib.optional cfg.database.createLocally "mysql.service"
+          ++ lib.optional cfg.redis.createLocally "redis-dsf.service";
+        requires =
+          lib.optional generateSecret "dsf-secret.service"
+          ++ lib.optional cfg.database.createLocally "mysql.service"
+          ++ lib.optional cfg.redis.createLocally "redis-dsf.service";
+        wants = lib.optional cfg.balancer.enable "dsf-balancer.service";
+        network = nodeNeedsNetwork settings;
+        ports = [node.port] ++ lib.optional (node.adminPort != null) node.adminPort;
+        timeoutStart = cfg.nodes.startTimeout;
+        groups = lib.optional cfg.redis.createLocally localRedisGroup;
+        credentials = lib.optional redisPassword "redis-password:${toString cfg.redis.passwordFile}";
+        execStartPre = lib.optional redisPassword (redisEnvScript "node-${name}" urls);
+        # "-": ExecStartPre itself starts before the file exists.
+        environmentFiles = lib.optional redisPassword "-${redisEnvFile "node-${name}"}";
+        runtimeDirectory = redisPassword;
+      }
+      // writable "dsf-node-${name}" settings);
+
+  # One static scrape target per admin listener, labelled with its process.
+  adminTargets =
+    lib.optional (cfg.balancer.enable && cfg.balancer.adminPort != null) {
+      targets = [(hostPort "127.0.0.1" cfg.balancer.adminPort)];
+      labels.process = "balancer";
+    }
+    ++ lib.concatLists (lib.mapAttrsToList (name: n:
+      lib.optional (n.adminPort != null) {
+        targets = [(hostPort "127.0.0.1" n.adminPort)];
+        labels.process = "node-${name}";
+      })
+    nodes);
+  alertRules = ../monitoring/alerts.yaml;
 
   nodeModule = {
     options = {
@@ -169,8 +277,13 @@ in {
 
     checkConfig = mkOption {
       type = types.bool;
-      default = true;
-      description = "Validate each generated configuration file at build time with `dsf check-config`.";
+      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
+      description = ''
+        Validate each generated configuration file at build time with `dsf check-config`
+        of {option}`package`. That runs the host's binary on the build machine, so it is
+        off by default when cross-compiling to a machine the build machine cannot execute.
+      '';
     };
 
     environmentFile = mkOption {
@@ -187,7 +300,30 @@ in {
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open the balancer's ports, and the ports of nodes that listen on a non-loopback address.";
+      description = ''
+        Open the ports of the processes that listen on a non-loopback address: the
+        balancer's three ports when {option}`balancer.listenAddress` is not loopback,
+        and each node's port when its `listenAddress` is not. Admin listeners bind
+        127.0.0.1 and are never opened.
+      '';
+    };
+
+    prometheus = {
+      enable = lib.mkEnableOption ''
+        a scrape job for every admin listener of this host (`/metrics` of the balancer and
+        of each node, on 127.0.0.1) in {option}`services.prometheus.scrapeConfigs`, and the
+        alert rules of `monitoring/alerts.yaml` in {option}`services.prometheus.ruleFiles`.
+        Processes whose admin port is `null` are not scraped'';
+      jobName = mkOption {
+        type = types.str;
+        default = "dsf";
+        description = "`job_name` of the scrape configuration.";
+      };
+      alertRules = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Add the repository's `monitoring/alerts.yaml` (when present) to {option}`services.prometheus.ruleFiles`.";
+      };
     };
 
     cluster.secretFile = mkOption {
@@ -258,8 +394,8 @@ in {
         default = 1;
         description = ''
           Number of identical nodes, named `1`…`count` (units `dsf-node-<n>.service`),
-          listening on consecutive ports from {option}`basePort`. Ignored when
-          {option}`instances` is set.
+          listening on consecutive ports from {option}`basePort`. Setting both this and
+          {option}`instances` is an error: use one or the other.
         '';
       };
       basePort = mkOption {
@@ -288,11 +424,24 @@ in {
         type = types.nullOr types.str;
         default =
           if cfg.balancer.enable
-          then hostPort (lib.replaceStrings ["0.0.0.0" "::"] ["127.0.0.1" "::1"] cfg.balancer.listenAddress) cfg.balancer.ports.registration
+          then hostPort (addr.localAddress cfg.balancer.listenAddress) cfg.balancer.ports.registration
           else null;
-        defaultText = literalExpression "the local balancer's registration address when it is enabled, else null";
+        defaultText = literalExpression "the local balancer's registration address when it is enabled (a wildcard listen address is reached over loopback), else null";
         example = "lb.example.org:6200";
         description = "Balancer registration address the nodes register with; `null` = do not register.";
+      };
+      startTimeout = mkOption {
+        type = types.ints.between 20 86400;
+        default = 300;
+        example = 900;
+        description = ''
+          Seconds a node may take to start, waiting for its database included: the
+          units' `TimeoutStartSec`. With MySQL the settings get
+          `store.startup_timeout` ${toString startupMargin} s shorter, so that dsf gives up
+          with its own error first and `Restart=on-failure` starts it again, instead
+          of systemd killing it. If you set `store.startup_timeout` yourself, keep it
+          below this.
+        '';
       };
     };
 
@@ -309,7 +458,10 @@ in {
       name = mkOption {
         type = types.str;
         default = "dsf";
-        description = "Database name.";
+        description = ''
+          Name of the local database (with {option}`createLocally`): letters, digits and
+          `_` only, since services.mysql grants on it unquoted.
+        '';
       };
       socket = mkOption {
         type = types.path;
@@ -349,15 +501,35 @@ in {
         description = "Provision a local Redis (`services.redis.servers.dsf`) as the shared cache.";
       };
       port = mkOption {
-        type = types.port;
-        default = 6379;
-        description = "Port of the local Redis server (on 127.0.0.1).";
+        type = types.nullOr types.port;
+        default = null;
+        example = 6379;
+        description = ''
+          The local Redis always listens on the unix socket `${localRedisSocket}` (group
+          `${localRedisGroup}`, mode 0660), which the nodes use. A port here makes it also
+          listen on 127.0.0.1, for other local clients; set {option}`passwordFile` then,
+          since any local user can reach a TCP port.
+        '';
       };
       urls = mkOption {
         type = types.listOf types.str;
         default = [];
-        example = ["redis://cache-1:6379/0" "redis://cache-2:6379/0"];
-        description = "External Redis URLs (sharded by consistent hashing); empty = in-process cache.";
+        example = ["redis://cache-1:6379/0" "rediss://cache-2:6380/0"];
+        description = ''
+          External Redis URLs (sharded by consistent hashing); empty = in-process cache.
+          Without a password: see {option}`passwordFile`.
+        '';
+      };
+      passwordFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = "/run/secrets/dsf-redis-password";
+        description = ''
+          File holding the Redis password, kept out of the Nix store: handed to the nodes
+          as a systemd credential and added to every Redis URL when the unit starts
+          (percent-encoded). With {option}`createLocally`, also the local Redis's
+          `requirepass`.
+        '';
       };
       cluster = mkOption {
         type = types.bool;
@@ -389,6 +561,9 @@ in {
       instancesSet = options.services.dsf.nodes.instances.highestPrio < (mkDefault null).priority;
       badNames = lib.filter (n: builtins.match "[A-Za-z0-9_.-]+" n == null) (lib.attrNames nodes);
       poolInverted = lib.filter (n: nodes.${n}.pool.min > nodes.${n}.pool.max) (lib.attrNames nodes);
+      storeUrls = lib.unique (lib.filter (u: u != "") (map (s: s.store.url or "") allSettings));
+      redisUrlsInSettings = lib.unique (lib.concatMap (s: (s.cache.redis or []) ++ lib.optional ((s.balancer.redis or "") != "") s.balancer.redis) allSettings);
+      inlinePasswords = lib.filter (s: (s.store.password or "") != "") allSettings;
     in [
       {
         assertion = !(countSet && instancesSet);
@@ -415,6 +590,10 @@ in {
         message = "services.dsf.database: createLocally = true provisions the database itself; remove database.url, or set createLocally = false to use the external database.";
       }
       {
+        assertion = !cfg.database.createLocally || builtins.match "[A-Za-z0-9_]{1,64}" cfg.database.name != null;
+        message = "services.dsf.database.name = \"${cfg.database.name}\" cannot be used: services.mysql grants on `${cfg.database.name}.*` unquoted, so MySQL rejects any character but letters, digits and '_' (at most 64); use for example \"${lib.replaceStrings ["-" "." " "] ["_" "_" "_"] cfg.database.name}\".";
+      }
+      {
         assertion = !(cfg.database.createLocally && cfg.database.passwordFile != null);
         message = "services.dsf.database: the local database uses unix-socket authentication and needs no password; remove database.passwordFile.";
       }
@@ -423,12 +602,24 @@ in {
         message = "services.dsf.database.passwordFile is set but database.url is not; set database.url = \"mysql://USER@HOST:3306/dsf\".";
       }
       {
-        assertion = cfg.database.url == null || builtins.match "[a-z]+://[^/@]*:[^/@]*@.*" cfg.database.url == null;
-        message = "services.dsf.database.url contains a password, which would land in the world-readable Nix store; remove it from the URL and put it in a file named by services.dsf.database.passwordFile.";
+        assertion = lib.all (u: !redisUrls.hasPassword u) storeUrls;
+        message = "services.dsf: the database URL ${lib.concatMapStringsSep ", " redisUrls.redact (lib.filter redisUrls.hasPassword storeUrls)} (database.url or settings.store.url) contains a password, which would land in the world-readable Nix store; remove it from the URL and put it in a file named by services.dsf.database.passwordFile.";
+      }
+      {
+        assertion = inlinePasswords == [];
+        message = "services.dsf: settings.store.password would land in the world-readable Nix store; remove it and put the password in a file named by services.dsf.database.passwordFile.";
+      }
+      {
+        assertion = lib.all (u: !redisUrls.hasPassword u) redisUrlsInSettings;
+        message = "services.dsf: the Redis URL(s) ${lib.concatMapStringsSep ", " redisUrls.redact (lib.filter redisUrls.hasPassword redisUrlsInSettings)} (redis.urls, settings.cache.redis or settings.balancer.redis) contain a password, which would land in the world-readable Nix store; remove it (`redis://:…@`, `?pass=`, `?password=`) and put it in a file named by services.dsf.redis.passwordFile.";
       }
       {
         assertion = !(cfg.redis.createLocally && cfg.redis.urls != []);
         message = "services.dsf.redis: createLocally = true runs Redis here; remove redis.urls, or set createLocally = false to use them.";
+      }
+      {
+        assertion = cfg.redis.passwordFile == null || cfg.redis.createLocally || cfg.redis.urls != [];
+        message = "services.dsf.redis.passwordFile is set but no Redis is used; set redis.urls = [ \"redis://HOST:6379/0\" ] or redis.createLocally = true, or remove redis.passwordFile.";
       }
       {
         assertion = !cfg.redis.cluster;
@@ -439,12 +630,16 @@ in {
         message = "services.dsf.settings.cluster.secret would land in the world-readable Nix store; put the secret in a file and set services.dsf.cluster.secretFile instead.";
       }
       {
-        assertion = !(lib.any inStore [cfg.cluster.secretFile cfg.database.passwordFile cfg.environmentFile]);
-        message = "services.dsf: cluster.secretFile, database.passwordFile and environmentFile must not point into the Nix store (everyone can read it); give them as strings like \"/run/secrets/dsf\".";
+        assertion = !(lib.any inStore [cfg.cluster.secretFile cfg.database.passwordFile cfg.redis.passwordFile cfg.environmentFile]);
+        message = "services.dsf: cluster.secretFile, database.passwordFile, redis.passwordFile and environmentFile must not point into the Nix store (everyone can read it); give them as strings like \"/run/secrets/dsf\".";
       }
       {
         assertion = cfg.balancer.enable || nodes == {} || cfg.nodes.register == null || cfg.cluster.secretFile != null || cfg.environmentFile != null;
         message = "services.dsf: the nodes register with a remote balancer but have no cluster secret; set services.dsf.cluster.secretFile to a file holding that balancer's secret.";
+      }
+      {
+        assertion = !cfg.prometheus.enable || adminTargets != [];
+        message = "services.dsf.prometheus.enable: no process has an admin listener to scrape; set services.dsf.balancer.adminPort or services.dsf.nodes.adminBasePort (or a node's adminPort).";
       }
     ];
 
@@ -452,7 +647,13 @@ in {
       lib.optional (!useMysql && lib.length (lib.attrNames nodes) > 1)
       "services.dsf: ${toString (lib.length (lib.attrNames nodes))} nodes with embedded stores do not share users, sessions or the blacklist; set services.dsf.database.createLocally = true or services.dsf.database.url."
       ++ lib.optional (cfg.nodes.register == null && nodes != {})
-      "services.dsf: nodes.register is null, so no balancer will send work to the nodes.";
+      "services.dsf: nodes.register is null, so no balancer will send work to the nodes."
+      ++ lib.optional (cfg.redis.createLocally && cfg.redis.port != null && cfg.redis.passwordFile == null)
+      "services.dsf.redis.port: the local Redis also listens on 127.0.0.1:${toString cfg.redis.port} without a password, so every local user can read and change the cache; set services.dsf.redis.passwordFile, or redis.port = null (the nodes use the unix socket)."
+      ++ lib.optional (cfg.prometheus.enable && !(config.services.prometheus.enable or false))
+      "services.dsf.prometheus.enable adds scrape targets to services.prometheus, which is not enabled on this host; set services.prometheus.enable = true."
+      ++ lib.optional (cfg.openFirewall && cfg.balancer.enable && isLoopback cfg.balancer.listenAddress)
+      "services.dsf.openFirewall: the balancer listens on ${cfg.balancer.listenAddress} (loopback), so its ports stay closed; set services.dsf.balancer.listenAddress = \"0.0.0.0\" to serve other hosts.";
 
     services.dsf.nodes.instances = mkDefault (lib.listToAttrs (lib.genList (i: {
         name = toString (i + 1);
@@ -467,11 +668,14 @@ in {
       cfg.nodes.count));
 
     services.dsf.settings = {
-      store.url = mkIf useMysql (mkDefault (
-        if cfg.database.createLocally
-        then localStoreUrl
-        else cfg.database.url
-      ));
+      store = mkIf useMysql {
+        url = mkDefault (
+          if cfg.database.createLocally
+          then localStoreUrl
+          else cfg.database.url
+        );
+        startup_timeout = mkDefault startupTimeout;
+      };
       cache = {
         redis = mkDefault (
           if cfg.redis.createLocally
@@ -504,16 +708,35 @@ in {
       ];
     };
 
+    # As nixpkgs' nextcloud and paperless do: a unix socket of the server's group,
+    # which the DSF units join (SupplementaryGroups), and TCP only on request.
     services.redis.servers.dsf = mkIf cfg.redis.createLocally {
       enable = true;
+      unixSocket = localRedisSocket;
+      unixSocketPerm = 660;
       bind = "127.0.0.1";
-      inherit (cfg.redis) port;
+      port =
+        if cfg.redis.port == null
+        then 0
+        else cfg.redis.port;
+      requirePassFile = mkIf (cfg.redis.passwordFile != null) cfg.redis.passwordFile;
+    };
+
+    services.prometheus = mkIf cfg.prometheus.enable {
+      scrapeConfigs = [
+        {
+          job_name = cfg.prometheus.jobName;
+          metrics_path = "/metrics";
+          static_configs = adminTargets;
+        }
+      ];
+      ruleFiles = lib.optional (cfg.prometheus.alertRules && builtins.pathExists alertRules) alertRules;
     };
 
     environment.systemPackages = [cfg.package];
 
     networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (
-      lib.optionals cfg.balancer.enable (lib.attrValues cfg.balancer.ports)
+      lib.optionals (cfg.balancer.enable && !isLoopback cfg.balancer.listenAddress) (lib.attrValues cfg.balancer.ports)
       ++ lib.concatMap (n: lib.optional (!isLoopback n.listenAddress) n.port) (lib.attrValues nodes)
     );
 
@@ -524,24 +747,54 @@ in {
 
     systemd.services =
       {
-        dsf-balancer = mkIf cfg.balancer.enable (service.unit {
-          name = "balancer";
-          description = "DSF balancer";
-          command = "balancer";
-          config = configFile "balancer" balancerSettings;
-          after = lib.optional generateSecret "dsf-secret.service";
-          requires = lib.optional generateSecret "dsf-secret.service";
-          before = nodeUnits;
-          ports = lib.attrValues cfg.balancer.ports;
-        });
+        dsf-balancer = mkIf cfg.balancer.enable (service.unit ({
+            name = "balancer";
+            description = "DSF balancer";
+            command = "balancer";
+            config = configFile "balancer" balancerSettings;
+            after = lib.optional generateSecret "dsf-secret.service";
+            requires = lib.optional generateSecret "dsf-secret.service";
+            before = nodeUnits;
+            network = balancerNeedsNetwork;
+            ports = lib.attrValues cfg.balancer.ports ++ lib.optional (cfg.balancer.adminPort != null) cfg.balancer.adminPort;
+          }
+          // writable "dsf-balancer" balancerSettings));
 
         dsf-secret = mkIf generateSecret {
           description = "Generate the DSF cluster secret";
           unitConfig.ConditionPathExists = "!${generatedSecret}";
+          # Needs no network and no privilege: systemd itself reads the file (as root)
+          # for the other units' LoadCredential.
           serviceConfig = {
             Type = "oneshot";
+            CapabilityBoundingSet = "";
+            DynamicUser = true;
+            LockPersonality = true;
+            MemoryDenyWriteExecute = true;
+            NoNewPrivileges = true;
+            PrivateDevices = true;
+            PrivateMounts = true;
+            PrivateNetwork = true;
+            PrivateTmp = true;
+            ProcSubset = "pid";
+            ProtectClock = true;
+            ProtectControlGroups = true;
+            ProtectHome = true;
+            ProtectHostname = true;
+            ProtectKernelLogs = true;
+            ProtectKernelModules = true;
+            ProtectKernelTunables = true;
+            ProtectProc = "invisible";
+            ProtectSystem = "strict";
+            RemoveIPC = true;
+            RestrictAddressFamilies = "none";
+            RestrictNamespaces = true;
+            RestrictRealtime = true;
+            RestrictSUIDSGID = true;
             StateDirectory = baseNameOf secretDir;
             StateDirectoryMode = "0700";
+            SystemCallArchitectures = "native";
+            SystemCallFilter = ["@system-service" "~@privileged @resources"];
             UMask = "0077";
           };
           script = ''
@@ -550,24 +803,6 @@ in {
           '';
         };
       }
-      // lib.mapAttrs' (name: node:
-        lib.nameValuePair "dsf-node-${name}" (service.unit {
-          name = "node-${name}";
-          description = "DSF node ${name}";
-          command = "node";
-          config = configFile "node-${name}" (nodeSettings name node);
-          after =
-            lib.optional cfg.balancer.enable "dsf-balancer.service"
-            ++ lib.optional generateSecret "dsf-secret.service"
-            ++ lib.optional cfg.database.createLocally "mysql.service"
-            ++ lib.optional cfg.redis.createLocally "redis-dsf.service";
-          requires =
-            lib.optional generateSecret "dsf-secret.service"
-            ++ lib.optional cfg.database.createLocally "mysql.service"
-            ++ lib.optional cfg.redis.createLocally "redis-dsf.service";
-          wants = lib.optional cfg.balancer.enable "dsf-balancer.service";
-          ports = [node.port];
-        }))
-      nodes;
+      // lib.mapAttrs' (name: node: lib.nameValuePair "dsf-node-${name}" (nodeUnit name node)) nodes;
   };
 }

@@ -15,12 +15,28 @@
     before ? [],
     requires ? [],
     wants ? [],
+    # Whether the process reaches other hosts (or binds a configured address).
+    network ? false,
     ports ? [],
+    timeoutStart ? null,
+    # Extra groups (the local Redis socket's).
+    groups ? [],
+    # Extra "id:path" credentials, ExecStartPre commands and environment files.
+    credentials ? [],
+    execStartPre ? [],
+    environmentFiles ? [],
+    runtimeDirectory ? false,
+    stateDirectories ? ["dsf-${name}"],
+    logsDirectories ? [],
+    readWritePaths ? [],
   }: let
     lowPort = lib.any (p: p < 1024) ports;
+    online = lib.optional network "network-online.target";
+    envFiles = lib.optional (cfg.environmentFile != null) (toString cfg.environmentFile) ++ environmentFiles;
   in {
-    inherit description before requires wants;
-    after = ["network.target"] ++ after;
+    inherit description before requires;
+    after = ["network.target"] ++ online ++ after;
+    wants = online ++ wants;
     wantedBy = ["dsf.target"];
     partOf = ["dsf.target"];
 
@@ -33,22 +49,27 @@
     serviceConfig = {
       Type = "notify";
       NotifyAccess = "main";
+      ExecStartPre = lib.mkIf (execStartPre != []) execStartPre;
       ExecStart = "${lib.getExe cfg.package} ${command} --config ${config}";
-      EnvironmentFile = lib.mkIf (cfg.environmentFile != null) (toString cfg.environmentFile);
+      EnvironmentFile = lib.mkIf (envFiles != []) envFiles;
       LoadCredential =
         lib.optional useSecret "cluster-secret:${secretFile}"
-        ++ lib.optional (cfg.database.passwordFile != null) "db-password:${toString cfg.database.passwordFile}";
+        ++ lib.optional (cfg.database.passwordFile != null) "db-password:${toString cfg.database.passwordFile}"
+        ++ credentials;
       Restart = "on-failure";
       RestartSec = "2s";
+      TimeoutStartSec = lib.mkIf (timeoutStart != null) "${toString timeoutStart}s";
       # dsf drains on SIGTERM for limits.drain_timeout (10 s by default).
       TimeoutStopSec = "30s";
       LimitNOFILE = 65536;
       User = "dsf";
       Group = "dsf";
+      SupplementaryGroups = lib.mkIf (groups != []) groups;
       WorkingDirectory = "%S/dsf-${name}";
 
-      # Hardening, alphabetised. The unix socket family carries sd_notify and the
-      # local MySQL connection.
+      # Hardening, alphabetised. The unix socket family carries sd_notify, the local
+      # MySQL and the local Redis connections. A port below 1024 (a listener or an
+      # admin port) needs CAP_NET_BIND_SERVICE, and nothing else is granted.
       AmbientCapabilities = lib.mkIf lowPort ["CAP_NET_BIND_SERVICE"];
       CapabilityBoundingSet =
         if lowPort
@@ -57,8 +78,11 @@
       DevicePolicy = "closed";
       DynamicUser = true;
       LockPersonality = true;
+      LogsDirectory = lib.mkIf (logsDirectories != []) logsDirectories;
+      LogsDirectoryMode = lib.mkIf (logsDirectories != []) "0700";
       MemoryDenyWriteExecute = true;
       NoNewPrivileges = true;
+      PrivateMounts = true;
       PrivateDevices = true;
       PrivateTmp = true;
       ProtectClock = true;
@@ -70,12 +94,15 @@
       ProtectKernelTunables = true;
       ProtectProc = "invisible";
       ProtectSystem = "strict";
+      ReadWritePaths = lib.mkIf (readWritePaths != []) readWritePaths;
       RemoveIPC = true;
       RestrictAddressFamilies = ["AF_INET" "AF_INET6" "AF_UNIX"];
       RestrictNamespaces = true;
       RestrictRealtime = true;
       RestrictSUIDSGID = true;
-      StateDirectory = "dsf-${name}";
+      RuntimeDirectory = lib.mkIf runtimeDirectory "dsf-${name}";
+      RuntimeDirectoryMode = lib.mkIf runtimeDirectory "0700";
+      StateDirectory = stateDirectories;
       StateDirectoryMode = "0700";
       SystemCallArchitectures = "native";
       SystemCallFilter = ["@system-service" "~@privileged"];

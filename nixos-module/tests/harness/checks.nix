@@ -1,0 +1,131 @@
+# What each configuration in ../ must evaluate to. Each entry: `check`, from the
+# evaluation (./eval.nix) to a list of { what; ok; }, and optionally `hostSystem`.
+# The defect tests (named after issue 17's items) all failed on the module before
+# that issue's fixes.
+{lib}: let
+  expect = what: ok: {inherit what ok;};
+  asserts = r: text: lib.any (lib.hasInfix text) r.failedAssertions;
+  noAssertions = r: expect "no failed assertions (${lib.concatStringsSep " | " r.failedAssertions})" (r.failedAssertions == []);
+  sc = r: unit: r.units.${unit}.serviceConfig;
+  nodeUnits = r: lib.filter (lib.hasPrefix "dsf-node-") (lib.attrNames r.units);
+  allNodes = r: f: nodeUnits r != [] && lib.all f (nodeUnits r);
+  list = v:
+    if lib.isList v
+    then v
+    else [v];
+in {
+  bad.check = r: [
+    (expect "at least six failed assertions" (lib.length r.failedAssertions >= 6))
+  ];
+
+  cluster.check = r: [(noAssertions r)];
+  external.check = r: [(noAssertions r)];
+  settings.check = r: [(noAssertions r)];
+
+  redis-socket.check = r: let
+    redis = r.config.services.redis.servers.dsf;
+  in [
+    (noAssertions r)
+    (expect "the local Redis has no TCP listener (port 0)" (redis.port == 0))
+    (expect "the local Redis listens on /run/redis-dsf/redis.sock, mode 0660" (redis.unixSocket or null == "/run/redis-dsf/redis.sock" && redis.unixSocketPerm or null == 660))
+    (expect "nodes use the socket URL" (allNodes r (u: (r.settingsOf u).cache.redis == ["redis+unix:///run/redis-dsf/redis.sock"])))
+    (expect "nodes join the socket's group redis-dsf" (allNodes r (u: (sc r u).SupplementaryGroups or [] == ["redis-dsf"])))
+    (expect "nodes start after redis-dsf.service" (allNodes r (u: lib.elem "redis-dsf.service" r.units.${u}.after)))
+  ];
+
+  redis-password.check = r: let
+    s = sc r "dsf-node-cache";
+    settings = r.settingsOf "dsf-node-cache";
+  in [
+    (noAssertions r)
+    (expect "the password file is a credential" (lib.elem "redis-password:/run/secrets/dsf-redis-password" s.LoadCredential))
+    (expect "ExecStartPre writes the URLs with the password" (lib.length (list (s.ExecStartPre or [])) == 1))
+    (expect "the script puts the encoded password in each URL" (lib.hasInfix "DSF__CACHE__REDIS=%s\\n' redis://:\"$enc\"@cache-1:6379/0,rediss://dsf:\"$enc\"@cache-2:6380/1 > /run/dsf-node-cache/redis.env" (r.preScriptOf "dsf-node-cache")))
+    (expect "the script reads the credential" (lib.hasInfix "$CREDENTIALS_DIRECTORY/redis-password" (r.preScriptOf "dsf-node-cache")))
+    (expect "ExecStart reads them from the RuntimeDirectory" (lib.elem "-/run/dsf-node-cache/redis.env" (list (s.EnvironmentFile or [])) && s.RuntimeDirectory or null == "dsf-node-cache"))
+    (expect "the settings keep the URLs without a password" (settings.cache.redis == ["redis://cache-1:6379/0" "rediss://dsf@cache-2:6380/1"]))
+    (expect "the password file's path is nowhere in the settings" (!lib.hasInfix "dsf-redis-password" (builtins.toJSON settings)))
+  ];
+
+  secrets-in-store.check = r: [
+    (expect "a password in a Redis URL is refused" (asserts r "Redis URL(s) redis://cache-1:6379/0, unix:///run/redis/redis.sock, redis://cache-1:6379/2"))
+    (expect "the refusal names redis.passwordFile" (asserts r "services.dsf.redis.passwordFile"))
+    (expect "a password in the store URL is refused" (asserts r "database URL mysql://db.example.org:3306/dsf"))
+    (expect "settings.store.password is refused" (asserts r "settings.store.password"))
+    (expect "no message shows the password" (!lib.any (lib.hasInfix "hunter2") r.failedAssertions))
+  ];
+
+  ipv6.check = r: [
+    (noAssertions r)
+    (expect "the node registers at [2001:db8::5]:6200" ((r.settingsOf "dsf-node-1").node.register == "[2001:db8::5]:6200"))
+    (expect "the balancer listens on [2001:db8::5]:6200" ((r.settingsOf "dsf-balancer").balancer.registration == "[2001:db8::5]:6200"))
+    (expect "binding that address waits for network-online.target" (lib.elem "network-online.target" r.units.dsf-balancer.after))
+  ];
+
+  database-name.check = r: [
+    (expect "database.name = \"dsf-prod\" is refused with a name that works" (asserts r "use for example \"dsf_prod\""))
+  ];
+
+  network-online.check = r: let
+    u = r.units.dsf-node-1;
+  in [
+    (noAssertions r)
+    (expect "the node wants network-online.target" (lib.elem "network-online.target" u.wants))
+    (expect "the node starts after network-online.target" (lib.elem "network-online.target" u.after))
+  ];
+
+  start-timeout.check = r: let
+    s = sc r "dsf-node-1";
+    settings = r.settingsOf "dsf-node-1";
+  in [
+    (noAssertions r)
+    (expect "the node has TimeoutStartSec=300s" (s.TimeoutStartSec or null == "300s"))
+    (expect "dsf gives up on the database 10 s before that" (settings.store.startup_timeout or null == "290s"))
+  ];
+
+  cross = {
+    hostSystem = "aarch64-linux";
+    check = r: [
+      (noAssertions r)
+      (expect "checkConfig is off by default" (!r.config.services.dsf.checkConfig))
+      (expect "no check-config derivation runs the aarch64 dsf" (!lib.hasInfix "-checked.toml" (sc r "dsf-node-1").ExecStart))
+    ];
+  };
+
+  firewall.check = r: let
+    open = r.config.networking.firewall.allowedTCPPorts;
+  in [
+    (noAssertions r)
+    (expect "the node on 0.0.0.0 is open" (lib.elem 7001 open))
+    (expect "the node on loopback is closed" (!lib.elem 7002 open))
+    (expect "the balancer on loopback is closed" (!lib.any (p: lib.elem p open) [6200 6300 6400]))
+  ];
+
+  low-admin-port.check = r: [
+    (noAssertions r)
+    (expect "the balancer (admin 910) may bind it" ((sc r "dsf-balancer").CapabilityBoundingSet == ["CAP_NET_BIND_SERVICE"] && (sc r "dsf-balancer").AmbientCapabilities or [] == ["CAP_NET_BIND_SERVICE"]))
+    (expect "the node (admin 911) may bind it" ((sc r "dsf-node-a").CapabilityBoundingSet == ["CAP_NET_BIND_SERVICE"] && (sc r "dsf-node-a").AmbientCapabilities or [] == ["CAP_NET_BIND_SERVICE"]))
+  ];
+
+  count-and-instances.check = r: [
+    (expect "setting both is refused" (asserts r "set either nodes.count"))
+    (expect "nodes.count's description does not say it is ignored" (!lib.hasInfix "Ignored" r.options.services.dsf.nodes.count.description))
+  ];
+
+  writable-dirs.check = r: [
+    (noAssertions r)
+    (expect "log.dir under /var/log is a LogsDirectory of every unit" (lib.all (u: (sc r u).LogsDirectory or [] == ["dsf"]) (["dsf-balancer"] ++ nodeUnits r)))
+    (expect "a data_dir outside /var is a ReadWritePaths entry" ((sc r "dsf-node-a").ReadWritePaths or [] == ["/srv/dsf-a"]))
+    (expect "a data_dir under /var/lib is an extra StateDirectory" ((sc r "dsf-node-b").StateDirectory == ["dsf-node-b" "dsf-data/b"]))
+  ];
+
+  prometheus.check = r: let
+    p = r.config.services.prometheus;
+    job = lib.head p.scrapeConfigs;
+  in [
+    (noAssertions r)
+    (expect "one scrape job named dsf" (lib.length p.scrapeConfigs == 1 && job.job_name == "dsf"))
+    (expect "targets: the balancer's and both nodes' admin listeners" (lib.concatMap (t: t.targets) job.static_configs == ["127.0.0.1:9100" "127.0.0.1:9101" "127.0.0.1:9102"]))
+    (expect "each target is labelled with its process" (map (t: t.labels.process) job.static_configs == ["balancer" "node-1" "node-2"]))
+  ];
+}

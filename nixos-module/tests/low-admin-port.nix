@@ -1,0 +1,12 @@
+# Issue 17.8: an admin listener below 1024 gets CAP_NET_BIND_SERVICE (and only that).
+{
+  services.dsf = {
+    enable = true;
+    checkConfig = false;
+    balancer.adminPort = 910;
+    nodes.instances.a = {
+      port = 7001;
+      adminPort = 911;
+    };
+  };
+}
