@@ -36,9 +36,11 @@ fn promtool_available() -> Result<(), String> {
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     if !root || Command::new("apt-get").arg("--version").output().is_err() {
-        return Err("promtool is not installed and apt-get cannot install it here \
+        return Err(
+            "promtool is not installed and apt-get cannot install it here \
                     (apt-get install prometheus)"
-            .into());
+                .into(),
+        );
     }
     let installed = Command::new("apt-get")
         .args(["install", "-y", "-qq", "prometheus"])
@@ -170,7 +172,11 @@ fn metrics_pass_promtool_and_cover_the_alerts_and_dashboard() {
     nodes[1].proc.signal("STOP");
     let t0 = Instant::now();
     while lb.nodes().iter().any(|(n, _)| n == "n2") {
-        assert!(t0.elapsed() < LEASE_TTL * 4, "n2 never left: {:?}", lb.nodes());
+        assert!(
+            t0.elapsed() < LEASE_TTL * 4,
+            "n2 never left: {:?}",
+            lb.nodes()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     nodes[1].proc.signal("CONT");
