@@ -25,18 +25,18 @@ reg=$(free_port); dir=$(free_port); prx=$(free_port); hap=$(free_port); node=$(f
 
 # Every server gets one loop thread (HAProxy too: nbthread 1), the load generator one:
 # the node, the proxy in front of it and the load generator share the two cores.
-export DSF__RUNTIME__THREADS=1 DSF__LIMITS__MAX_CONNECTIONS=20000 DSF__ADMIN__LISTEN= \
+export DSF__RUNTIME__THREADS=1 DSF__LIMITS__MAX_CONNECTIONS=20000 DSF__ADMIN__LISTEN='' \
   DSF__CLUSTER__SECRET=bench-secret RUST_LOG=warn
 balancer() { # proxy_conns_per_node [binary]; (re)starts the balancer on the same ports
   if [ -n "${lb_pid:-}" ]; then kill "$lb_pid"; wait "$lb_pid" 2>/dev/null || true; fi
-  DSF__BALANCER__PROXY_CONNS_PER_NODE=$1 "${2:-$dsf}" balancer --registration 127.0.0.1:$reg \
-    --directory 127.0.0.1:$dir --proxy 127.0.0.1:$prx >"$tmp/balancer.out" 2>>"$tmp/balancer.err" &
+  DSF__BALANCER__PROXY_CONNS_PER_NODE=$1 "${2:-$dsf}" balancer --registration "127.0.0.1:$reg" \
+    --directory "127.0.0.1:$dir" --proxy "127.0.0.1:$prx" >"$tmp/balancer.out" 2>>"$tmp/balancer.err" &
   lb_pid=$!
-  wait_for $prx  # the node registers again by itself
+  wait_for "$prx"  # the node registers again by itself
 }
 wait_for() { # port: until sys.ping answers through it
   for i in $(seq 101); do
-    "$dsf" client --proxy 127.0.0.1:$1 call sys.ping >/dev/null 2>&1 && return
+    "$dsf" client --proxy "127.0.0.1:$1" call sys.ping >/dev/null 2>&1 && return
     if [ "$i" = 101 ]; then
       echo "nothing answers on 127.0.0.1:$1" >&2
       cat "$tmp"/*.err "$tmp/haproxy.out" >&2
@@ -45,7 +45,7 @@ wait_for() { # port: until sys.ping answers through it
     sleep 0.1
   done
 }
-"$dsf" node --id bench-node --listen 127.0.0.1:$node --register 127.0.0.1:$reg \
+"$dsf" node --id bench-node --listen "127.0.0.1:$node" --register "127.0.0.1:$reg" \
   --data "$tmp/data" >"$tmp/node.out" 2>"$tmp/node.err" &
 cat >"$tmp/haproxy.cfg" <<EOF
 global
@@ -63,7 +63,7 @@ backend nodes
   server bench-node 127.0.0.1:$node
 EOF
 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.out" 2>&1 &
-wait_for $hap
+wait_for "$hap"
 
 run() { # label target conns depth
   "$dsf" bench --label "$1" --target "$2" --op sys.echo --body '{"msg":"hello"}' \
@@ -74,19 +74,20 @@ echo
 echo "| path | conns | depth | req/s | p50 µs | p99 µs | errors | vs direct |"
 echo "|---|---|---|---|---|---|---|---|"
 for shape in $shapes; do
+  # shellcheck disable=SC2086 # split "64x1" into conns and depth on purpose
   set -- ${shape/x/ }
-  rows=("$(run direct 127.0.0.1:$node "$1" "$2")")
+  rows=("$(run direct "127.0.0.1:$node" "$1" "$2")")
   balancer 4
-  rows+=("$(run "dsf proxy, 4 conns/node (default)" 127.0.0.1:$prx "$1" "$2")")
+  rows+=("$(run "dsf proxy, 4 conns/node (default)" "127.0.0.1:$prx" "$1" "$2")")
   balancer 1
-  rows+=("$(run "dsf proxy, 1 conn/node" 127.0.0.1:$prx "$1" "$2")")
+  rows+=("$(run "dsf proxy, 1 conn/node" "127.0.0.1:$prx" "$1" "$2")")
   if [ -n "${BASELINE:-}" ]; then
     balancer 4 "$BASELINE"
-    rows+=("$(run "baseline proxy, 4 conns/node" 127.0.0.1:$prx "$1" "$2")")
+    rows+=("$(run "baseline proxy, 4 conns/node" "127.0.0.1:$prx" "$1" "$2")")
     balancer 1 "$BASELINE"
-    rows+=("$(run "baseline proxy, 1 conn/node" 127.0.0.1:$prx "$1" "$2")")
+    rows+=("$(run "baseline proxy, 1 conn/node" "127.0.0.1:$prx" "$1" "$2")")
   fi
-  rows+=("$(run "haproxy tcp" 127.0.0.1:$hap "$1" "$2")")
+  rows+=("$(run "haproxy tcp" "127.0.0.1:$hap" "$1" "$2")")
   python3 - "${rows[@]}" <<'PY'
 import json, sys
 rows = [json.loads(a) for a in sys.argv[1:]]

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-8}
 cargo build --release --bins --benches -q
 dsf=target/release/dsf
-raw=$(ls -t target/release/deps/raw_echo-* | grep -v '\.d$' | head -n1)
+raw=$(find target/release/deps -maxdepth 1 -name 'raw_echo-*' ! -name '*.d' -printf '%T@ %p\n' |
+  sort -rn | head -n1 | cut -d' ' -f2-)
 ulimit -n 20000 || true
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT

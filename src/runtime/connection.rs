@@ -468,6 +468,7 @@ impl Conn {
                 ))
             }
         }
+        self.shared.metrics.bytes_out.increment(n as u64);
         self.shared.registry.with(self.meta.id, |c| {
             c.bytes_out.fetch_add(n as u64, Ordering::Relaxed)
         });
