@@ -445,6 +445,9 @@ pub struct AdminConfig {
     pub listen: String,
 }
 
+/// URL schemes of a Redis server: TCP, TLS, or a unix socket.
+pub const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+
 /// Where `dsf up` serves its balancer's admin listener unless told otherwise.
 pub const UP_ADMIN_LISTEN: &str = "127.0.0.1:9100";
 
@@ -624,10 +627,12 @@ impl Config {
             ));
         }
         for url in &self.cache.redis {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            if !REDIS_SCHEMES.iter().any(|s| url.starts_with(s)) {
                 return Err(invalid(
                     "cache.redis",
-                    format!("`{url}` is not a redis:// URL"),
+                    format!(
+                        "`{url}` is not a Redis URL (redis://, rediss://, redis+unix:// or unix://)"
+                    ),
                 ));
             }
         }

@@ -83,6 +83,7 @@ impl AdminApp for Checks {
             let mut out = serde_json::Map::new();
             for c in checks {
                 let (name, r) = c.await;
+                crate::metrics::set_readiness_check(name, r.is_ok());
                 match r {
                     Ok(()) => out.insert(name.into(), json!("ok")),
                     Err(why) => {
@@ -178,11 +179,15 @@ async fn handle<B>(app: Arc<dyn AdminApp>, req: Request<B>) -> Response<Full<Byt
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
     match req.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::render(),
-        ),
+        "/metrics" => {
+            // Each scrape carries the readiness checks' outcome (dsf_readiness_check).
+            app.readiness().await;
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::render(),
+            )
+        }
         "/healthz" => json_reply(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => {
             let r = app.readiness().await;

@@ -192,6 +192,31 @@ fn publish_metrics(snap: &Snapshot) {
         let n = snap.nodes.iter().filter(|n| n.state == state).count();
         metrics::gauge!(m::BALANCER_NODES, "state" => state.as_str()).set(n as f64);
     }
+    // Every service seen since start keeps its series, at 0 once it has emptied, so
+    // that an alert on "no healthy node" sees the drop instead of a vanished series.
+    static SERVICES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SERVICES.lock().unwrap_or_else(|p| p.into_inner());
+    for n in &snap.nodes {
+        if !seen.iter().any(|s| **s == *n.service) {
+            seen.push(n.service.to_string());
+        }
+    }
+    for service in seen.iter() {
+        for state in [
+            NodeState::Healthy,
+            NodeState::Draining,
+            NodeState::Unhealthy,
+        ] {
+            let count = snap
+                .nodes
+                .iter()
+                .filter(|n| *n.service == **service && n.state == state)
+                .count();
+            metrics::gauge!(m::BALANCER_SERVICE_NODES, "service" => service.clone(), "state" => state.as_str())
+                .set(count as f64);
+        }
+    }
+    drop(seen);
     for n in &snap.nodes {
         let node = n.id.to_string();
         metrics::counter!(m::BALANCER_PROXIED, "node" => node.clone())

@@ -321,6 +321,8 @@ fn is_outage(e: &RedisError) -> bool {
 
 /// `redis://user:secret@host:port/db` → `redis://host:port/db`.
 pub fn redact(url: &str) -> String {
+    // A unix-socket URL carries its password as a query parameter (`?pass=`).
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
         _ => url.to_owned(),
@@ -342,5 +344,9 @@ mod tests {
     fn credentials_are_redacted() {
         assert_eq!(redact("redis://u:p@h:1/0"), "redis://h:1/0");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            redact("redis+unix:///run/r.sock?db=0&pass=secret"),
+            "redis+unix:///run/r.sock"
+        );
     }
 }

@@ -68,6 +68,8 @@ pub struct ServerMetrics {
     pub bytes_in: metrics::Counter,
     /// Bytes written.
     pub bytes_out: metrics::Counter,
+    /// Requests refused at the process-wide in-flight limit.
+    pub inflight_refused: metrics::Counter,
 }
 
 impl ServerMetrics {
@@ -81,6 +83,7 @@ impl ServerMetrics {
             inflight: metrics::gauge!(m::INFLIGHT, "listener" => name),
             bytes_in: metrics::counter!(m::BYTES_IN, "listener" => name),
             bytes_out: metrics::counter!(m::BYTES_OUT, "listener" => name),
+            inflight_refused: metrics::counter!(m::INFLIGHT_REFUSED, "listener" => name),
         }
     }
 }
@@ -388,6 +391,7 @@ impl Conn {
             }
         };
         if shared.inflight_total.load(Ordering::Relaxed) >= shared.limits.max_inflight {
+            shared.metrics.inflight_refused.increment(1);
             let busy = ApiError::overloaded("too many requests in flight");
             Response::err(Some(req.id), busy).encode(&mut self.out);
             return;

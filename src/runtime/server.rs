@@ -104,6 +104,11 @@ impl Server {
             inflight_total: AtomicUsize::new(0),
             metrics: ServerMetrics::new(self.opts.name),
         });
+        crate::metrics::set_limits(
+            self.opts.name,
+            self.opts.limits.max_connections,
+            self.opts.limits.max_inflight,
+        );
         let threads = rt.threads();
         let mut accepters = Vec::new();
         let dispatch = self.listeners.len() == 1 && threads > 1;
