@@ -68,8 +68,20 @@ impl Proc {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Proc {
+        Self::spawn_program(Path::new(dsf()), dir, name, args, env)
+    }
+
+    /// Like [`spawn_in`](Self::spawn_in), for another program built on the library
+    /// (an example service).
+    pub fn spawn_program(
+        program: &Path,
+        dir: Arc<tempfile::TempDir>,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let log = dir.path().join(format!("{name}.log"));
-        let mut cmd = Command::new(dsf());
+        let mut cmd = Command::new(program);
         base_env(&mut cmd);
         cmd.args(args)
             .envs(env.iter().copied())
@@ -357,7 +369,7 @@ impl Up {
         let proc = Proc::spawn_in(
             dir,
             "up",
-            &["up", "--nodes", &n, "--data", &data],
+            &["up", "--nodes", &n, "--data", &data, "--admin", ""],
             &[
                 ("DSF__BALANCER__REGISTRATION", "127.0.0.1:0"),
                 ("DSF__BALANCER__DIRECTORY", "127.0.0.1:0"),
