@@ -21,81 +21,22 @@
 pub mod discovery;
 pub mod record;
 pub mod redis;
+mod settings;
+
+pub use settings::{Event, Settings};
 
 pub use discovery::{Discovery, InMemory};
 pub use record::NodeRecord;
 
 use super::error::BalancerError;
-use super::selection::{self, Algorithm};
-use super::snapshot::{BuildOptions, Member, NodeLoad, NodeState, Snapshot};
-use crate::config::BalancerConfig;
+use super::snapshot::{Member, NodeLoad, NodeState, Snapshot};
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many membership events are kept for status views.
 pub const EVENT_LOG_LEN: usize = 256;
-
-/// One logged membership change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Event {
-    /// When (ms since the epoch).
-    pub unix_ms: u64,
-    /// Which node.
-    pub node: String,
-    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy` or `recovered`.
-    pub change: &'static str,
-    /// Why, for the operator reading the log.
-    pub reason: String,
-}
-
-/// Lease timing and selector construction.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// A lease without a heartbeat for this long ends.
-    pub lease_ttl: Duration,
-    /// The heartbeat interval asked of nodes.
-    pub heartbeat: Duration,
-    /// How selectors are built.
-    pub build: BuildOptions,
-}
-
-impl Settings {
-    /// From `[balancer]`, naming the key of an unknown algorithm.
-    pub fn from_config(cfg: &BalancerConfig) -> Result<Settings, BalancerError> {
-        let parse = |key: String, name: &str| {
-            name.parse::<Algorithm>()
-                .map_err(|source| BalancerError::Algorithm { key, source })
-        };
-        let default_algorithm = parse("algorithm".into(), &cfg.algorithm)?;
-        let mut service_algorithms = BTreeMap::new();
-        for (name, svc) in &cfg.services {
-            if !svc.algorithm.is_empty() {
-                let alg = parse(format!("services.{name}.algorithm"), &svc.algorithm)?;
-                service_algorithms.insert(name.clone(), alg);
-            }
-        }
-        Ok(Settings {
-            lease_ttl: cfg.lease_ttl,
-            heartbeat: cfg.heartbeat,
-            build: BuildOptions {
-                default_algorithm,
-                service_algorithms,
-                selection: selection::Options {
-                    vnodes: cfg.vnodes,
-                    load_factor: cfg.load_factor,
-                },
-            },
-        })
-    }
-
-    /// Silence after which a node counts as unhealthy: two missed heartbeats.
-    pub fn unhealthy_after(&self) -> Duration {
-        (self.heartbeat * 2).min(self.lease_ttl)
-    }
-}
 
 /// A lease held by this balancer.
 #[derive(Debug)]

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::balancer::membership::InMemory;
+use crate::balancer::selection::{self, Algorithm};
+use crate::balancer::snapshot::BuildOptions;
 use std::sync::Mutex as StdMutex;
 
 const TTL: Duration = Duration::from_millis(3000);

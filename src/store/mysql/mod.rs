@@ -11,10 +11,13 @@
 //! a connection is bounded by `acquire_timeout` and a whole operation by
 //! `query_timeout`, so an outage is answered `unavailable` or `timeout`, never a hang.
 
-use super::migrations;
-
+mod errors;
+mod migrate;
 mod startup;
 mod tables;
+
+use errors::{classify, not_found_unless_changed};
+use migrate::Plan;
 
 use super::{
     deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, Row, SearchFilter,
@@ -145,102 +148,6 @@ impl MySqlStore {
         }
         r
     }
-
-    async fn migrate(&self) -> StoreResult<()> {
-        self.migrate_plan(Plan {
-            app: None,
-            steps: migrations::MYSQL
-                .iter()
-                .map(|m| (m.version, m.name, m.statements()))
-                .collect(),
-        })
-        .await
-    }
-
-    /// Applies the missing steps of `plan` under the lock that spans every node
-    /// sharing the database.
-    async fn migrate_plan(&self, plan: Plan) -> StoreResult<()> {
-        let what = "migrations";
-        // Migrations may take longer than one query: bound them by the start-up wait.
-        let fut = async {
-            let mut c = self.conn(what).await?;
-            let e = |e| classify(e, what);
-            let got: Option<i64> = c
-                .exec_first("SELECT GET_LOCK(?, ?)", (MIGRATION_LOCK, 60))
-                .await
-                .map_err(e)?;
-            if got != Some(1) {
-                return Err(StoreError::Timeout(what));
-            }
-            let result = apply_plan(&mut c, &plan).await.map_err(e);
-            // The lock also goes when the connection closes, so a failed release is harmless.
-            let _ = c
-                .exec_drop("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
-                .await;
-            result
-        };
-        deadline(MIGRATION_TIMEOUT, what, Compat::new(fut)).await
-    }
-}
-
-/// Migrations to apply: the DSF schema's (`app: None`) or an application's.
-pub(super) struct Plan {
-    /// The application, recorded in `app_migrations`; `None` for `schema_migrations`.
-    pub(super) app: Option<&'static str>,
-    /// Version, name and statements of each step, in order.
-    pub(super) steps: Vec<(u32, &'static str, Vec<String>)>,
-}
-
-async fn apply_plan(c: &mut Conn, plan: &Plan) -> mysql_async::Result<()> {
-    let applied: Vec<i64> = match plan.app {
-        None => {
-            c.query_drop(migrations::SCHEMA_TABLE).await?;
-            c.exec("SELECT version FROM schema_migrations", ()).await?
-        }
-        Some(app) => {
-            c.query_drop(super::tables::APP_TABLE).await?;
-            c.exec("SELECT version FROM app_migrations WHERE app = ?", (app,))
-                .await?
-        }
-    };
-    for (version, name, statements) in &plan.steps {
-        if applied.contains(&i64::from(*version)) {
-            continue;
-        }
-        for stmt in statements {
-            match c.query_drop(stmt).await {
-                Err(mysql_async::Error::Server(e))
-                    if migrations::MYSQL_ALREADY_APPLIED.contains(&e.code) =>
-                {
-                    tracing::info!(statement = %stmt, "already applied");
-                }
-                r => r?,
-            }
-        }
-        match plan.app {
-            None => {
-                c.exec_drop(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, now_ms()),
-                )
-                .await?
-            }
-            Some(app) => {
-                c.exec_drop(
-                    "INSERT INTO app_migrations (app, version, name, applied_at) VALUES (?, ?, ?, ?)",
-                    (app, version, name, now_ms()),
-                )
-                .await?
-            }
-        }
-        tracing::info!(
-            app = plan.app.unwrap_or("dsf"),
-            version,
-            name,
-            "applied migration"
-        );
-    }
-    Ok(())
 }
 
 impl Drop for MySqlStore {
@@ -281,46 +188,6 @@ fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
         b = b.pass(Some(cfg.password.clone()));
     }
     Ok(b.into())
-}
-
-/// Maps a driver error to what callers act on.
-fn classify(e: mysql_async::Error, what: &'static str) -> StoreError {
-    use mysql_async::Error as E;
-    match e {
-        E::Server(s) => match s.code {
-            1062 => StoreError::Conflict(what),
-            // Lock wait timeout, statement time limits.
-            1205 | 1969 | 3024 => StoreError::Timeout(what),
-            // Too many connections, access denied, unknown database, shutdown, killed,
-            // server gone away, lost connection.
-            1040 | 1044 | 1045 | 1049 | 1053 | 1077 | 1927 | 2006 | 2013 => {
-                StoreError::Unavailable(format!("{what}: {s}"))
-            }
-            _ => StoreError::Other(format!("{what}: {s}")),
-        },
-        // The driver wraps the system's error in its own, each saying "Input/output
-        // error": name the cause once.
-        E::Io(_) => StoreError::Unavailable(format!("{what}: {}", root_cause(&e))),
-        E::Driver(_) => StoreError::Unavailable(format!("{what}: {e}")),
-        E::Other(_) | E::Url(_) => StoreError::Other(format!("{what}: {e}")),
-    }
-}
-
-/// The innermost error of a chain, the one that says what actually happened.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
-fn not_found_unless_changed(c: &Conn, what: &'static str) -> StoreResult<()> {
-    if c.affected_rows() == 0 {
-        Err(StoreError::NotFound(what))
-    } else {
-        Ok(())
-    }
 }
 
 impl Store for MySqlStore {

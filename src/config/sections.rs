@@ -1,0 +1,389 @@
+//! The sections of [`Config`](super::Config), each with its named defaults.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default node protocol listener.
+pub const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:7001";
+
+/// `[node]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name in the cluster; empty = `<hostname>-<port>`.
+    pub id: String,
+    /// Protocol listener address.
+    pub listen: String,
+    /// Address others reach this node at; empty = derived from `listen`.
+    pub advertise: String,
+    /// Balancer registration address; empty = standalone.
+    pub register: String,
+    /// Service name announced to the balancer.
+    pub service: String,
+    /// Operation prefixes served; empty = all.
+    pub ops: Vec<String>,
+    /// Selection weight.
+    pub weight: u32,
+    /// Folder for embedded stores.
+    pub data_dir: PathBuf,
+    /// Serve `sys.sleep` (drain and deadline tests); off in production.
+    pub debug_ops: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: String::new(),
+            listen: DEFAULT_NODE_LISTEN.into(),
+            advertise: String::new(),
+            register: String::new(),
+            service: "dsf".into(),
+            ops: Vec::new(),
+            weight: 1,
+            data_dir: PathBuf::from("./data"),
+            debug_ops: false,
+        }
+    }
+}
+
+/// Default bound on concurrently running blocking jobs.
+pub const DEFAULT_BLOCKING_THREADS: usize = 16;
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Event-loop threads; 0 = number of cores.
+    pub threads: usize,
+    /// Bound on concurrently running blocking jobs.
+    pub blocking_threads: usize,
+    /// One SO_REUSEPORT listener per loop (true) or one dispatching acceptor (false).
+    pub reuse_port: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            threads: 0,
+            blocking_threads: DEFAULT_BLOCKING_THREADS,
+            reuse_port: true,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The loop thread count with 0 resolved to the number of cores.
+    pub fn loop_threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest frame payload in bytes.
+    pub max_frame: usize,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// Requests in flight per connection before reading pauses.
+    pub max_inflight_per_connection: usize,
+    /// Requests in flight per process before `overloaded`.
+    pub max_inflight: usize,
+    /// Close a connection that completes no frame for this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Deadline of one request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long in-flight work may take after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Requests slower than this are logged at warn level.
+    #[serde(with = "humantime_serde")]
+    pub slow_request: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_frame: crate::protocol::DEFAULT_MAX_FRAME,
+            max_connections: 10_000,
+            max_inflight_per_connection: 128,
+            max_inflight: 10_000,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+            slow_request: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// File log rotation period.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    /// A new file every minute.
+    Minutely,
+    /// A new file every hour.
+    Hourly,
+    /// A new file every day.
+    #[default]
+    Daily,
+    /// One file forever.
+    Never,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `EnvFilter` directives; `RUST_LOG` wins when set.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+    /// Folder for the rotating file log; empty = terminal only.
+    pub dir: PathBuf,
+    /// Rotation period of the file log.
+    pub rotation: Rotation,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+            dir: PathBuf::new(),
+            rotation: Rotation::Daily,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty = embedded SQLite; or `mysql://user@host:port/db`.
+    pub url: String,
+    /// File holding the database password (preferred over `password`).
+    pub password_file: PathBuf,
+    /// The database password (for `DSF__STORE__PASSWORD`; prefer `password_file`).
+    pub password: String,
+    /// Connections the MySQL pool keeps open.
+    pub pool_min: usize,
+    /// Connections the MySQL pool may open.
+    pub pool_max: usize,
+    /// Longest wait for a pooled connection.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Idle connections above `pool_min` are closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections are recycled after this.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// Deadline of one store operation.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// How long a starting node waits for the database before it exits; zero = as
+    /// long as it takes.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: String::new(),
+            password_file: PathBuf::new(),
+            password: String::new(),
+            pool_min: 1,
+            pool_max: 16,
+            acquire_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(30 * 60),
+            query_timeout: Duration::from_secs(3),
+            startup_timeout: Duration::ZERO,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Redis URLs; empty = in-process cache.
+    pub redis: Vec<String>,
+    /// Treat `redis` as one Redis Cluster instead of ring-sharded instances.
+    pub cluster: bool,
+    /// Turn caching off.
+    pub enabled: bool,
+    /// TTL of a positive entry.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// TTL of a negative entry.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Deadline of one cache operation.
+    #[serde(with = "humantime_serde")]
+    pub op_timeout: Duration,
+    /// Entries in the in-process cache.
+    pub local_capacity: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            redis: Vec::new(),
+            cluster: false,
+            enabled: true,
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            op_timeout: Duration::from_millis(250),
+            local_capacity: 100_000,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Session token lifetime.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Failed logins per name within `login_window` before `rate_limited`.
+    pub max_failed_logins: u32,
+    /// Window of the failed-login counter.
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// argon2 hashes running at once; each holds `argon2_memory_kib` of working
+    /// memory, kept for reuse, so this times the memory cost bounds what hashing uses.
+    pub concurrent_hashes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl: Duration::from_secs(3600),
+            max_failed_logins: 5,
+            login_window: Duration::from_secs(300),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            concurrent_hashes: 2,
+        }
+    }
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Shared secret for `lb.register`.
+    pub secret: String,
+    /// File holding the shared secret (preferred over `secret`).
+    pub secret_file: PathBuf,
+}
+
+impl ClusterConfig {
+    /// The cluster secret; `None` when none is configured. A `secret_file` has been
+    /// read into `secret` by the pipeline ([`Loader::load`]) by the time this is asked.
+    pub fn secret(&self) -> Option<&str> {
+        (!self.secret.is_empty()).then_some(self.secret.as_str())
+    }
+}
+
+/// `[balancer]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BalancerConfig {
+    /// Registration listener (nodes).
+    pub registration: String,
+    /// Directory listener (clients asking which node).
+    pub directory: String,
+    /// Proxy listener (clients whose requests are forwarded).
+    pub proxy: String,
+    /// Lease lifetime without a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Heartbeat interval asked of nodes.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Default selection algorithm.
+    pub algorithm: String,
+    /// Ring points per unit of weight.
+    pub vnodes: u32,
+    /// Bounded-load factor `c`.
+    pub load_factor: f64,
+    /// Redis URL for shared membership; empty = in memory.
+    pub redis: String,
+    /// Pooled proxy connections per node.
+    pub proxy_conns_per_node: usize,
+    /// Per-service overrides.
+    pub services: std::collections::BTreeMap<String, ServiceConfig>,
+}
+
+/// `[balancer.services.<name>]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Selection algorithm for this service; empty = the balancer default.
+    pub algorithm: String,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        BalancerConfig {
+            registration: "0.0.0.0:6200".into(),
+            directory: "0.0.0.0:6300".into(),
+            proxy: "0.0.0.0:6400".into(),
+            lease_ttl: Duration::from_secs(3),
+            heartbeat: Duration::from_secs(1),
+            algorithm: "consistent_hash".into(),
+            vnodes: crate::ring::DEFAULT_VNODES,
+            load_factor: 1.25,
+            redis: String::new(),
+            proxy_conns_per_node: 4,
+            services: Default::default(),
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// HTTP listener; empty (the default) = off, so that a balancer and nodes started
+    /// on one host never contend for one admin port. `dsf up` serves its balancer's
+    /// on [`UP_ADMIN_LISTEN`].
+    pub listen: String,
+}
+
+/// URL schemes of a Redis server: TCP, TLS, or a unix socket.
+pub const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+
+/// Where `dsf up` serves its balancer's admin listener unless told otherwise.
+pub const UP_ADMIN_LISTEN: &str = "127.0.0.1:9100";

@@ -1,0 +1,98 @@
+//! Unit tests of the configuration pipeline.
+
+use super::*;
+use std::io::Write;
+use std::path::Path;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn example_config_is_valid_and_equals_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dsf.example.toml");
+    let cfg = Loader::new(Some(&path)).load_from_env([]).unwrap();
+    assert_eq!(cfg, Config::default());
+}
+
+#[test]
+fn precedence_file_env_flags() {
+    let f =
+        file("[limits]\nmax_frame = 1000\nmax_connections = 7\n[node]\nlisten = \"127.0.0.1:1\"\n");
+    let env = [
+        ("DSF__LIMITS__MAX_FRAME".to_string(), "2000".to_string()),
+        ("DSF__NODE__OPS".to_string(), "user.,blacklist.".to_string()),
+    ];
+    let cfg = Loader::new(Some(f.path()))
+        .set("node.listen", "127.0.0.1:2")
+        .load_from_env(env)
+        .unwrap();
+    assert_eq!(cfg.limits.max_frame, 2000, "env beats file");
+    assert_eq!(cfg.limits.max_connections, 7, "file beats default");
+    assert_eq!(cfg.node.listen, "127.0.0.1:2", "flag beats file");
+    assert_eq!(cfg.node.ops, ["user.", "blacklist."]);
+    let env = [("DSF__NODE__LISTEN".to_string(), "127.0.0.1:3".to_string())];
+    let cfg = Loader::new(None)
+        .set("node.listen", "127.0.0.1:4")
+        .load_from_env(env)
+        .unwrap();
+    assert_eq!(cfg.node.listen, "127.0.0.1:4", "flag beats env");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let f = file("[limits]\nmax_frames = 10\n");
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_frames"), "{err}");
+}
+
+#[test]
+fn wrong_type_is_explained() {
+    let f = file("[limits]\nidle_timeout = \"soon\"\n");
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("idle_timeout"), "{err}");
+}
+
+#[test]
+fn invalid_value_names_key() {
+    let f = file("[balancer]\nlease_ttl = \"1s\"\nheartbeat = \"2s\"\n");
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("balancer.lease_ttl"), "{err}");
+}
+
+#[test]
+fn secret_from_file() {
+    let secret = file("s3cret\n");
+    let conf = file(&format!(
+        "[cluster]\nsecret = \"inline\"\nsecret_file = {:?}\n",
+        secret.path()
+    ));
+    let cfg = Loader::new(Some(conf.path())).load_from_env([]).unwrap();
+    assert_eq!(cfg.cluster.secret(), Some("s3cret"));
+    assert_eq!(ClusterConfig::default().secret(), None);
+}
+
+#[test]
+fn validation_does_not_read_secret_files() {
+    let f = file("[cluster]\nsecret_file = \"/nonexistent/dsf-secret\"\n");
+    assert!(Loader::new(Some(f.path())).check_with_env([]).is_ok());
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cluster.secret_file") && err.contains("/nonexistent/dsf-secret"),
+        "the process reading it fails, naming key and file: {err}"
+    );
+}
