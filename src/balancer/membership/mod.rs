@@ -38,6 +38,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How many membership events are kept for status views.
 pub const EVENT_LOG_LEN: usize = 256;
 
+/// What makes a member's place in the snapshot: id, service, address, weight, op
+/// prefixes, idempotent operations and state. A change of any rebuilds the snapshot.
+type Shape = (
+    String,
+    String,
+    String,
+    u32,
+    Vec<String>,
+    Vec<String>,
+    NodeState,
+);
+
 /// A lease held by this balancer.
 #[derive(Debug)]
 struct Lease {
@@ -62,15 +74,7 @@ struct Table {
     /// Live load per member, kept across rebuilds.
     loads: HashMap<String, Arc<NodeLoad>>,
     /// The shape the current snapshot was built from.
-    shape: Vec<(
-        String,
-        String,
-        String,
-        u32,
-        Vec<String>,
-        Vec<String>,
-        NodeState,
-    )>,
+    shape: Vec<Shape>,
     /// Rebuilds so far.
     generation: u64,
 }
