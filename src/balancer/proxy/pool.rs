@@ -14,8 +14,8 @@
 
 use super::job::Job;
 use crate::balancer::error::BalancerError;
-use crate::protocol::frame::{self, HEADER_LEN};
 use crate::protocol::scan;
+use crate::protocol::FrameDecoder;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -27,12 +27,6 @@ use std::time::{Duration, Instant};
 
 /// A write buffer that grew past this (a burst) is freed rather than kept.
 const MAX_KEPT: usize = 256 * 1024;
-
-/// Initial read buffer of a node connection: a batch of responses in one read.
-const READ_BUF: usize = 64 * 1024;
-
-/// Least free room offered to a read; less, and the buffer is compacted first.
-const MIN_ROOM: usize = 4 * 1024;
 
 /// Hashes wire ids, which this process makes up itself and nobody can choose, with
 /// one multiplication instead of SipHash (a tenth of the proxy's time otherwise).
@@ -345,40 +339,23 @@ async fn write_loop(shared: &Shared, mut stream: async_net::TcpStream) -> io::Re
 }
 
 async fn read_loop(shared: Arc<Shared>, mut stream: async_net::TcpStream, max_frame: usize) {
-    let mut buf = vec![0u8; READ_BUF];
-    // `buf[start..end]` holds received bytes not yet taken as frames.
-    let (mut start, mut end) = (0, 0);
+    // The same decoder as the node's and the client's: bounds checked before anything
+    // is allocated, many frames per read, frames split across reads.
+    let mut dec = FrameDecoder::new(max_frame);
     let result: io::Result<()> = async {
         loop {
-            if start == end {
-                (start, end) = (0, 0);
-            } else if buf.len() - end < MIN_ROOM {
-                buf.copy_within(start..end, 0);
-                (start, end) = (0, end - start);
-                // An incomplete frame larger than the room left (bounded by
-                // `max_frame`, checked when its header arrived): grow to fit it.
-                let need = match buf.get(..HEADER_LEN) {
-                    Some(h) if end >= HEADER_LEN => {
-                        HEADER_LEN
-                            + (u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize).min(max_frame)
-                    }
-                    _ => 0,
-                };
-                let want = need.max(end + MIN_ROOM);
-                if want > buf.len() {
-                    buf.resize(want, 0);
-                }
-            }
-            let n = stream.read(&mut buf[end..]).await?;
+            let buf = dec.read_buf();
+            let offered = buf.len();
+            let n = stream.read(buf).await?;
+            dec.advance(n, offered);
             if n == 0 {
                 return Ok(());
             }
-            end += n;
-            while let Some(range) = frame::split_frame(&buf[start..end], max_frame)
+            while let Some(payload) = dec
+                .next_frame()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
             {
-                answer(&shared, &buf[start + range.start..start + range.end]);
-                start += range.end;
+                answer(&shared, payload);
             }
             shared.close_if_done();
         }
