@@ -28,7 +28,6 @@ use crate::runtime::BoxFuture;
 use async_compat::Compat;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
-use startup::{Retry, StartupWait};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -74,41 +73,12 @@ impl MySqlStore {
             target,
         };
         let started = Instant::now();
-        let mut wait = StartupWait::new(cfg.startup_timeout);
-        loop {
-            match store.migrate().await {
-                Ok(()) => break,
-                Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
-                    match wait.next(started.elapsed()) {
-                        Some(Retry { delay, warn }) => {
-                            if warn {
-                                tracing::warn!(
-                                    database = %store.target,
-                                    error = %e,
-                                    attempts = wait.attempts,
-                                    waited_ms = started.elapsed().as_millis() as u64,
-                                    "waiting for the database"
-                                );
-                            }
-                            async_io::Timer::after(delay).await;
-                        }
-                        None => {
-                            return Err(StoreError::Unavailable(format!(
-                                "{}: gave up after {:?} (store.startup_timeout): {e}",
-                                store.target,
-                                started.elapsed()
-                            )))
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let attempts = store.wait_and_migrate(cfg.startup_timeout, started).await?;
         tracing::info!(
             database = %store.target,
             pool_min = cfg.pool_min,
             pool_max = cfg.pool_max,
-            attempts = wait.attempts + 1,
+            attempts,
             waited_ms = started.elapsed().as_millis() as u64,
             "mysql store open"
         );

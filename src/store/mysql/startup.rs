@@ -1,6 +1,8 @@
 //! Pacing of start-up attempts while the database cannot be reached.
 
-use std::time::Duration;
+use super::MySqlStore;
+use crate::store::{StoreError, StoreResult};
+use std::time::{Duration, Instant};
 
 /// First pause between start-up attempts; doubles up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -62,5 +64,47 @@ impl StartupWait {
             self.warned_at = Some(elapsed);
         }
         Some(Retry { delay, warn })
+    }
+}
+
+impl MySqlStore {
+    /// Applies migrations, waiting (with capped backoff) while the database is
+    /// unreachable or unresponsive, for at most `limit` (zero = as long as it takes).
+    /// Any other failure ends the wait at once. Returns the attempts made.
+    pub(super) async fn wait_and_migrate(
+        &self,
+        limit: Duration,
+        started: Instant,
+    ) -> StoreResult<u32> {
+        let mut wait = StartupWait::new(limit);
+        loop {
+            match self.migrate().await {
+                Ok(()) => return Ok(wait.attempts + 1),
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
+                    match wait.next(started.elapsed()) {
+                        Some(Retry { delay, warn }) => {
+                            if warn {
+                                tracing::warn!(
+                                    database = %self.target,
+                                    error = %e,
+                                    attempts = wait.attempts,
+                                    waited_ms = started.elapsed().as_millis() as u64,
+                                    "waiting for the database"
+                                );
+                            }
+                            async_io::Timer::after(delay).await;
+                        }
+                        None => {
+                            return Err(StoreError::Unavailable(format!(
+                                "{}: gave up after {:?} (store.startup_timeout): {e}",
+                                self.target,
+                                started.elapsed()
+                            )))
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }

@@ -1,0 +1,118 @@
+//! Publishing the membership: node states from lease silence, and a new snapshot
+//! (with its selectors) whenever the shape changes.
+
+use super::{Membership, NodeRecord, Table};
+use crate::balancer::snapshot::{Member, NodeLoad, NodeState, Snapshot};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Membership {
+    /// Recomputes states and publishes a new snapshot if the shape changed.
+    pub(super) fn refresh(&self, t: &mut Table, at: Instant) {
+        let unhealthy_after = self.settings.unhealthy_after();
+        let mut view: Vec<(NodeRecord, NodeState)> = Vec::new();
+        for lease in t.local.values() {
+            let silent = at.saturating_duration_since(lease.renewed);
+            view.push((
+                lease.record.clone(),
+                state(&lease.record, silent, unhealthy_after),
+            ));
+        }
+        for (id, r) in &t.remote {
+            if !t.local.contains_key(id) {
+                let state = state(&r.record, r.silent(at), unhealthy_after);
+                view.push((r.record.clone(), state));
+            }
+        }
+        view.sort_by(|a, b| a.0.node.cmp(&b.0.node));
+        // Remote loads arrive with the records.
+        for (r, _) in &view {
+            if !t.local.contains_key(&r.node) {
+                if let Some(load) = t.loads.get(&r.node) {
+                    load.report(r.conns, r.inflight);
+                }
+            }
+        }
+        let shape: Vec<_> = view
+            .iter()
+            .map(|(r, s)| {
+                (
+                    r.node.clone(),
+                    r.service.clone(),
+                    r.addr.clone(),
+                    r.weight,
+                    r.ops.clone(),
+                    r.idempotent.clone(),
+                    *s,
+                )
+            })
+            .collect();
+        if shape == t.shape {
+            return;
+        }
+        // Health transitions are changes too; joins and leaves were logged by their cause.
+        let before: HashMap<&str, NodeState> =
+            t.shape.iter().map(|s| (s.0.as_str(), s.6)).collect();
+        for (r, s) in &view {
+            match (before.get(r.node.as_str()), s) {
+                (Some(NodeState::Healthy), NodeState::Unhealthy) => self.event(
+                    &r.node,
+                    "unhealthy",
+                    format!("no heartbeat for over {} ms", unhealthy_after.as_millis()),
+                ),
+                (Some(NodeState::Unhealthy), NodeState::Healthy) => {
+                    self.event(&r.node, "recovered", "heartbeat resumed".into())
+                }
+                _ => {}
+            }
+        }
+        t.loads
+            .retain(|id, _| view.iter().any(|(r, _)| &r.node == id));
+        let members: Vec<Arc<Member>> = view
+            .iter()
+            .map(|(r, s)| {
+                let load = t
+                    .loads
+                    .entry(r.node.clone())
+                    .or_insert_with(|| {
+                        let load = Arc::new(NodeLoad::default());
+                        load.report(r.conns, r.inflight);
+                        load
+                    })
+                    .clone();
+                Arc::new(Member {
+                    id: Arc::from(r.node.as_str()),
+                    addr: Arc::from(r.addr.as_str()),
+                    service: Arc::from(r.service.as_str()),
+                    weight: r.weight,
+                    ops: r.ops.clone(),
+                    idempotent: r.idempotent.clone(),
+                    state: *s,
+                    load,
+                })
+            })
+            .collect();
+        t.generation += 1;
+        t.shape = shape;
+        let snapshot = Snapshot::build(t.generation, members, &self.settings.build);
+        tracing::debug!(
+            generation = snapshot.generation,
+            nodes = snapshot.nodes.len(),
+            healthy = snapshot.healthy(),
+            "membership snapshot rebuilt"
+        );
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+/// A node's state: draining if it said so, unhealthy once silent past `unhealthy_after`.
+fn state(r: &NodeRecord, silent: Duration, unhealthy_after: Duration) -> NodeState {
+    if r.draining {
+        NodeState::Draining
+    } else if silent > unhealthy_after {
+        NodeState::Unhealthy
+    } else {
+        NodeState::Healthy
+    }
+}
