@@ -42,25 +42,39 @@ pub enum FrameError {
 pub struct FrameDecoder {
     /// Largest payload accepted.
     max_frame: usize,
-    /// Received bytes; `buf[start..]` is not yet consumed.
+    /// Storage, initialised once as it grows (a read never zero-fills it again);
+    /// `buf[start..end]` holds received bytes not yet returned as frames.
     buf: Vec<u8>,
     /// Offset of the first unconsumed byte, so consuming a frame is O(1).
     start: usize,
+    /// End of the received bytes.
+    end: usize,
+    /// Least room offered to a read.
+    read_chunk: usize,
 }
 
 impl FrameDecoder {
     /// A decoder with the given payload bound.
     pub fn new(max_frame: usize) -> Self {
+        Self::with_read_chunk(max_frame, READ_CHUNK)
+    }
+
+    /// A decoder offering at least `read_chunk` bytes to each read: larger for a
+    /// connection that receives many pipelined frames at once (the proxy's pooled
+    /// connections), so that one read takes a whole burst.
+    pub fn with_read_chunk(max_frame: usize, read_chunk: usize) -> Self {
         FrameDecoder {
             max_frame,
             buf: Vec::new(),
             start: 0,
+            end: 0,
+            read_chunk: read_chunk.clamp(HEADER_LEN, MAX_GROW_STEP),
         }
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// Spare room to read into, sized by what is known about the next frame.
@@ -69,10 +83,10 @@ impl FrameDecoder {
     pub fn read_buf(&mut self) -> &mut [u8] {
         let pending = self.buffered();
         // Reclaim consumed space before growing.
-        if self.start > 0 && (pending == 0 || self.start >= self.buf.capacity() / 2) {
-            self.buf.copy_within(self.start.., 0);
-            self.buf.truncate(pending);
+        if self.start > 0 && (pending == 0 || self.start >= self.buf.len() / 2) {
+            self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
+            self.end = pending;
         }
         let want = match self.announced_len() {
             // The length was checked by `next_frame` before any growth beyond one chunk.
@@ -80,30 +94,34 @@ impl FrameDecoder {
                 // Read at least a chunk so that frames pipelined behind this one come
                 // in the same call.
                 let missing = (HEADER_LEN + len).saturating_sub(pending);
-                missing.clamp(READ_CHUNK, MAX_GROW_STEP)
+                missing.clamp(self.read_chunk, MAX_GROW_STEP)
             }
-            _ => READ_CHUNK,
+            _ => self.read_chunk,
         };
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        &mut self.buf[len..]
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..self.end + want]
     }
 
-    /// Records that `n` bytes were written at the start of the last [`read_buf`](Self::read_buf).
+    /// Records that `n` bytes were written at the start of the last
+    /// [`read_buf`](Self::read_buf), which offered `offered` bytes.
     pub fn advance(&mut self, n: usize, offered: usize) {
-        let new_len = self.buf.len() - offered + n;
-        self.buf.truncate(new_len);
+        debug_assert!(n <= offered, "advanced past the offered room");
+        self.end += n.min(offered);
     }
 
     /// Appends bytes directly (tests and clients that already hold data).
     pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.truncate(self.end);
         self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
     }
 
     /// The next complete payload, `None` if more bytes are needed, or an error if the
     /// announced length is unusable.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
-        let Some(range) = split_frame(&self.buf[self.start..], self.max_frame)? else {
+        let Some(range) = split_frame(&self.buf[self.start..self.end], self.max_frame)? else {
             return Ok(None);
         };
         let from = self.start + range.start;
@@ -115,9 +133,9 @@ impl FrameDecoder {
     /// buffer) for the next read. Only valid while nothing else is buffered.
     pub fn stash(&mut self, tail: &[u8]) {
         debug_assert_eq!(self.buffered(), 0, "stash over pending bytes");
-        self.buf.clear();
         self.start = 0;
-        self.buf.extend_from_slice(tail);
+        self.end = 0;
+        self.extend(tail);
     }
 
     /// The payload bound.
@@ -130,12 +148,13 @@ impl FrameDecoder {
         if self.buffered() == 0 {
             self.buf = Vec::new();
             self.start = 0;
+            self.end = 0;
         }
     }
 
     /// The length in the next header, if the header is complete.
     fn announced_len(&self) -> Option<usize> {
-        let b = self.buf.get(self.start..self.start + HEADER_LEN)?;
+        let b = self.buf[self.start..self.end].get(..HEADER_LEN)?;
         Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 }
@@ -303,6 +322,33 @@ mod tests {
         assert!(dec.next_frame().unwrap().is_some());
         dec.shrink_if_idle();
         assert_eq!(dec.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn a_long_stream_in_uneven_reads_comes_out_whole_and_in_order() {
+        // Frames of many sizes, delivered in reads that end anywhere, taken out while
+        // the buffer compacts and grows: every payload comes out once, in order.
+        let payloads: Vec<Vec<u8>> = (0..2000usize)
+            .map(|i| vec![(i % 251) as u8; 1 + (i * 7919) % 20_000])
+            .collect();
+        let stream: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let (mut at, mut next, mut step) = (0, 0, 1usize);
+        while at < stream.len() {
+            let buf = dec.read_buf();
+            let offered = buf.len();
+            step = (step * 31 + 17) % 9_000 + 1;
+            let n = offered.min(step).min(stream.len() - at);
+            buf[..n].copy_from_slice(&stream[at..at + n]);
+            dec.advance(n, offered);
+            at += n;
+            while let Some(p) = dec.next_frame().unwrap() {
+                assert_eq!(p, &payloads[next][..], "frame {next}");
+                next += 1;
+            }
+        }
+        assert_eq!(next, payloads.len());
+        assert_eq!(dec.buffered(), 0);
     }
 
     #[test]
