@@ -78,6 +78,38 @@ pub struct NodeArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Certificates (the [tls] section).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The `[tls]` flags shared by `dsf node` and `dsf balancer` (PROTOCOL §8).
+#[derive(Debug, Args, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain presented as server and client (tls.cert).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (tls.key).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle verifying the servers this process connects to (tls.ca).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM CA bundle verifying client certificates (tls.client_ca).
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Applies the flags given as overrides.
+    fn apply(&self, loader: Loader) -> Loader {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        loader
+            .set_opt("tls.cert", path(&self.tls_cert))
+            .set_opt("tls.key", path(&self.tls_key))
+            .set_opt("tls.ca", path(&self.tls_ca))
+            .set_opt("tls.client_ca", path(&self.tls_client_ca))
+    }
 }
 
 /// `dsf up`.
@@ -130,6 +162,9 @@ pub struct BalancerArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Certificates (the [tls] section).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `dsf client`.
@@ -223,6 +258,7 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
         .set_opt("node.service", args.service.clone())
         .set_opt("node.weight", args.weight.map(i64::from))
         .set_opt("runtime.threads", args.threads.map(|t| t as i64));
+    loader = args.tls.apply(loader);
     if !args.redis.is_empty() {
         loader = loader.set("cache.redis", args.redis.clone());
     }
@@ -249,7 +285,8 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Loads configuration for `dsf balancer` through the documented pipeline.
 pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
-    Ok(Loader::new(args.config.as_deref())
+    let loader = args.tls.apply(Loader::new(args.config.as_deref()));
+    Ok(loader
         .set_opt("balancer.registration", args.registration.clone())
         .set_opt("balancer.directory", args.directory.clone())
         .set_opt("balancer.proxy", args.proxy.clone())
