@@ -188,6 +188,18 @@ pub struct ClientArgs {
     /// Routing key (before or after `call`).
     #[arg(long, global = true)]
     pub key: Option<String>,
+    /// Speak TLS, verifying the server against this PEM CA bundle.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate to present (listeners that require one).
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the host of the address).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
     /// The request.
     #[command(subcommand)]
     pub action: ClientAction,
@@ -343,8 +355,9 @@ fn check_config(file: &std::path::Path) -> i32 {
 }
 
 fn client(args: ClientArgs) -> i32 {
-    let ClientAction::Call { op, body } = args.action;
-    let (token, key) = (args.token, args.key);
+    let ClientAction::Call { op, body } = &args.action;
+    let op = op.clone();
+    let (token, key) = (args.token.clone(), args.key.clone());
     let body = match body
         .as_deref()
         .map(serde_json::from_str::<serde_json::Value>)
@@ -361,19 +374,29 @@ fn client(args: ClientArgs) -> i32 {
         }
     };
     let opts = CallOptions { token, key };
+    let tls = match client_tls(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dsf client: {e}");
+            return 2;
+        }
+    };
     let (target, result): (String, Result<_, ClientError>) =
         match (&args.node, &args.proxy, &args.balancer) {
             (Some(a), _, _) | (_, Some(a), _) => (
                 a.clone(),
                 smol::block_on(async {
-                    let conn = Connection::connect(a, args.timeout).await?;
+                    let conn = Connection::connect_with(a, args.timeout, tls.as_ref()).await?;
                     conn.call_timeout(&op, body, &opts, args.timeout).await
                 }),
             ),
             (_, _, Some(dir)) => (
                 dir.clone(),
                 smol::block_on(async {
-                    let client = DirectoryClient::new(dir.clone(), args.timeout);
+                    let mut client = DirectoryClient::new(dir.clone(), args.timeout);
+                    if let Some(tls) = tls.clone() {
+                        client = client.with_tls(tls);
+                    }
                     let mut resp = client.call(&op, body, &opts).await?;
                     // The wire id is the client's business; print the request's own, 1.
                     resp.id = Some(1);
@@ -399,4 +422,22 @@ fn client(args: ClientArgs) -> i32 {
             2
         }
     }
+}
+
+/// The client's TLS side from `--tls-*`; `None` without `--tls-ca`.
+fn client_tls(args: &ClientArgs) -> Result<Option<dsf::tls::Connector>, dsf::tls::TlsError> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let cfg = dsf::config::TlsConfig {
+        ca: ca.clone(),
+        cert: args.tls_cert.clone().unwrap_or_default(),
+        key: args.tls_key.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let connector = dsf::tls::Tls::from_config(&cfg)?.and_then(|t| t.connector());
+    Ok(match (connector, &args.tls_server_name) {
+        (Some(c), Some(name)) => Some(c.with_server_name(name.clone())),
+        (c, _) => c,
+    })
 }

@@ -17,6 +17,14 @@ pub struct Acceptor {
     pub(super) client_auth: bool,
 }
 
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Acceptor {
     /// Whether clients of this listener must present a certificate.
     pub fn requires_client_cert(&self) -> bool {

@@ -25,7 +25,9 @@ impl PeerIdentity {
         if let Ok(Some(san)) = x509.subject_alternative_name() {
             for name in &san.value.general_names {
                 if let GeneralName::DNSName(dns) = name {
-                    names.push((*dns).to_owned());
+                    if !names.iter().any(|n| n == dns) {
+                        names.push((*dns).to_owned());
+                    }
                 }
             }
         }

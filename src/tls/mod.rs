@@ -1,5 +1,5 @@
 //! Transport security (PROTOCOL §8): rustls settings built from `[tls]`, held in a
-//! handle that `SIGHUP` swaps, and the streams listeners and clients share.
+//! handle that `SIGHUP` swaps (`runtime::shutdown::reload_tls_on_sighup`), and the streams listeners and clients share.
 //!
 //! - [`Tls`]: the reloadable handle. Every new handshake reads the current settings
 //!   from an `ArcSwap`; a reload builds complete new settings first and swaps them in
@@ -140,34 +140,6 @@ impl Tls {
     fn client_config(&self) -> Option<Arc<rustls::ClientConfig>> {
         self.current.load().client.clone()
     }
-}
-
-/// Reloads `tls` on every `SIGHUP` until the process exits, logging the outcome: a
-/// broken file is refused and the certificate in use stays.
-pub fn reload_on_sighup(tls: Arc<Tls>) -> std::io::Result<()> {
-    use async_signal::{Signal, Signals};
-    use futures_lite::StreamExt;
-    let mut signals = Signals::new([Signal::Hup])?;
-    std::thread::Builder::new()
-        .name("dsf-tls-reload".into())
-        .spawn(move || {
-            smol::block_on(async move {
-                while let Some(Ok(_)) = signals.next().await {
-                    match tls.reload() {
-                        Ok(()) => tracing::info!(
-                            serial = tls.serial().as_deref().unwrap_or("-"),
-                            "SIGHUP: certificates reloaded; new handshakes use them"
-                        ),
-                        Err(e) => tracing::error!(
-                            error = %e,
-                            serial = tls.serial().as_deref().unwrap_or("-"),
-                            "SIGHUP: certificates not reloaded; the ones in use stay"
-                        ),
-                    }
-                }
-            })
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]

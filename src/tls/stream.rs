@@ -17,12 +17,26 @@ pub struct Connector {
     pub(super) server_name: Option<String>,
 }
 
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connector {
     /// Verifies servers against `name` instead of the host of the address dialled
     /// (`dsf client --tls-server-name`, or a server reached by IP whose certificate
     /// carries only a DNS name).
     pub fn with_server_name(mut self, name: impl Into<String>) -> Connector {
         self.server_name = Some(name.into());
+        self
+    }
+
+    /// Verifies servers against the host of the address dialled (drops any override).
+    pub fn with_address_name(mut self) -> Connector {
+        self.server_name = None;
         self
     }
 
