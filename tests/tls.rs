@@ -444,3 +444,60 @@ fn sighup_rotates_the_certificate() {
         .result
         .is_ok());
 }
+
+/// With `admin.tls`, the admin listener speaks HTTPS with the same certificate and
+/// refuses plain HTTP; the node's protocol port speaks TLS on its own (no balancer).
+#[test]
+fn admin_over_https_and_a_standalone_tls_node() {
+    let _s = serial();
+    let pki = Pki::new("dsf-test-ca");
+    let cert = pki.issue("node-1", "node-1");
+    let proc = Proc::spawn(
+        "node",
+        &[
+            "node",
+            "--id",
+            "node-1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--tls-cert",
+            cert.cert(),
+            "--tls-key",
+            cert.key(),
+        ],
+        &[("DSF__ADMIN__TLS", "true")],
+    );
+    let addr = proc.addr("node node-1 listening on");
+    let admin = proc.addr("admin listening on");
+    let tls = connector(&pki.ca, None);
+    let pong = tls_call(&addr, &tls, "sys.ping", json!({})).unwrap();
+    assert_eq!(pong.result.unwrap()["node"], "node-1");
+    let page = smol::block_on(async {
+        use futures_lite::{AsyncReadExt, AsyncWriteExt};
+        let mut s = ClientStream::connect(&admin, Some(&tls), TIMEOUT)
+            .await
+            .unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let mut plain = std::net::TcpStream::connect(&admin).unwrap();
+    plain.set_read_timeout(Some(TIMEOUT)).unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        !matches!(plain.read(&mut buf), Ok(n) if n > 0),
+        "plain HTTP gets no answer"
+    );
+}

@@ -189,6 +189,9 @@ impl Balancer {
                     format!("balancer {}", registration.local_addr()),
                     std::time::Instant::now(),
                 )),
+                tls.as_ref()
+                    .filter(|_| cfg.admin.tls)
+                    .and_then(|t| t.acceptor(Listener::Admin)),
                 shutdown.clone(),
             );
         }

@@ -243,7 +243,11 @@ impl NodeBuilder {
         if let Some(listener) = admin {
             let registered = agent.as_ref().map(agent::Agent::registered);
             let checks = health::admin_app(&node, server.registry(), registered);
-            crate::admin::spawn(&rt, listener, Arc::new(checks), shutdown.clone());
+            let admin_tls = tls
+                .as_ref()
+                .filter(|_| cfg.admin.tls)
+                .and_then(|t| t.acceptor(Listener::Admin));
+            crate::admin::spawn(&rt, listener, Arc::new(checks), admin_tls, shutdown.clone());
         }
         tracing::info!(node = %id, %addr, admin = ?admin_addr, service = %cfg.node.service, threads = rt.threads(), "node listening");
         on_ready(&Started {

@@ -52,6 +52,26 @@ pub async fn accept(
     stream: async_net::TcpStream,
     timeout: Duration,
 ) -> io::Result<Accepted> {
+    let tls = accept_stream(acceptor, stream, timeout).await?;
+    let (stream, session) = tls.into_inner();
+    let identity = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(PeerIdentity::from_cert);
+    Ok(Accepted {
+        stream,
+        session,
+        identity,
+    })
+}
+
+/// Like [`accept`], keeping the stream whole for code that wants `AsyncRead` and
+/// `AsyncWrite` (the admin HTTP server).
+pub async fn accept_stream(
+    acceptor: &Acceptor,
+    stream: async_net::TcpStream,
+    timeout: Duration,
+) -> io::Result<futures_rustls::server::TlsStream<async_net::TcpStream>> {
     let handshake = async {
         let mut first = [0u8; 1];
         if stream.peek(&mut first).await? == 0 {
@@ -73,19 +93,9 @@ pub async fn accept(
             .tls
             .server_config(acceptor.client_auth)
             .ok_or_else(|| io::Error::other("no server certificate configured"))?;
-        let tls = futures_rustls::TlsAcceptor::from(config)
+        futures_rustls::TlsAcceptor::from(config)
             .accept(stream)
-            .await?;
-        let (stream, session) = tls.into_inner();
-        let identity = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(PeerIdentity::from_cert);
-        Ok(Accepted {
-            stream,
-            session,
-            identity,
-        })
+            .await
     };
     futures_lite::future::or(handshake, async {
         async_io::Timer::after(timeout).await;

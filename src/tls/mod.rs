@@ -18,7 +18,7 @@ mod identity;
 mod load;
 mod stream;
 
-pub use accept::{accept, Accepted, Acceptor};
+pub use accept::{accept, accept_stream, Accepted, Acceptor};
 pub use identity::PeerIdentity;
 pub use stream::{ClientStream, Connector, ReadHalf, WriteHalf};
 
