@@ -501,3 +501,112 @@ fn admin_over_https_and_a_standalone_tls_node() {
         "plain HTTP gets no answer"
     );
 }
+
+/// Runs `dsf cert ARGS…` and panics unless it succeeds.
+fn dsf_cert(args: &[&str]) {
+    let out = std::process::Command::new(dsf())
+        .arg("cert")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dsf cert {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Certificates from `dsf cert ca` / `dsf cert issue` run a cluster on mutual TLS, and
+/// a certificate issued for node-2 still cannot register as node-1.
+#[test]
+fn dsf_cert_makes_a_working_pki() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    dsf_cert(&["ca", "--out", d]);
+    for name in ["balancer", "node-1", "node-2"] {
+        dsf_cert(&[
+            "issue",
+            "--ca",
+            d,
+            "--name",
+            name,
+            "--san",
+            "127.0.0.1",
+            "--out",
+            d,
+        ]);
+    }
+    let issued = |name: &str| Issued {
+        cert: dir.path().join(format!("{name}.pem")),
+        key: dir.path().join(format!("{name}.key")),
+    };
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o077, 0, "keys are readable by their owner only");
+    let ca = dir.path().join("ca.pem");
+    let ca_str = ca.to_str().unwrap();
+    let lb = Balancer::start(
+        &[
+            "--tls-cert",
+            issued("balancer").cert(),
+            "--tls-key",
+            issued("balancer").key(),
+            "--tls-ca",
+            ca_str,
+            "--tls-client-ca",
+            ca_str,
+        ],
+        &[],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let _n1 = node("node-1", &lb, ca_str, &issued("node-1"), data);
+    let impostor = node("node-9", &lb, ca_str, &issued("node-2"), data);
+    let tls = connector(&ca, None);
+    wait_healthy(&lb, &tls, &["node-1"]);
+    wait_log(&impostor.proc, "not registered");
+    let (code, v) = client(&["--proxy", &lb.proxy, "--tls-ca", ca_str, "call", "sys.ping"]);
+    assert_eq!((code, &v["body"]["node"]), (0, &json!("node-1")), "{v}");
+}
+
+/// `dsf up --tls` runs the local cluster on TLS and prints a client command that works.
+#[test]
+fn dsf_up_tls_prints_a_working_client_command() {
+    let _s = serial();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let data = dir.path().join("data").to_str().unwrap().to_owned();
+    let up = Proc::spawn_in(
+        dir,
+        "up",
+        &[
+            "up", "--tls", "--nodes", "2", "--data", &data, "--admin", "",
+        ],
+        &[
+            ("DSF__BALANCER__REGISTRATION", "127.0.0.1:0"),
+            ("DSF__BALANCER__DIRECTORY", "127.0.0.1:0"),
+            ("DSF__BALANCER__PROXY", "127.0.0.1:0"),
+            ("DSF__NODE__LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let ready = up.wait_line(|l| l.contains("ready"), Duration::from_secs(30));
+    let command = ready
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {ready:?}"));
+    assert!(command.contains("--tls-ca"), "{command}");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(&args[..2], ["dsf", "client"]);
+    let (code, v) = client(&args[2..]);
+    assert_eq!(code, 0, "{command}: {v}");
+    let (code, _) = client(&[
+        "--proxy",
+        &up.addr("balancer proxy listening on"),
+        "call",
+        "sys.ping",
+    ]);
+    assert_eq!(code, 2, "plaintext is refused");
+}

@@ -1,5 +1,6 @@
 //! The `dsf` command line (PROTOCOL §6): one function per subcommand.
 
+mod cert;
 mod telemetry;
 mod up;
 
@@ -37,6 +38,8 @@ pub enum Command {
     },
     /// Drive load against a node or proxy and report throughput and latency.
     Bench(dsf::bench::BenchArgs),
+    /// Make a private CA, or a certificate signed by it (PROTOCOL §8).
+    Cert(cert::CertArgs),
 }
 
 /// `dsf node`.
@@ -133,6 +136,10 @@ pub struct UpArgs {
     /// "" turns it off.
     #[arg(long)]
     pub admin: Option<String>,
+    /// TLS everywhere, with a private CA kept in DATA/tls (made on the first run)
+    /// and certificates issued for the balancer and each node.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `dsf balancer`.
@@ -228,6 +235,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Client(args) => client(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Bench(args) => report(dsf::bench::run(args)),
+        Command::Cert(args) => report(cert::run(args)),
     }
 }
 
@@ -338,7 +346,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let _guard = telemetry::init(&cfg.log)?;
     let (trigger, _) = shutdown::channel();
     shutdown::on_signals(trigger.clone())?;
-    up::run(cfg, args.nodes, trigger, |line| println!("{line}"))
+    let tls_dir = args.tls.then(|| cfg.node.data_dir.join("tls"));
+    up::run(cfg, args.nodes, tls_dir, trigger, |line| println!("{line}"))
 }
 
 fn check_config(file: &std::path::Path) -> i32 {

@@ -8,6 +8,7 @@
 //! - `load.rs`: PEM files to rustls settings, errors naming the key and the file.
 //! - [`PeerIdentity`]: the names (CN and DNS SANs) and serial of a peer certificate.
 //! - [`accept`]: a listener's side of a handshake; [`ClientStream`]: a client's.
+//! - [`issue`]: a private CA and certificates signed by it (`dsf cert`).
 //!
 //! The crypto provider is rustls' `ring`: pure Rust and C compiled by `cc`, so the
 //! static musl image builds without cmake, Go or a C++ toolchain, which `aws-lc-rs`
@@ -15,6 +16,7 @@
 
 mod accept;
 mod identity;
+pub mod issue;
 mod load;
 mod stream;
 
