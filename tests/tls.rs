@@ -610,3 +610,32 @@ fn dsf_up_tls_prints_a_working_client_command() {
     ]);
     assert_eq!(code, 2, "plaintext is refused");
 }
+
+/// With `store.tls_ca` set, a node refuses a MySQL server that offers no TLS: it
+/// does not start rather than send the password and data in clear.
+#[test]
+fn a_node_refuses_a_plaintext_mysql_when_tls_is_configured() {
+    let _s = serial();
+    let pki = Pki::new("dsf-test-ca");
+    let url = common::stores::MariaDb::shared().fresh_database();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, common::stores::DB_PASSWORD).unwrap();
+    let mut proc = Proc::spawn_in(
+        dir.clone(),
+        "node",
+        &["node", "--listen", "127.0.0.1:0", "--mysql", &url],
+        &[
+            ("DSF__STORE__PASSWORD_FILE", pw.to_str().unwrap()),
+            ("DSF__STORE__TLS_CA", pki.ca()),
+            ("DSF__STORE__STARTUP_TIMEOUT", "2s"),
+        ],
+    );
+    let code = proc.wait_exit(Duration::from_secs(30));
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}");
+    let log = proc.logs();
+    assert!(
+        log.to_lowercase().contains("ssl") || log.to_lowercase().contains("tls"),
+        "the reason is named:\n{log}"
+    );
+}

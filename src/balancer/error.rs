@@ -89,6 +89,9 @@ pub enum BalancerError {
     /// Shared membership through Redis failed.
     #[error("shared membership: redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The shared-membership Redis settings are unusable (URL, TLS bundle).
+    #[error("shared membership: redis: {0}")]
+    RedisSettings(String),
     /// Anything else at the I/O level (threads, sockets).
     #[error("balancer: {0}")]
     Io(#[from] std::io::Error),
@@ -118,6 +121,7 @@ impl BalancerError {
             | BalancerError::Bind { .. }
             | BalancerError::Tls(_)
             | BalancerError::Redis(_)
+            | BalancerError::RedisSettings(_)
             | BalancerError::Io(_) => return ApiError::internal(),
         };
         ApiError::new(code, self.to_string())

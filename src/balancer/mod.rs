@@ -97,7 +97,11 @@ impl Balancer {
             if cfg.balancer.redis.is_empty() {
                 (None, Arc::new(InMemory))
             } else {
-                let r = RedisShared::new(&cfg.balancer.redis, cfg.balancer.lease_ttl)?;
+                let r = RedisShared::new(
+                    &cfg.balancer.redis,
+                    cfg.balancer.lease_ttl,
+                    &cfg.cache.tls_ca,
+                )?;
                 (Some(r.clone()), r)
             };
         let membership = Arc::new(Membership::new(settings, discovery));

@@ -41,6 +41,8 @@ pub struct Pki {
     /// The CA certificate (the bundle clients and the balancer trust).
     pub ca: PathBuf,
     ca_key: PathBuf,
+    /// `openssl ca` keeps a database in the folder: one issue at a time.
+    lock: std::sync::Mutex<()>,
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
@@ -92,7 +94,12 @@ impl Pki {
              unique_subject = no\n[any]\ncommonName = supplied\n",
         )
         .unwrap();
-        Pki { dir, ca, ca_key }
+        Pki {
+            dir,
+            ca,
+            ca_key,
+            lock: std::sync::Mutex::new(()),
+        }
     }
 
     /// The CA bundle as a string argument.
@@ -112,6 +119,7 @@ impl Pki {
     }
 
     fn issue_dated(&self, file: &str, cn: &str, dates: Option<(&str, &str)>) -> Issued {
+        let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let d = self.dir.path();
         let key = d.join(format!("{file}.key"));
         let csr = d.join(format!("{file}.csr"));
