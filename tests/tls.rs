@@ -639,3 +639,47 @@ fn a_node_refuses_a_plaintext_mysql_when_tls_is_configured() {
         "the reason is named:\n{log}"
     );
 }
+
+/// Certificate rotation under `dsf bench` load through the TLS proxy: no request
+/// fails, established connections go on, and new handshakes show the new serial.
+#[test]
+fn rotation_under_load_through_the_proxy_fails_nothing() {
+    let _s = serial();
+    let pki = Pki::new("dsf-test-ca");
+    let first = pki.issue("balancer", "balancer");
+    let lb = balancer(&pki, &first);
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let _n1 = node(
+        "node-1",
+        &lb,
+        pki.ca(),
+        &pki.issue("node-1", "node-1"),
+        data,
+    );
+    let _n2 = node(
+        "node-2",
+        &lb,
+        pki.ca(),
+        &pki.issue("node-2", "node-2"),
+        data,
+    );
+    let tls = connector(&pki.ca, None);
+    wait_healthy(&lb, &tls, &["node-1", "node-2"]);
+    let old_serial = first.serial();
+    assert_eq!(served_serial(&lb.proxy, &tls), old_serial);
+    let mut cmd = bench(&lb.proxy, "sys.echo", 16, 4, "3s");
+    cmd.args(["--tls-ca", pki.ca()]);
+    let load = bench_spawn(cmd);
+    std::thread::sleep(Duration::from_millis(1200));
+    let second = pki.issue("balancer", "balancer");
+    lb.proc.signal("HUP");
+    wait_log(&lb.proc, "certificates reloaded");
+    let new_serial = second.serial();
+    assert_ne!(new_serial, old_serial);
+    assert_eq!(served_serial(&lb.proxy, &tls), new_serial);
+    let report = bench_report(load);
+    assert_eq!(report["failed_conns"], 0, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["rps"].as_f64().unwrap() > 0.0, "{report}");
+}
