@@ -61,3 +61,32 @@ PY
   kill $pid
   port=$((port + 1))
 done
+
+echo
+echo "TLS node vs plain node (1 loop thread each, 64 conns, TLS 1.3, ECDSA P-256, certificates from dsf cert):"
+"$dsf" cert ca --out "$tmp/pki" >/dev/null
+"$dsf" cert issue --ca "$tmp/pki" --name node --san 127.0.0.1 --out "$tmp/pki" >/dev/null
+DSF__RUNTIME__THREADS=1 DSF__LIMITS__MAX_CONNECTIONS=20000 RUST_LOG=warn \
+  "$dsf" node --listen 127.0.0.1:7191 --admin "" >/dev/null &
+plain_pid=$!
+DSF__RUNTIME__THREADS=1 DSF__LIMITS__MAX_CONNECTIONS=20000 RUST_LOG=warn \
+  "$dsf" node --listen 127.0.0.1:7195 --admin "" \
+  --tls-cert "$tmp/pki/node.pem" --tls-key "$tmp/pki/node.key" >/dev/null &
+tls_pid=$!
+sleep 1
+echo "| server | depth | req/s | p50 µs | p99 µs | tls/plain |"
+echo "|---|---|---|---|---|---|"
+for depth in 16 1; do
+  p=$(run plain 127.0.0.1:7191 64 $depth)
+  t=$("$dsf" bench --label tls --target 127.0.0.1:7195 --tls-ca "$tmp/pki/ca.pem" \
+    --op sys.echo --body '{"msg":"hello"}' --conns 64 --depth $depth \
+    --duration "${secs}s" --warmup 1s --threads 1 --json)
+  python3 - "$p" "$t" <<'PY'
+import json, sys
+p, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for x in (p, t):
+    ratio = "" if x is p else f"{t['rps'] / p['rps']:.2f}"
+    print(f"| {x['label']} | {x['depth']} | {x['rps']:.0f} | {x['p50_us']} | {x['p99_us']} | {ratio} |")
+PY
+done
+kill "$plain_pid" "$tls_pid"

@@ -22,6 +22,7 @@
 //! - [`metrics`]: metric names and the Prometheus recorder (a leaf: imports nothing of the crate).
 //! - [`admin`]: the admin HTTP listener (metrics, health, status page).
 //! - [`config`]: the configuration pipeline (file → env → flags).
+//! - [`tls`]: rustls settings from `[tls]`, reloaded on SIGHUP, and the TLS streams.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
@@ -41,3 +42,4 @@ pub mod protocol;
 pub mod ring;
 pub mod runtime;
 pub mod store;
+pub mod tls;

@@ -32,6 +32,8 @@ pub const INFLIGHT: &str = "dsf_inflight_requests";
 pub const INFLIGHT_LIMIT: &str = "dsf_inflight_limit";
 /// Requests answered `overloaded` because `limits.max_inflight` was reached, by `listener`.
 pub const INFLIGHT_REFUSED: &str = "dsf_inflight_refused_total";
+/// TLS handshakes that failed (plaintext client, certificate refused), by `listener`.
+pub const TLS_HANDSHAKE_FAILURES: &str = "dsf_tls_handshake_failures_total";
 /// Bytes read from clients, by `listener`.
 pub const BYTES_IN: &str = "dsf_bytes_received_total";
 /// Bytes written to clients, by `listener`.
@@ -117,6 +119,11 @@ fn describe() {
         INFLIGHT_REFUSED,
         Unit::Count,
         "Requests answered overloaded because limits.max_inflight requests were in flight, by listener."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        Unit::Count,
+        "TLS handshakes that failed (a plaintext client, a certificate refused), by listener."
     );
     describe_counter!(
         BYTES_IN,

@@ -10,7 +10,7 @@ use dsf::runtime::{ConnMeta, Service};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use common::stores::both_backends;
+use common::stores::{both_backends, tls_backend};
 
 both_backends!(
     every_operation_and_error_code,
@@ -20,6 +20,14 @@ both_backends!(
     repeated_failed_logins_are_rate_limited,
     fifty_concurrent_misses_for_one_key_cause_one_store_read,
     a_migration_applied_again_after_an_interruption_succeeds,
+);
+
+// The business suite again with both stores on TLS (PROTOCOL §8).
+tls_backend!(
+    every_operation_and_error_code,
+    token_from_one_node_works_on_another_and_logout_revokes_it_on_both,
+    a_write_on_one_node_is_visible_at_once_through_another_nodes_cached_query,
+    sql_injection_strings_are_stored_and_returned_verbatim,
 );
 
 /// Every operation of §3 answers as specified, including each error code.

@@ -5,6 +5,7 @@
 //! runtime as everything else.
 
 use crate::runtime::{BoxFuture, Runtime, Shutdown};
+use crate::tls::Acceptor;
 use futures_lite::future;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -118,11 +119,13 @@ pub fn bind(addr: &str) -> std::io::Result<Option<std::net::TcpListener>> {
     Ok(Some(l))
 }
 
-/// Serves admin requests on `listener` until `shutdown`.
+/// Serves admin requests on `listener` until `shutdown`; over HTTPS when `tls` is
+/// given (`admin.tls`).
 pub fn spawn(
     rt: &Runtime,
     listener: std::net::TcpListener,
     app: Arc<dyn AdminApp>,
+    tls: Option<Acceptor>,
     shutdown: Shutdown,
 ) {
     crate::metrics::install();
@@ -137,9 +140,9 @@ pub fn spawn(
                 None
             })
             .await;
-            let stream = match accepted {
+            let (stream, peer) = match accepted {
                 None => return,
-                Some(Ok((s, _))) => s,
+                Some(Ok(pair)) => pair,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "admin accept failed");
                     async_io::Timer::after(Duration::from_millis(50)).await;
@@ -147,7 +150,20 @@ pub fn spawn(
                 }
             };
             let app = app.clone();
+            let tls = tls.clone();
             rt2.spawn(async move {
+                let stream = match &tls {
+                    None => AdminStream::Plain(stream),
+                    Some(acceptor) => {
+                        match crate::tls::accept_stream(acceptor, stream, ADMIN_TIMEOUT).await {
+                            Ok(s) => AdminStream::Tls(Box::new(s)),
+                            Err(e) => {
+                                tracing::warn!(listener = "admin", %peer, error = %e, "TLS handshake failed; connection closed");
+                                return;
+                            }
+                        }
+                    }
+                };
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(app, req).await) }
@@ -158,7 +174,7 @@ pub fn spawn(
                     .keep_alive(true)
                     .serve_connection(io, service);
                 let _ = future::or(async { conn.await.map_err(|_| ()) }, async {
-                    async_io::Timer::after(Duration::from_secs(30)).await;
+                    async_io::Timer::after(ADMIN_TIMEOUT).await;
                     Err(())
                 })
                 .await;
@@ -167,6 +183,61 @@ pub fn spawn(
         }
     })
     .detach();
+}
+
+/// Longest an admin connection (its TLS handshake included) may last.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An admin connection: plain HTTP or HTTPS.
+enum AdminStream {
+    Plain(async_net::TcpStream),
+    Tls(Box<futures_rustls::server::TlsStream<async_net::TcpStream>>),
+}
+
+impl futures_lite::AsyncRead for AdminStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            AdminStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl futures_lite::AsyncWrite for AdminStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            AdminStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            AdminStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(s) => std::pin::Pin::new(s).poll_close(cx),
+            AdminStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
 }
 
 /// The address the admin listener bound (for logs and `dsf up`).

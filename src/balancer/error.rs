@@ -13,6 +13,21 @@ pub enum BalancerError {
     /// `lb.register` from another host while no cluster secret is configured.
     #[error("registration: no cluster secret is configured, so only local nodes may register")]
     RemoteWithoutSecret,
+    /// `lb.register` over a connection without a verified client certificate, where
+    /// one is required.
+    #[error("registration: a client certificate is required (tls.client_auth)")]
+    NoCertificate,
+    /// `lb.register` for a node id its client certificate does not name.
+    #[error("registration: the client certificate names {names}, not node `{node}`")]
+    CertificateMismatch {
+        /// The id asked for.
+        node: String,
+        /// The certificate's CN and DNS names.
+        names: String,
+    },
+    /// TLS settings could not be built from `[tls]`.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A lease operation on a connection that has not registered.
     #[error("registration: this connection has not registered a node")]
     NotRegistered,
@@ -74,6 +89,9 @@ pub enum BalancerError {
     /// Shared membership through Redis failed.
     #[error("shared membership: redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The shared-membership Redis settings are unusable (URL, TLS bundle).
+    #[error("shared membership: redis: {0}")]
+    RedisSettings(String),
     /// Anything else at the I/O level (threads, sockets).
     #[error("balancer: {0}")]
     Io(#[from] std::io::Error),
@@ -86,7 +104,9 @@ impl BalancerError {
         let code = match self {
             BalancerError::Unauthorized
             | BalancerError::RemoteWithoutSecret
-            | BalancerError::NotRegistered => ErrorCode::Unauthorized,
+            | BalancerError::NotRegistered
+            | BalancerError::NoCertificate
+            | BalancerError::CertificateMismatch { .. } => ErrorCode::Unauthorized,
             BalancerError::UnknownNode(_) => ErrorCode::NotFound,
             BalancerError::NotOwner(_) => ErrorCode::Forbidden,
             BalancerError::BadRequest(_) => ErrorCode::BadRequest,
@@ -99,7 +119,9 @@ impl BalancerError {
             BalancerError::Algorithm { .. }
             | BalancerError::Client(_)
             | BalancerError::Bind { .. }
+            | BalancerError::Tls(_)
             | BalancerError::Redis(_)
+            | BalancerError::RedisSettings(_)
             | BalancerError::Io(_) => return ApiError::internal(),
         };
         ApiError::new(code, self.to_string())

@@ -27,8 +27,9 @@ pub mod status;
 pub use error::BalancerError;
 pub use membership::Membership;
 
-use crate::config::Config;
+use crate::config::{Config, Listener};
 use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
+use crate::tls::Tls;
 use futures_lite::future;
 use membership::redis::RedisShared;
 use membership::{Discovery, InMemory};
@@ -75,6 +76,8 @@ pub struct Balancer {
     admin: Option<std::net::TcpListener>,
     /// The cluster secret registrations must present.
     secret: Option<String>,
+    /// TLS settings of the listeners and of the proxy's node connections.
+    tls: Option<Arc<Tls>>,
     /// The configuration it was built from.
     cfg: Config,
 }
@@ -94,16 +97,27 @@ impl Balancer {
             if cfg.balancer.redis.is_empty() {
                 (None, Arc::new(InMemory))
             } else {
-                let r = RedisShared::new(&cfg.balancer.redis, cfg.balancer.lease_ttl)?;
+                let r = RedisShared::new(
+                    &cfg.balancer.redis,
+                    cfg.balancer.lease_ttl,
+                    &cfg.cache.tls_ca,
+                )?;
                 (Some(r.clone()), r)
             };
         let membership = Arc::new(Membership::new(settings, discovery));
         let rt = Runtime::new("dsf-lb", cfg.runtime.loop_threads())?;
+        let tls = Tls::from_config(&cfg.tls)?;
         let bind = |listener: &'static str, addr: &str| {
+            let kind = match listener {
+                "registration" => Listener::Registration,
+                "directory" => Listener::Directory,
+                _ => Listener::Proxy,
+            };
             let opts = ServerOptions {
                 name: listener,
                 limits: cfg.limits.clone(),
                 reuse_port: cfg.runtime.reuse_port,
+                tls: tls.as_ref().and_then(|t| t.acceptor(kind)),
             };
             Server::bind(addr, &rt, opts).map_err(|source| BalancerError::Bind {
                 listener,
@@ -129,6 +143,7 @@ impl Balancer {
             directory,
             proxy,
             secret,
+            tls,
             cfg,
         })
     }
@@ -159,8 +174,16 @@ impl Balancer {
             proxy,
             admin,
             secret,
+            tls,
             cfg,
         } = self;
+        if let Some(tls) = &tls {
+            rt.spawn(runtime::shutdown::reload_tls_on_sighup(
+                tls.clone(),
+                shutdown.clone(),
+            ))
+            .detach();
+        }
         if let Some(listener) = admin {
             crate::admin::spawn(
                 &rt,
@@ -170,6 +193,9 @@ impl Balancer {
                     format!("balancer {}", registration.local_addr()),
                     std::time::Instant::now(),
                 )),
+                tls.as_ref()
+                    .filter(|_| cfg.admin.tls)
+                    .and_then(|t| t.acceptor(Listener::Admin)),
                 shutdown.clone(),
             );
         }
@@ -190,11 +216,12 @@ impl Balancer {
             crate::admin::notify_stopping();
         })
         .detach();
-        let reg_service = Arc::new(registration::Registration::new(
-            membership.clone(),
-            secret,
-            registration.registry(),
-        ));
+        let mut reg_service =
+            registration::Registration::new(membership.clone(), secret, registration.registry());
+        if cfg.tls.requires_client_cert(Listener::Registration) {
+            reg_service = reg_service.require_certificate();
+        }
+        let reg_service = Arc::new(reg_service);
         let dir_service = Arc::new(directory::Directory::new(membership.clone()));
         let proxy_service = Arc::new(proxy::Proxy::new(
             membership.clone(),
@@ -203,6 +230,7 @@ impl Balancer {
                 request_timeout: cfg.limits.request_timeout,
                 connect_timeout: Duration::from_secs(1).min(cfg.limits.request_timeout),
                 max_frame: cfg.limits.max_frame,
+                tls: tls.as_ref().and_then(|t| t.connector()),
             },
         ));
         tracing::info!(

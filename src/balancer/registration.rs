@@ -5,6 +5,11 @@
 //! registration without it is answered `unauthorized` and the connection is closed;
 //! lease operations are only accepted on a connection that registered successfully,
 //! and only for the nodes it registered.
+//!
+//! With `registration` in `tls.client_auth` (PROTOCOL §8), the TLS handshake has
+//! already verified the node's certificate against `tls.client_ca`; `lb.register`
+//! then also requires the `node` id to be the certificate's common name or one of its
+//! DNS names, so a node cannot register as another. The secret is still checked.
 
 use super::error::BalancerError;
 use super::membership::{Membership, NodeRecord};
@@ -81,6 +86,8 @@ pub struct Registration {
     registry: Arc<Registry>,
     /// Connections that registered successfully; only they may renew or end leases.
     registered: Mutex<HashSet<u64>>,
+    /// Registrations must come over a verified client certificate naming the node.
+    require_certificate: bool,
 }
 
 impl Registration {
@@ -95,7 +102,15 @@ impl Registration {
             secret: secret.map(|s| s.into_bytes().into_boxed_slice()),
             registry,
             registered: Mutex::default(),
+            require_certificate: false,
         }
+    }
+
+    /// Requires each registration's `node` id to be named by the connection's verified
+    /// client certificate (the listener requires one: `registration` in `tls.client_auth`).
+    pub fn require_certificate(mut self) -> Registration {
+        self.require_certificate = true;
+        self
     }
 
     fn handle(&self, conn: ConnMeta, req: Request) -> Result<Value, BalancerError> {
@@ -137,11 +152,24 @@ impl Registration {
                 }
             }
             // Without a secret the only allow-list that is safe by default is this
-            // host: anyone on the network could otherwise join as a fake node.
-            None if !conn.peer.ip().is_loopback() => {
+            // host, or a verified certificate: anyone on the network could otherwise
+            // join as a fake node.
+            None if !conn.peer.ip().is_loopback() && !self.require_certificate => {
                 return Err(BalancerError::RemoteWithoutSecret)
             }
             None => {}
+        }
+        if self.require_certificate {
+            match self.registry.identity(conn.id) {
+                Some(id) if id.names(&b.node) => {}
+                Some(id) => {
+                    return Err(BalancerError::CertificateMismatch {
+                        node: b.node,
+                        names: id.names.join(", "),
+                    })
+                }
+                None => return Err(BalancerError::NoCertificate),
+            }
         }
         validate(&b)?;
         let record = NodeRecord {
@@ -178,6 +206,8 @@ impl Service for Registration {
                 BalancerError::Unauthorized
                     | BalancerError::RemoteWithoutSecret
                     | BalancerError::NotRegistered
+                    | BalancerError::NoCertificate
+                    | BalancerError::CertificateMismatch { .. }
             ) {
                 tracing::warn!(peer = %conn.peer, error = %e, "registration refused; closing");
                 // The answer is written before the connection task reads its mailbox.

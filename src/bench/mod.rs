@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// Label for the output.
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Speak TLS, verifying the target against this PEM CA bundle.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Name the target's certificate must carry (default: the host of --target).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 /// What one run measured.
@@ -111,12 +117,26 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let template: Value =
         serde_json::from_str(&args.body).map_err(|e| anyhow::anyhow!("--body is not JSON: {e}"))?;
     anyhow::ensure!(template.is_object(), "--body must be a JSON object");
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => {
+            let cfg = crate::config::TlsConfig {
+                ca: ca.clone(),
+                ..Default::default()
+            };
+            let c = crate::tls::Tls::from_config(&cfg)?.and_then(|t| t.connector());
+            match (c, &args.tls_server_name) {
+                (Some(c), Some(name)) => Some(c.with_server_name(name.clone())),
+                (c, _) => c,
+            }
+        }
+    };
     let rt = crate::runtime::Runtime::new("dsf-bench", args.threads)?;
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
     let tasks: Vec<_> = (0..args.conns)
-        .map(|_| rt.spawn(one_conn(args.clone(), measure_from, end)))
+        .map(|_| rt.spawn(one_conn(args.clone(), tls.clone(), measure_from, end)))
         .collect();
     let results: Vec<ConnResult> = smol::block_on(async {
         let mut v = Vec::new();
@@ -172,18 +192,24 @@ fn body_for(args: &BenchArgs, rng: &mut impl rand::Rng) -> Value {
     }
 }
 
-async fn one_conn(args: BenchArgs, measure_from: Instant, end: Instant) -> ConnResult {
+async fn one_conn(
+    args: BenchArgs,
+    tls: Option<crate::tls::Connector>,
+    measure_from: Instant,
+    end: Instant,
+) -> ConnResult {
     let mut result = ConnResult {
         hist: Histogram::new(3).expect("3 significant figures is valid"),
         ok: 0,
         errors: HashMap::new(),
         failed: false,
     };
-    let Ok(mut stream) = async_net::TcpStream::connect(&args.target).await else {
+    let connected =
+        crate::tls::ClientStream::connect(&args.target, tls.as_ref(), Duration::from_secs(10));
+    let Ok(mut stream) = connected.await else {
         result.failed = true;
         return result;
     };
-    let _ = stream.set_nodelay(true);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
     let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(args.depth * 2);
     let mut next_id = 1u64;
@@ -202,7 +228,8 @@ async fn one_conn(args: BenchArgs, measure_from: Instant, end: Instant) -> ConnR
     }
     loop {
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+            // A TLS stream holds records until flushed; plain TCP's flush is a no-op.
+            if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
                 result.failed = true;
                 return result;
             }

@@ -37,6 +37,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult, Script};
 use std::collections::HashSet;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -99,12 +100,31 @@ pub struct RedisInstance {
     has_pending: AtomicBool,
 }
 
+/// A client for `url`: a `rediss://` server is verified against the PEM bundle
+/// `tls_ca` (`cache.tls_ca`) when one is given, else against the system's roots.
+pub fn client(url: &str, tls_ca: &Path) -> Result<redis::Client, String> {
+    if url.starts_with("rediss://") && !tls_ca.as_os_str().is_empty() {
+        let root = std::fs::read(tls_ca)
+            .map_err(|e| format!("cache.tls_ca: cannot read {}: {e}", tls_ca.display()))?;
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root),
+        };
+        return redis::Client::build_with_tls(url, certs)
+            .map_err(|e| format!("TLS settings (cache.tls_ca {}): {e}", tls_ca.display()));
+    }
+    redis::Client::open(url).map_err(|e| format!("invalid URL: {e}"))
+}
+
 impl RedisInstance {
     /// A server at `url`; connects lazily, so a node starts even while Redis is down.
-    pub fn new(url: &str, op_timeout: Duration) -> Result<RedisInstance, CacheError> {
+    pub fn new(
+        url: &str,
+        op_timeout: Duration,
+        tls_ca: &Path,
+    ) -> Result<RedisInstance, CacheError> {
         let label = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| CacheError::Other(format!("{label}: invalid URL: {e}")))?;
+        let client = client(url, tls_ca).map_err(|e| CacheError::Other(format!("{label}: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(op_timeout))
             .set_response_timeout(Some(op_timeout))

@@ -20,13 +20,17 @@ pub struct RedisShards {
 
 impl RedisShards {
     /// One server per URL (duplicates collapse); connects lazily.
-    pub fn open(urls: &[String], op_timeout: Duration) -> Result<RedisShards, CacheError> {
+    pub fn open(
+        urls: &[String],
+        op_timeout: Duration,
+        tls_ca: &std::path::Path,
+    ) -> Result<RedisShards, CacheError> {
         if urls.is_empty() {
             return Err(CacheError::Other("no Redis URL given".into()));
         }
         let mut instances = HashMap::new();
         for url in urls {
-            instances.insert(url.clone(), RedisInstance::new(url, op_timeout)?);
+            instances.insert(url.clone(), RedisInstance::new(url, op_timeout, tls_ca)?);
         }
         let ring = Ring::new(instances.keys().map(|u| (u.clone(), 1)), DEFAULT_VNODES);
         Ok(RedisShards { instances, ring })

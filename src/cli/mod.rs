@@ -1,5 +1,6 @@
 //! The `dsf` command line (PROTOCOL §6): one function per subcommand.
 
+mod cert;
 mod telemetry;
 mod up;
 
@@ -37,6 +38,8 @@ pub enum Command {
     },
     /// Drive load against a node or proxy and report throughput and latency.
     Bench(dsf::bench::BenchArgs),
+    /// Make a private CA, or a certificate signed by it (PROTOCOL §8).
+    Cert(cert::CertArgs),
 }
 
 /// `dsf node`.
@@ -78,6 +81,38 @@ pub struct NodeArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Certificates (the [tls] section).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The `[tls]` flags shared by `dsf node` and `dsf balancer` (PROTOCOL §8).
+#[derive(Debug, Args, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain presented as server and client (tls.cert).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (tls.key).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle verifying the servers this process connects to (tls.ca).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM CA bundle verifying client certificates (tls.client_ca).
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Applies the flags given as overrides.
+    fn apply(&self, loader: Loader) -> Loader {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        loader
+            .set_opt("tls.cert", path(&self.tls_cert))
+            .set_opt("tls.key", path(&self.tls_key))
+            .set_opt("tls.ca", path(&self.tls_ca))
+            .set_opt("tls.client_ca", path(&self.tls_client_ca))
+    }
 }
 
 /// `dsf up`.
@@ -101,6 +136,10 @@ pub struct UpArgs {
     /// "" turns it off.
     #[arg(long)]
     pub admin: Option<String>,
+    /// TLS everywhere, with a private CA kept in DATA/tls (made on the first run)
+    /// and certificates issued for the balancer and each node.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `dsf balancer`.
@@ -130,6 +169,9 @@ pub struct BalancerArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Certificates (the [tls] section).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `dsf client`.
@@ -153,6 +195,18 @@ pub struct ClientArgs {
     /// Routing key (before or after `call`).
     #[arg(long, global = true)]
     pub key: Option<String>,
+    /// Speak TLS, verifying the server against this PEM CA bundle.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate to present (listeners that require one).
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the host of the address).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
     /// The request.
     #[command(subcommand)]
     pub action: ClientAction,
@@ -181,6 +235,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Client(args) => client(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Bench(args) => report(dsf::bench::run(args)),
+        Command::Cert(args) => report(cert::run(args)),
     }
 }
 
@@ -223,6 +278,7 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
         .set_opt("node.service", args.service.clone())
         .set_opt("node.weight", args.weight.map(i64::from))
         .set_opt("runtime.threads", args.threads.map(|t| t as i64));
+    loader = args.tls.apply(loader);
     if !args.redis.is_empty() {
         loader = loader.set("cache.redis", args.redis.clone());
     }
@@ -249,7 +305,8 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Loads configuration for `dsf balancer` through the documented pipeline.
 pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
-    Ok(Loader::new(args.config.as_deref())
+    let loader = args.tls.apply(Loader::new(args.config.as_deref()));
+    Ok(loader
         .set_opt("balancer.registration", args.registration.clone())
         .set_opt("balancer.directory", args.directory.clone())
         .set_opt("balancer.proxy", args.proxy.clone())
@@ -289,7 +346,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let _guard = telemetry::init(&cfg.log)?;
     let (trigger, _) = shutdown::channel();
     shutdown::on_signals(trigger.clone())?;
-    up::run(cfg, args.nodes, trigger, |line| println!("{line}"))
+    let tls_dir = args.tls.then(|| cfg.node.data_dir.join("tls"));
+    up::run(cfg, args.nodes, tls_dir, trigger, |line| println!("{line}"))
 }
 
 fn check_config(file: &std::path::Path) -> i32 {
@@ -306,8 +364,9 @@ fn check_config(file: &std::path::Path) -> i32 {
 }
 
 fn client(args: ClientArgs) -> i32 {
-    let ClientAction::Call { op, body } = args.action;
-    let (token, key) = (args.token, args.key);
+    let ClientAction::Call { op, body } = &args.action;
+    let op = op.clone();
+    let (token, key) = (args.token.clone(), args.key.clone());
     let body = match body
         .as_deref()
         .map(serde_json::from_str::<serde_json::Value>)
@@ -324,19 +383,29 @@ fn client(args: ClientArgs) -> i32 {
         }
     };
     let opts = CallOptions { token, key };
+    let tls = match client_tls(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dsf client: {e}");
+            return 2;
+        }
+    };
     let (target, result): (String, Result<_, ClientError>) =
         match (&args.node, &args.proxy, &args.balancer) {
             (Some(a), _, _) | (_, Some(a), _) => (
                 a.clone(),
                 smol::block_on(async {
-                    let conn = Connection::connect(a, args.timeout).await?;
+                    let conn = Connection::connect_with(a, args.timeout, tls.as_ref()).await?;
                     conn.call_timeout(&op, body, &opts, args.timeout).await
                 }),
             ),
             (_, _, Some(dir)) => (
                 dir.clone(),
                 smol::block_on(async {
-                    let client = DirectoryClient::new(dir.clone(), args.timeout);
+                    let mut client = DirectoryClient::new(dir.clone(), args.timeout);
+                    if let Some(tls) = tls.clone() {
+                        client = client.with_tls(tls);
+                    }
                     let mut resp = client.call(&op, body, &opts).await?;
                     // The wire id is the client's business; print the request's own, 1.
                     resp.id = Some(1);
@@ -362,4 +431,22 @@ fn client(args: ClientArgs) -> i32 {
             2
         }
     }
+}
+
+/// The client's TLS side from `--tls-*`; `None` without `--tls-ca`.
+fn client_tls(args: &ClientArgs) -> Result<Option<dsf::tls::Connector>, dsf::tls::TlsError> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let cfg = dsf::config::TlsConfig {
+        ca: ca.clone(),
+        cert: args.tls_cert.clone().unwrap_or_default(),
+        key: args.tls_key.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let connector = dsf::tls::Tls::from_config(&cfg)?.and_then(|t| t.connector());
+    Ok(match (connector, &args.tls_server_name) {
+        (Some(c), Some(name)) => Some(c.with_server_name(name.clone())),
+        (c, _) => c,
+    })
 }

@@ -7,12 +7,19 @@
 //! `i - 1` (or a free port when that port is 0); all nodes share `node.data_dir`, so
 //! they see one embedded store. Shutdown drains the nodes first (each deregisters),
 //! then stops the balancer.
+//!
+//! With `--tls`, a private CA is kept in `<data>/tls/` (made on the first run, reused
+//! after, so a client keeps trusting it) and a certificate is issued for the balancer
+//! and for each node at every start: every listener speaks TLS, and the nodes register
+//! over mutual TLS with certificates naming their ids.
 
 use anyhow::Context as _;
 use dsf::balancer::Balancer;
-use dsf::config::{Config, UP_ADMIN_LISTEN};
+use dsf::config::{Config, TlsConfig, UP_ADMIN_LISTEN};
 use dsf::runtime::{shutdown, ShutdownTrigger};
+use dsf::tls::issue;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The configuration of a local cluster: balancer listeners configured on every
@@ -44,6 +51,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 pub fn run(
     mut cfg: Config,
     nodes: usize,
+    tls_dir: Option<PathBuf>,
     stop: ShutdownTrigger,
     mut say: impl FnMut(String),
 ) -> anyhow::Result<()> {
@@ -52,6 +60,14 @@ pub fn run(
     if cfg.cluster.secret().is_none() {
         cfg.cluster.secret = hex::encode(rand::random::<[u8; 32]>());
     }
+    let pki = match &tls_dir {
+        Some(dir) => {
+            let pki = LocalPki::open(dir)?;
+            cfg.tls = pki.tls("balancer", &cfg)?;
+            Some(pki)
+        }
+        None => None,
+    };
     let balancer = Balancer::bind(cfg.clone())?;
     let started = balancer.started();
     let membership = balancer.membership();
@@ -96,6 +112,9 @@ pub fn run(
         node_cfg.node.listen = SocketAddr::new(listen.ip(), port).to_string();
         node_cfg.node.register = register.to_string();
         node_cfg.runtime.threads = 1;
+        if let Some(pki) = &pki {
+            node_cfg.tls = pki.tls(&node_cfg.node.id, &cfg)?;
+        }
         // One admin listener per process: the balancer's.
         node_cfg.admin.listen = String::new();
         let tx = tx.clone();
@@ -133,8 +152,12 @@ pub fn run(
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        let tls_flag = match &pki {
+            Some(p) => format!(" --tls-ca {}", p.ca_file().display()),
+            None => String::new(),
+        };
         say(format!(
-            "ready: {nodes} nodes registered; try `dsf client --proxy {} call sys.ping`",
+            "ready: {nodes} nodes registered; try `dsf client --proxy {}{tls_flag} call sys.ping`",
             reachable(started.proxy)
         ));
         Ok(())
@@ -156,6 +179,56 @@ pub fn run(
         .map_err(|_| anyhow::anyhow!("the balancer thread panicked"))?;
     outcome?;
     Ok(balanced?)
+}
+
+/// The local cluster's CA, and the certificates it issues at start.
+struct LocalPki {
+    /// Where ca.pem, ca.key and the issued certificates are.
+    dir: PathBuf,
+    /// The CA.
+    ca: issue::Pem,
+}
+
+impl LocalPki {
+    /// The CA in `dir`, made there if missing.
+    fn open(dir: &Path) -> anyhow::Result<LocalPki> {
+        if !dir.join("ca.pem").exists() {
+            let ca = issue::make_ca("dsf up local CA", 3650)?;
+            super::cert::write(dir, "ca", &ca)?;
+        }
+        Ok(LocalPki {
+            dir: dir.to_owned(),
+            ca: super::cert::read_ca(dir)?,
+        })
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues a certificate for `name`, valid for loopback and the configured hosts,
+    /// and returns the `[tls]` section that uses it.
+    fn tls(&self, name: &str, cfg: &Config) -> anyhow::Result<TlsConfig> {
+        let mut sans = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        for addr in [&cfg.balancer.proxy, &cfg.node.listen, &cfg.node.advertise] {
+            if let Some((host, _)) = addr.rsplit_once(':') {
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let unspecified = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+                if !host.is_empty() && !unspecified && !sans.iter().any(|s| s == host) {
+                    sans.push(host.to_owned());
+                }
+            }
+        }
+        let pem = issue::issue(&self.ca, name, &sans, 30)?;
+        let (cert, key) = super::cert::write(&self.dir, name, &pem)?;
+        Ok(TlsConfig {
+            cert,
+            key,
+            ca: self.ca_file(),
+            client_ca: self.ca_file(),
+            client_auth: None,
+        })
+    }
 }
 
 /// An address to dial for one bound to `addr` (0.0.0.0 becomes 127.0.0.1).

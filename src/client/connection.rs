@@ -2,6 +2,7 @@
 
 use crate::protocol::frame::{self, FrameDecoder};
 use crate::protocol::{ApiError, Request, Response, DEFAULT_MAX_FRAME};
+use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
 use futures_lite::AsyncWriteExt;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -46,7 +47,7 @@ type Pending = Arc<Mutex<HashMap<u64, async_channel::Sender<Result<Response, Cli
 /// One connection; cheap to share (`&self` methods), calls may run concurrently.
 pub struct Connection {
     /// Write half, serialized by an async mutex so frames never interleave.
-    writer: async_lock::Mutex<async_net::TcpStream>,
+    writer: async_lock::Mutex<WriteHalf>,
     /// Calls waiting for their response, by wire id.
     pending: Pending,
     /// Next wire id.
@@ -60,27 +61,31 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (host:port), giving up after `timeout`.
+    /// Connects to `addr` (host:port) over plain TCP, giving up after `timeout`.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
-        let stream = futures_lite::future::or(
-            async {
-                async_net::TcpStream::connect(addr)
-                    .await
-                    .map_err(ClientError::from)
-            },
-            async {
-                async_io::Timer::after(timeout).await;
-                Err(ClientError::Timeout(timeout))
-            },
-        )
-        .await?;
-        stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?;
+        Connection::connect_with(addr, timeout, None).await
+    }
+
+    /// Connects to `addr`, with TLS when `tls` is given (verifying the server), giving
+    /// up after `timeout` (handshake included).
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&Connector>,
+    ) -> Result<Connection, ClientError> {
+        let stream = ClientStream::connect(addr, tls, timeout)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut => ClientError::Timeout(timeout),
+                _ => ClientError::Io(e),
+            })?;
+        let peer = stream.tcp().peer_addr()?;
+        let (read_half, write_half) = stream.split();
         let pending: Pending = Arc::default();
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reader = smol::spawn(read_loop(stream.clone(), pending.clone(), closed.clone()));
+        let reader = smol::spawn(read_loop(read_half, pending.clone(), closed.clone()));
         Ok(Connection {
-            writer: async_lock::Mutex::new(stream),
+            writer: async_lock::Mutex::new(write_half),
             pending,
             closed,
             next_id: AtomicU64::new(1),
@@ -128,7 +133,11 @@ impl Connection {
         req.encode(&mut bytes);
         let written = {
             let mut w = self.writer.lock().await;
-            w.write_all(&bytes).await
+            // A TLS stream holds records until flushed; plain TCP's flush is a no-op.
+            match w.write_all(&bytes).await {
+                Ok(()) => w.flush().await,
+                Err(e) => Err(e),
+            }
         };
         if let Err(e) = written {
             self.pending.lock().expect("pending lock").remove(&id);
@@ -154,12 +163,14 @@ impl Connection {
 
     /// Writes raw bytes (tests of malformed input).
     pub async fn write_raw(&self, bytes: &[u8]) -> io::Result<()> {
-        self.writer.lock().await.write_all(bytes).await
+        let mut w = self.writer.lock().await;
+        w.write_all(bytes).await?;
+        w.flush().await
     }
 }
 
 async fn read_loop(
-    mut stream: async_net::TcpStream,
+    mut stream: ReadHalf,
     pending: Pending,
     closed: Arc<std::sync::atomic::AtomicBool>,
 ) {

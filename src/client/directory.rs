@@ -9,6 +9,7 @@
 
 use super::{CallOptions, ClientError, Connection};
 use crate::protocol::Response;
+use crate::tls::Connector;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,9 @@ pub struct DirectoryClient {
     assignments: Mutex<HashMap<(String, Option<String>), Assignment>>,
     /// Node connections by address.
     nodes: async_lock::Mutex<HashMap<String, Arc<Connection>>>,
+    /// TLS to the directory (with any server-name override) and to nodes (verified
+    /// against the host of the address the directory gives); `None` = plain TCP.
+    tls: Option<(Connector, Connector)>,
 }
 
 impl DirectoryClient {
@@ -62,7 +66,15 @@ impl DirectoryClient {
             dir_conn: async_lock::Mutex::new(None),
             assignments: Mutex::default(),
             nodes: async_lock::Mutex::new(HashMap::new()),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to the directory and to the nodes it assigns, verifying each.
+    pub fn with_tls(mut self, tls: Connector) -> DirectoryClient {
+        let nodes = tls.clone().with_address_name();
+        self.tls = Some((tls, nodes));
+        self
     }
 
     /// Calls `op` on the node the directory assigns for `op` and `opts.key`.
@@ -176,7 +188,8 @@ impl DirectoryClient {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let c = Arc::new(Connection::connect(&self.directory, self.timeout).await?);
+        let tls = self.tls.as_ref().map(|t| &t.0);
+        let c = Arc::new(Connection::connect_with(&self.directory, self.timeout, tls).await?);
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -186,7 +199,8 @@ impl DirectoryClient {
         if let Some(c) = nodes.get(addr).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let c = Arc::new(Connection::connect(addr, self.timeout).await?);
+        let tls = self.tls.as_ref().map(|t| &t.1);
+        let c = Arc::new(Connection::connect_with(addr, self.timeout, tls).await?);
         nodes.insert(addr.to_owned(), c.clone());
         Ok(c)
     }

@@ -70,6 +70,8 @@ pub struct Config {
     pub balancer: BalancerConfig,
     /// The admin HTTP listener.
     pub admin: AdminConfig,
+    /// Certificates, keys and CAs of the process's TLS listeners and connections.
+    pub tls: TlsConfig,
 }
 
 #[cfg(test)]

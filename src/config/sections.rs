@@ -205,6 +205,9 @@ pub struct StoreConfig {
     /// long as it takes.
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// PEM bundle that verifies the MySQL server; set = TLS required (a server that
+    /// does not offer TLS is refused), empty = plain TCP.
+    pub tls_ca: PathBuf,
 }
 
 impl Default for StoreConfig {
@@ -220,6 +223,7 @@ impl Default for StoreConfig {
             max_lifetime: Duration::from_secs(30 * 60),
             query_timeout: Duration::from_secs(3),
             startup_timeout: Duration::ZERO,
+            tls_ca: PathBuf::new(),
         }
     }
 }
@@ -245,6 +249,8 @@ pub struct CacheConfig {
     pub op_timeout: Duration,
     /// Entries in the in-process cache.
     pub local_capacity: usize,
+    /// PEM bundle that verifies `rediss://` servers; empty = the system roots.
+    pub tls_ca: PathBuf,
 }
 
 impl Default for CacheConfig {
@@ -257,6 +263,7 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_secs(30),
             op_timeout: Duration::from_millis(250),
             local_capacity: 100_000,
+            tls_ca: PathBuf::new(),
         }
     }
 }
@@ -380,6 +387,9 @@ pub struct AdminConfig {
     /// on one host never contend for one admin port. `dsf up` serves its balancer's
     /// on [`UP_ADMIN_LISTEN`].
     pub listen: String,
+    /// Serve the admin listener over HTTPS with `tls.cert` (off by default: metrics
+    /// scrapers and health probes usually stay on a private interface).
+    pub tls: bool,
 }
 
 /// URL schemes of a Redis server: TCP, TLS, or a unix socket.
@@ -387,3 +397,82 @@ pub const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", 
 
 /// Where `dsf up` serves its balancer's admin listener unless told otherwise.
 pub const UP_ADMIN_LISTEN: &str = "127.0.0.1:9100";
+
+/// A listener that may require client certificates (`tls.client_auth`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Listener {
+    /// The balancer's registration port (nodes).
+    Registration,
+    /// A node's protocol port.
+    Node,
+    /// The balancer's directory port.
+    Directory,
+    /// The balancer's proxy port.
+    Proxy,
+    /// The admin HTTP listener (with `admin.tls`).
+    Admin,
+}
+
+impl Listener {
+    /// The listener's name, as in configuration and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Registration => "registration",
+            Listener::Node => "node",
+            Listener::Directory => "directory",
+            Listener::Proxy => "proxy",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+/// `tls.client_auth` when `tls.client_ca` is set and the key is not: nodes prove who
+/// they are to the balancer, while ordinary clients need no certificate.
+pub const DEFAULT_CLIENT_AUTH: [Listener; 1] = [Listener::Registration];
+
+/// `[tls]` (PROTOCOL §8): one section for the process's listeners and its outgoing
+/// connections. Files are read when the process starts and again on `SIGHUP`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain this process presents, as a server and as a client;
+    /// set (with `key`) = every protocol listener speaks TLS.
+    pub cert: PathBuf,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM bundle that verifies the servers this process connects to; set = outgoing
+    /// protocol connections (registration, proxy pool, directory client) use TLS.
+    pub ca: PathBuf,
+    /// PEM bundle that verifies client certificates.
+    pub client_ca: PathBuf,
+    /// Listeners that require a client certificate chaining to `client_ca`; absent =
+    /// [`DEFAULT_CLIENT_AUTH`] when `client_ca` is set, none otherwise.
+    pub client_auth: Option<Vec<Listener>>,
+}
+
+impl TlsConfig {
+    /// Whether this process's listeners speak TLS.
+    pub fn serves(&self) -> bool {
+        !self.cert.as_os_str().is_empty()
+    }
+
+    /// Whether outgoing protocol connections use TLS.
+    pub fn connects(&self) -> bool {
+        !self.ca.as_os_str().is_empty()
+    }
+
+    /// The listeners that require a client certificate, defaults resolved.
+    pub fn client_auth(&self) -> &[Listener] {
+        match &self.client_auth {
+            Some(l) => l,
+            None if !self.client_ca.as_os_str().is_empty() => &DEFAULT_CLIENT_AUTH,
+            None => &[],
+        }
+    }
+
+    /// Whether `listener` requires a client certificate.
+    pub fn requires_client_cert(&self, listener: Listener) -> bool {
+        self.client_auth().contains(&listener)
+    }
+}

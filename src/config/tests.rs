@@ -96,3 +96,46 @@ fn validation_does_not_read_secret_files() {
         "the process reading it fails, naming key and file: {err}"
     );
 }
+
+#[test]
+fn tls_section_env_and_defaults() {
+    let env = [
+        ("DSF__TLS__CERT".to_string(), "/c.pem".to_string()),
+        ("DSF__TLS__KEY".to_string(), "/k.pem".to_string()),
+        ("DSF__TLS__CLIENT_CA".to_string(), "/ca.pem".to_string()),
+    ];
+    let cfg = Loader::new(None).load_from_env(env.clone()).unwrap();
+    assert!(cfg.tls.serves());
+    assert_eq!(cfg.tls.client_auth(), [Listener::Registration], "default");
+    let mut env = env.to_vec();
+    env.push((
+        "DSF__TLS__CLIENT_AUTH".to_string(),
+        "registration,proxy".to_string(),
+    ));
+    let cfg = Loader::new(None).load_from_env(env).unwrap();
+    assert_eq!(
+        cfg.tls.client_auth(),
+        [Listener::Registration, Listener::Proxy]
+    );
+    assert!(!cfg.tls.requires_client_cert(Listener::Directory));
+}
+
+#[test]
+fn tls_keys_that_need_each_other_are_named() {
+    let err = |toml: &str| {
+        Loader::new(Some(file(toml).path()))
+            .load_from_env([])
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err("[tls]\ncert = \"/c.pem\"\n").contains("tls.key"));
+    assert!(
+        err("[tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_auth = [\"proxy\"]\n")
+            .contains("tls.client_auth")
+    );
+    assert!(err("[tls]\nclient_ca = \"/ca\"\n").contains("tls.client_ca"));
+    assert!(err("[admin]\ntls = true\n").contains("admin.tls"));
+    assert!(
+        err("[tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_auth = [\"nodes\"]\n").contains("nodes")
+    );
+}

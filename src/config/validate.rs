@@ -108,6 +108,7 @@ impl Config {
         if !self.admin.listen.is_empty() {
             check_addr("admin.listen", &self.admin.listen)?;
         }
+        self.validate_tls()?;
         // Secret files are read by the processes that use them, not here: `dsf
         // check-config` must work where they do not exist yet (a Nix build sandbox).
         Ok(())
@@ -124,5 +125,43 @@ fn check_addr(key: &'static str, addr: &str) -> Result<(), ConfigError> {
             key,
             problem: format!("`{addr}` is not host:port"),
         }),
+    }
+}
+
+impl Config {
+    /// The `[tls]` keys that depend on each other. The files themselves are read (and
+    /// their errors named) when the process builds its TLS settings, like secrets.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        let set = |p: &std::path::Path| !p.as_os_str().is_empty();
+        if set(&t.cert) != set(&t.key) {
+            return Err(ConfigError::Invalid {
+                key: if set(&t.cert) { "tls.key" } else { "tls.cert" },
+                problem: "tls.cert and tls.key go together: set both or neither".into(),
+            });
+        }
+        if !t.client_auth().is_empty() && !set(&t.client_ca) {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_auth",
+                problem: "client certificates are required but tls.client_ca, which \
+                          verifies them, is not set"
+                    .into(),
+            });
+        }
+        if set(&t.client_ca) && !set(&t.cert) {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_ca",
+                problem: "verifying client certificates needs TLS listeners: set tls.cert \
+                          and tls.key"
+                    .into(),
+            });
+        }
+        if self.admin.tls && !set(&t.cert) {
+            return Err(ConfigError::Invalid {
+                key: "admin.tls",
+                problem: "HTTPS needs a certificate: set tls.cert and tls.key".into(),
+            });
+        }
+        Ok(())
     }
 }

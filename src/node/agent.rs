@@ -15,6 +15,7 @@ use crate::client::{CallOptions, ClientError, Connection};
 use crate::config::Config;
 use crate::protocol::{ApiError, ErrorCode};
 use crate::runtime::{shutdown, Registry, Runtime, Shutdown, ShutdownTrigger};
+use crate::tls::Connector;
 use futures_lite::future;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -49,6 +50,9 @@ pub struct Registration {
     pub idempotent: Vec<String>,
     /// Cluster secret, if configured.
     pub secret: Option<String>,
+    /// TLS to the balancer (verified against `tls.ca`, presenting the node's
+    /// certificate); `None` = plain TCP.
+    pub tls: Option<Connector>,
 }
 
 impl Registration {
@@ -69,6 +73,7 @@ impl Registration {
             ops,
             idempotent,
             secret: cfg.cluster.secret().map(str::to_owned),
+            tls: None,
         }
     }
 }
@@ -221,7 +226,7 @@ async fn session(
     backoff: &mut Duration,
     registered: &AtomicBool,
 ) -> Ended {
-    let conn = match Connection::connect(&id.register, CALL_TIMEOUT).await {
+    let conn = match Connection::connect_with(&id.register, CALL_TIMEOUT, id.tls.as_ref()).await {
         Ok(c) => c,
         Err(e) => return Ended::Lost(format!("connect: {e}")),
     };

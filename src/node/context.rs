@@ -50,6 +50,7 @@ impl NodeContext {
             Some(Arc::new(RedisShards::open(
                 &cfg.cache.redis,
                 cfg.cache.op_timeout,
+                &cfg.cache.tls_ca,
             )?))
         };
         let embedded = cfg.store.url.is_empty();

@@ -42,6 +42,9 @@ pub enum NodeError {
         /// What went wrong.
         problem: String,
     },
+    /// TLS settings could not be built from `[tls]`.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The event loops could not start.
     #[error("event loops: {0}")]
     Runtime(#[source] std::io::Error),

@@ -41,10 +41,12 @@ pub use error::NodeError;
 pub use routes::Routes;
 
 use crate::config::Config;
+use crate::config::Listener;
 use crate::framework::middleware::{AccessLog, Auth};
 use crate::framework::Router;
 use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
 use crate::store::Tables;
+use crate::tls::Tls;
 use futures_lite::future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,10 +191,12 @@ impl NodeBuilder {
         crate::metrics::install();
         let rt =
             Runtime::new("dsf-loop", cfg.runtime.loop_threads()).map_err(NodeError::Runtime)?;
+        let tls = Tls::from_config(&cfg.tls)?;
         let opts = ServerOptions {
             name: "node",
             limits: cfg.limits.clone(),
             reuse_port: cfg.runtime.reuse_port,
+            tls: tls.as_ref().and_then(|t| t.acceptor(Listener::Node)),
         };
         let bind_err = |listener, addr: &str| {
             let addr = addr.to_owned();
@@ -225,13 +229,25 @@ impl NodeBuilder {
             idempotent,
         } = opened;
         // Every listener is bound: only now may the balancer send work.
-        let registration = agent::Registration::new(&cfg, &id, addr, announced, idempotent);
+        let mut registration = agent::Registration::new(&cfg, &id, addr, announced, idempotent);
+        registration.tls = tls.as_ref().and_then(|t| t.connector());
+        if let Some(tls) = &tls {
+            rt.spawn(runtime::shutdown::reload_tls_on_sighup(
+                tls.clone(),
+                shutdown.clone(),
+            ))
+            .detach();
+        }
         let (server_shutdown, agent) =
             agent::attach(registration, server.registry(), &rt, shutdown.clone());
         if let Some(listener) = admin {
             let registered = agent.as_ref().map(agent::Agent::registered);
             let checks = health::admin_app(&node, server.registry(), registered);
-            crate::admin::spawn(&rt, listener, Arc::new(checks), shutdown.clone());
+            let admin_tls = tls
+                .as_ref()
+                .filter(|_| cfg.admin.tls)
+                .and_then(|t| t.acceptor(Listener::Admin));
+            crate::admin::spawn(&rt, listener, Arc::new(checks), admin_tls, shutdown.clone());
         }
         tracing::info!(node = %id, %addr, admin = ?admin_addr, service = %cfg.node.service, threads = rt.threads(), "node listening");
         on_ready(&Started {

@@ -11,6 +11,11 @@
 //! incomplete tail is copied into the connection's own decoder; the write buffer is
 //! freed after each write. An idle connection therefore holds no buffers — just its
 //! task, its registry entry and its mailbox (measured in BENCHMARKS.md).
+//!
+//! TLS: a connection accepted on a TLS listener carries its rustls session, and the
+//! same loop feeds socket bytes through it (`read_tls` → decrypted bytes → frames;
+//! responses → `write_tls`). A plain connection's session is `None`: it pays one
+//! branch per read and write, not an adapter layer.
 
 use super::mailbox::{Mailbox, Outbound};
 use super::registry::Registry;
@@ -23,7 +28,7 @@ use crate::protocol::{
 use async_io::Async;
 use futures_lite::{future, AsyncWriteExt};
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -70,6 +75,8 @@ pub struct ServerMetrics {
     pub bytes_out: metrics::Counter,
     /// Requests refused at the process-wide in-flight limit.
     pub inflight_refused: metrics::Counter,
+    /// TLS handshakes that failed (plaintext clients, unverified certificates).
+    pub tls_failed: metrics::Counter,
 }
 
 impl ServerMetrics {
@@ -84,8 +91,18 @@ impl ServerMetrics {
             bytes_in: metrics::counter!(m::BYTES_IN, "listener" => name),
             bytes_out: metrics::counter!(m::BYTES_OUT, "listener" => name),
             inflight_refused: metrics::counter!(m::INFLIGHT_REFUSED, "listener" => name),
+            tls_failed: metrics::counter!(m::TLS_HANDSHAKE_FAILURES, "listener" => name),
         }
     }
+}
+
+/// A TLS connection's session (TLS listeners only).
+struct TlsSession {
+    /// Decrypts what the socket delivers and encrypts what is written.
+    session: rustls::ServerConnection,
+    /// Decrypted bytes may still wait in the session (reading paused at the in-flight
+    /// limit): read them before waiting for the socket, which may never wake again.
+    plain_pending: bool,
 }
 
 /// What the read side should do next.
@@ -108,13 +125,29 @@ pub fn run(
     stream: async_net::TcpStream,
     peer: SocketAddr,
     shutdown: Shutdown,
+    tls: Option<(rustls::ServerConnection, Option<crate::tls::PeerIdentity>)>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let mailbox = Arc::new(Mailbox::new());
+    let (tls, identity) = match tls {
+        None => (None, None),
+        Some((mut session, identity)) => {
+            // Responses are already in memory: let rustls take them whole, so that a
+            // write never stops half-way for want of room in its buffer.
+            session.set_buffer_limit(None);
+            let tls = TlsSession {
+                session,
+                plain_pending: true,
+            };
+            (Some(Box::new(tls)), identity)
+        }
+    };
     // Unwrap async-net's Arc: the accept loop held the only other reference.
     let Ok(stream) = Arc::try_unwrap(Arc::<Async<TcpStream>>::from(stream)) else {
         return Conn::drive(None, shutdown);
     };
-    let id = shared.registry.insert(peer, mailbox.clone());
+    let id = shared
+        .registry
+        .insert_with_identity(peer, mailbox.clone(), identity);
     if id.is_some() {
         shared.metrics.accepted.increment(1);
         shared.metrics.connections.increment(1.0);
@@ -127,6 +160,7 @@ pub fn run(
         dec: FrameDecoder::new(shared.limits.max_frame),
         shared,
         stream,
+        tls,
         meta: ConnMeta { id, peer },
         mailbox,
         out: Vec::new(),
@@ -145,6 +179,8 @@ struct Conn {
     shared: Arc<ConnShared>,
     /// Owned, not shared: only this task uses the socket.
     stream: Async<TcpStream>,
+    /// The TLS session on a TLS listener; `None` on a plain one.
+    tls: Option<Box<TlsSession>>,
     meta: ConnMeta,
     mailbox: Arc<Mailbox>,
     /// Holds only an incomplete frame's bytes (or frames held back by backpressure).
@@ -198,6 +234,10 @@ impl Conn {
     async fn serve_loop(&mut self, shutdown: &Shutdown) -> io::Result<()> {
         self.span().in_scope(|| tracing::debug!("accepted"));
         let max_inflight = self.shared.limits.max_inflight_per_connection;
+        if self.tls_wants_write() {
+            // The end of the handshake (session tickets) may still be queued.
+            Box::pin(self.write_out()).await?;
+        }
         loop {
             if self.stop == Stop::No && shutdown.is_triggered() {
                 self.stop = Stop::Graceful;
@@ -210,11 +250,12 @@ impl Conn {
             // the idle task stays small.
             let stream = &self.stream;
             let mailbox = &*self.mailbox;
+            let tls_pending = self.tls.as_ref().is_some_and(|t| t.plain_pending);
             let readable = std::future::poll_fn(|cx| {
                 if let Poll::Ready(m) = mailbox.poll_recv(cx) {
                     return Poll::Ready(Some(m));
                 }
-                if can_read && stream.poll_readable(cx).is_ready() {
+                if can_read && (tls_pending || stream.poll_readable(cx).is_ready()) {
                     return Poll::Ready(None);
                 }
                 Poll::Pending
@@ -222,6 +263,7 @@ impl Conn {
             .await;
             let mut frames = 0;
             match readable {
+                None if self.tls.is_some() => frames = self.read_tls()?,
                 None => frames = self.read()?,
                 Some(m) => {
                     self.mail(m);
@@ -234,7 +276,7 @@ impl Conn {
                     }
                 }
             }
-            if !self.out.is_empty() {
+            if !self.out.is_empty() || self.tls_wants_write() {
                 // Boxed so the idle task does not carry the write path's state.
                 Box::pin(self.write_out()).await?;
                 self.touch(true);
@@ -246,9 +288,110 @@ impl Conn {
                 self.touch(false);
             }
         }
+        if let Some(tls) = &mut self.tls {
+            // Tell a TLS peer the end is deliberate; best effort, without waiting.
+            tls.session.send_close_notify();
+            while tls.session.wants_write() {
+                if tls.session.write_tls(&mut self.stream.get_ref()).is_err() {
+                    break;
+                }
+            }
+        }
         // Half-close so the peer sees a clean end after the last response.
         let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
         Ok(())
+    }
+
+    /// Whether the TLS session has records to send (handshake end, alerts).
+    fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.session.wants_write())
+    }
+
+    /// [`read`](Self::read) for a TLS connection: reads records once, then turns
+    /// every decrypted byte into frames until the session has none or the in-flight
+    /// limit pauses reading.
+    fn read_tls(&mut self) -> io::Result<usize> {
+        let span = self.span();
+        let _entered = span.enter();
+        // Taken out for the duration, so the frame code can borrow the connection.
+        let mut tls = self.tls.take().expect("a TLS connection");
+        let result = self.read_tls_with(&mut tls);
+        self.tls = Some(tls);
+        result
+    }
+
+    fn read_tls_with(&mut self, tls: &mut TlsSession) -> io::Result<usize> {
+        let mut eof = false;
+        if !tls.plain_pending {
+            match tls.session.read_tls(&mut self.stream.get_ref()) {
+                Ok(0) => eof = true,
+                Ok(n) => self.count_in(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return Ok(0)
+                }
+                Err(e) => return Err(e),
+            }
+            tls.session
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        let max_inflight = self.shared.limits.max_inflight_per_connection;
+        let mut frames = 0;
+        loop {
+            if self.stop != Stop::No || self.inflight >= max_inflight {
+                tls.plain_pending = true;
+                break;
+            }
+            let got = if self.dec.buffered() == 0 {
+                SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    let n = tls.session.reader().read(&mut scratch)?;
+                    Ok::<_, io::Error>((n > 0).then(|| self.take_slice(&scratch[..n])))
+                })
+            } else {
+                let buf = self.dec.read_buf();
+                let offered = buf.len();
+                match tls.session.reader().read(buf) {
+                    Ok(n) => {
+                        self.dec.advance(n, offered);
+                        Ok((n > 0).then(|| self.take_buffered()))
+                    }
+                    Err(e) => {
+                        self.dec.advance(0, offered);
+                        Err(e)
+                    }
+                }
+            };
+            match got {
+                Ok(Some(n)) => frames += n,
+                Ok(None) => {
+                    // close_notify: the peer is done sending.
+                    eof = true;
+                    tls.plain_pending = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tls.plain_pending = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // The socket closed without close_notify: as a plain EOF.
+                    eof = true;
+                    tls.plain_pending = false;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if eof && self.stop == Stop::No {
+            self.stop = Stop::Graceful;
+        }
+        Ok(frames)
     }
 
     /// Reads once and dispatches the complete frames; returns how many there were.
@@ -454,6 +597,9 @@ impl Conn {
     /// Writes `out` fully, bounded by the idle timeout (a peer that stops reading is
     /// dropped), then frees the buffer.
     async fn write_out(&mut self) -> io::Result<()> {
+        if self.tls.is_some() {
+            return self.write_out_tls().await;
+        }
         let n = self.out.len();
         let mut w = &self.stream;
         let out = &self.out;
@@ -470,6 +616,47 @@ impl Conn {
                     io::ErrorKind::TimedOut,
                     "peer stopped reading responses",
                 ))
+            }
+        }
+        self.shared.metrics.bytes_out.increment(n as u64);
+        self.shared.registry.with(self.meta.id, |c| {
+            c.bytes_out.fetch_add(n as u64, Ordering::Relaxed)
+        });
+        self.out = Vec::new();
+        Ok(())
+    }
+
+    /// [`write_out`](Self::write_out) for a TLS connection: the responses go through
+    /// the session, whose records are written as the socket takes them.
+    async fn write_out_tls(&mut self) -> io::Result<()> {
+        let n = self.out.len();
+        let idle = self.shared.limits.idle_timeout;
+        let stream = &self.stream;
+        let tls = self.tls.as_mut().expect("a TLS connection");
+        if n > 0 {
+            tls.session.writer().write_all(&self.out)?;
+        }
+        while tls.session.wants_write() {
+            match tls.session.write_tls(&mut stream.get_ref()) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = future::or(async { Some(stream.writable().await) }, async {
+                        async_io::Timer::after(idle).await;
+                        None
+                    })
+                    .await;
+                    match ready {
+                        Some(r) => r?,
+                        None => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "peer stopped reading responses",
+                            ))
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         self.shared.metrics.bytes_out.increment(n as u64);

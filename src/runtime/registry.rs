@@ -2,6 +2,7 @@
 //! read its counters or push a frame to it, and an admin view can list them.
 
 pub use super::mailbox::{Mailbox, Outbound};
+use crate::tls::PeerIdentity;
 use sharded_slab::Slab;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -30,6 +31,9 @@ pub struct ConnInfo {
     pub last_active_ms: AtomicU32,
     /// The connection task's mailbox.
     pub tx: Arc<Mailbox>,
+    /// The verified client certificate's names (TLS listeners that asked for one);
+    /// boxed so that plain connections pay one pointer.
+    pub identity: Option<Box<PeerIdentity>>,
 }
 
 /// A point-in-time copy of a connection's state (admin views, tests).
@@ -92,6 +96,16 @@ impl Registry {
 
     /// Adds a connection; `None` if the slab is full.
     pub fn insert(&self, peer: SocketAddr, tx: Arc<Mailbox>) -> Option<u64> {
+        self.insert_with_identity(peer, tx, None)
+    }
+
+    /// Adds a connection whose client presented a certificate; `None` if the table is full.
+    pub fn insert_with_identity(
+        &self,
+        peer: SocketAddr,
+        tx: Arc<Mailbox>,
+        identity: Option<PeerIdentity>,
+    ) -> Option<u64> {
         let key = self.slab.insert(ConnInfo {
             peer,
             started_s: self.epoch.elapsed().as_secs() as u32,
@@ -101,6 +115,7 @@ impl Registry {
             inflight: AtomicU32::new(0),
             last_active_ms: AtomicU32::new(self.now_ms()),
             tx,
+            identity: identity.map(Box::new),
         })?;
         self.keys.lock().expect("registry lock").insert(key);
         Some(key as u64)
@@ -118,6 +133,11 @@ impl Registry {
     /// Runs `f` on a connection's state, if it is still open.
     pub fn with<T>(&self, id: u64, f: impl FnOnce(&ConnInfo) -> T) -> Option<T> {
         self.slab.get(id as usize).map(|e| f(&e))
+    }
+
+    /// The names of a connection's client certificate, if it presented one.
+    pub fn identity(&self, id: u64) -> Option<PeerIdentity> {
+        self.with(id, |c| c.identity.as_deref().cloned()).flatten()
     }
 
     /// Pushes a message to a connection; false if it is gone.

@@ -9,6 +9,7 @@ use super::registry::Registry;
 use super::{Runtime, Service, Shutdown};
 use crate::config::LimitsConfig;
 use crate::protocol::{ApiError, Response};
+use crate::tls::Acceptor;
 use futures_lite::{future, AsyncWriteExt};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -17,7 +18,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How a server behaves; built from `[limits]` and `[runtime]`.
+/// Longest a TLS handshake may take (bounded further by `limits.idle_timeout`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a server behaves; built from `[limits]`, `[runtime]` and `[tls]`.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Listener name in logs and the registry ("node", "proxy", …).
@@ -26,6 +30,8 @@ pub struct ServerOptions {
     pub limits: LimitsConfig,
     /// One SO_REUSEPORT listener per loop thread, or a single dispatching acceptor.
     pub reuse_port: bool,
+    /// TLS: every connection shakes hands before its first frame; `None` = plain TCP.
+    pub tls: Option<Acceptor>,
 }
 
 impl ServerOptions {
@@ -35,6 +41,7 @@ impl ServerOptions {
             name,
             limits,
             reuse_port: true,
+            tls: None,
         }
     }
 }
@@ -96,6 +103,8 @@ impl Server {
         service: Arc<dyn Service>,
         shutdown: Shutdown,
     ) -> io::Result<()> {
+        let tls = self.opts.tls.clone();
+        let handshake_timeout = HANDSHAKE_TIMEOUT.min(self.opts.limits.idle_timeout);
         let shared = Arc::new(ConnShared {
             service,
             registry: self.registry.clone(),
@@ -116,6 +125,7 @@ impl Server {
             let shared = shared.clone();
             let shutdown = shutdown.clone();
             let rt2 = rt.clone();
+            let tls = tls.clone();
             accepters.push(rt.spawn_on(i, async move {
                 let listener = async_net::TcpListener::try_from(std_listener)?;
                 let mut turn = i;
@@ -141,7 +151,25 @@ impl Server {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let conn = connection::run(shared.clone(), stream, peer, shutdown.clone());
+                    let Some(acceptor) = &tls else {
+                        let conn =
+                            connection::run(shared.clone(), stream, peer, shutdown.clone(), None);
+                        if dispatch {
+                            turn += 1;
+                            rt2.spawn_on(turn, conn).detach();
+                        } else {
+                            super::spawn_local(conn).detach();
+                        }
+                        continue;
+                    };
+                    let conn = handshake_then_run(
+                        acceptor.clone(),
+                        handshake_timeout,
+                        shared.clone(),
+                        stream,
+                        peer,
+                        shutdown.clone(),
+                    );
                     if dispatch {
                         turn += 1;
                         rt2.spawn_on(turn, conn).detach();
@@ -192,6 +220,37 @@ impl Server {
             shared.registry.close_all("drain deadline");
         }
         Ok(())
+    }
+}
+
+/// Shakes hands, then serves the connection; a failed handshake is logged with the
+/// peer's address and the socket closed, without a DSF frame.
+async fn handshake_then_run(
+    acceptor: Acceptor,
+    timeout: Duration,
+    shared: Arc<ConnShared>,
+    stream: async_net::TcpStream,
+    peer: SocketAddr,
+    shutdown: Shutdown,
+) {
+    let accepted = future::or(
+        async { Some(crate::tls::accept(&acceptor, stream, timeout).await) },
+        async {
+            shutdown.wait().await;
+            None
+        },
+    )
+    .await;
+    match accepted {
+        None => {}
+        Some(Ok(a)) => {
+            let tls = Some((a.session, a.identity));
+            connection::run(shared, a.stream, peer, shutdown, tls).await
+        }
+        Some(Err(e)) => {
+            shared.metrics.tls_failed.increment(1);
+            tracing::warn!(listener = shared.name, %peer, error = %e, "TLS handshake failed; connection closed");
+        }
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// TLS only (`--tls-port`): certificate, key and CA files.
+    tls: Option<[PathBuf; 3]>,
 }
 
 impl Redis {
@@ -63,14 +65,33 @@ impl Redis {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             child: None,
+            tls: None,
         };
         r.restart();
         r
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// Starts one that speaks TLS only, with `cert` and `key`, on a free port.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Redis {
+        require("redis-server");
+        let mut r = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+            tls: Some([cert.to_owned(), key.to_owned(), ca.to_owned()]),
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills it (SIGKILL): its data is gone, as after a crash.
@@ -84,8 +105,21 @@ impl Redis {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some([cert, key, ca]) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -102,7 +136,11 @@ impl Redis {
 
     /// Runs a command with `redis-cli` and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut cmd = Command::new("redis-cli");
+        if let Some([_, _, ca]) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = cmd
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
@@ -131,6 +169,8 @@ pub struct MariaDb {
     _tmp: Option<tempfile::TempDir>,
     /// Whether a watchdog removes the server with the test process.
     shared: bool,
+    /// More `mariadbd` options (e.g. `--ssl-cert=…`).
+    extra: String,
 }
 
 /// Password of the application user the helpers create.
@@ -144,7 +184,7 @@ impl MariaDb {
             // Never dropped: a watchdog stops it and removes the folder when this
             // process exits.
             let dir = tempfile::tempdir().expect("temp dir").keep();
-            MariaDb::init(dir, None, true)
+            MariaDb::init(dir, None, true, String::new())
         })
     }
 
@@ -152,10 +192,48 @@ impl MariaDb {
     pub fn owned() -> MariaDb {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_owned();
-        MariaDb::init(dir, Some(tmp), false)
+        MariaDb::init(dir, Some(tmp), false, String::new())
     }
 
-    fn init(dir: PathBuf, tmp: Option<tempfile::TempDir>, shared: bool) -> MariaDb {
+    /// The TLS server shared by every test of this binary, and its CA bundle.
+    pub fn shared_tls() -> &'static (MariaDb, super::pki::Pki) {
+        static SHARED: OnceLock<(MariaDb, super::pki::Pki)> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let pki = super::pki::Pki::new("dsf-store-ca");
+            let cert = pki.issue("mariadb", "mariadb");
+            let dir = tempfile::tempdir().expect("temp dir").keep();
+            let db = MariaDb::init(
+                dir,
+                None,
+                true,
+                MariaDb::ssl_args(&cert.cert, &cert.key, &pki.ca),
+            );
+            db.sql("ALTER USER 'dsf'@'127.0.0.1' REQUIRE SSL;");
+            (db, pki)
+        })
+    }
+
+    fn ssl_args(cert: &Path, key: &Path, ca: &Path) -> String {
+        format!(
+            "--ssl-cert={} --ssl-key={} --ssl-ca={}",
+            cert.display(),
+            key.display(),
+            ca.display()
+        )
+    }
+
+    /// A server of its own that offers TLS with `cert` and `key` (PEM files), and
+    /// requires it of the application user.
+    pub fn owned_tls(cert: &Path, key: &Path, ca: &Path) -> MariaDb {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_owned();
+        let extra = MariaDb::ssl_args(cert, key, ca);
+        let db = MariaDb::init(dir, Some(tmp), false, extra);
+        db.sql("ALTER USER 'dsf'@'127.0.0.1' REQUIRE SSL;");
+        db
+    }
+
+    fn init(dir: PathBuf, tmp: Option<tempfile::TempDir>, shared: bool, extra: String) -> MariaDb {
         require("mariadbd");
         let data = dir.join("data");
         // Two bootstraps at once (the shared server and an owned one, started by
@@ -185,6 +263,7 @@ impl MariaDb {
             watchdog: std::sync::Mutex::new(None),
             _tmp: tmp,
             shared,
+            extra,
         };
         db.start();
         db.sql(&format!(
@@ -206,7 +285,8 @@ impl MariaDb {
             "mariadbd --no-defaults --datadir={data} --port={port} --bind-address=127.0.0.1 \
              --socket={sock} --pid-file={data}/pid --user=root --skip-log-bin \
              --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=2 \
-             --max-connections=500 --skip-name-resolve",
+             --max-connections=500 --skip-name-resolve {extra}",
+            extra = self.extra,
             data = data.display(),
             port = self.port,
             sock = self.socket().display(),
@@ -530,6 +610,9 @@ pub enum Backend {
     Embedded,
     /// The shared MariaDB (fresh database) and a private Redis.
     MariaDbRedis,
+    /// A shared MariaDB that requires TLS of the node (`store.tls_ca`) and a private
+    /// Redis on TLS only (`rediss://`, `cache.tls_ca`), both with an openssl CA.
+    MariaDbRedisTls,
 }
 
 /// Backing stores for some nodes of one test.
@@ -542,6 +625,8 @@ pub struct Stores {
     pub mysql: Option<String>,
     /// The Redis server, for [`Backend::MariaDbRedis`].
     pub redis: Option<Redis>,
+    /// The CA bundle of both stores, for [`Backend::MariaDbRedisTls`].
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Stores {
@@ -554,13 +639,28 @@ impl Stores {
                 dir,
                 mysql: None,
                 redis: None,
+                tls_ca: None,
             },
             Backend::MariaDbRedis => Stores {
                 backend,
                 dir,
                 mysql: Some(MariaDb::shared().fresh_database()),
                 redis: Some(Redis::start()),
+                tls_ca: None,
             },
+            Backend::MariaDbRedisTls => {
+                let (db, pki) = MariaDb::shared_tls();
+                static N: AtomicU32 = AtomicU32::new(0);
+                let file = format!("redis-{}", N.fetch_add(1, Ordering::Relaxed));
+                let cert = pki.issue(&file, "redis");
+                Stores {
+                    backend,
+                    dir,
+                    mysql: Some(db.fresh_database()),
+                    redis: Some(Redis::start_tls(&cert.cert, &cert.key, &pki.ca)),
+                    tls_ca: Some(pki.ca.clone()),
+                }
+            }
         }
     }
 
@@ -570,7 +670,13 @@ impl Stores {
             mysql: self.mysql.clone(),
             redis: self.redis.iter().map(Redis::url).collect(),
             data: self.dir.path().to_owned(),
-            env: Vec::new(),
+            env: match &self.tls_ca {
+                None => Vec::new(),
+                Some(ca) => ["STORE__TLS_CA", "CACHE__TLS_CA"]
+                    .iter()
+                    .map(|k| (format!("DSF__{k}"), ca.display().to_string()))
+                    .collect(),
+            },
         }
     }
 
@@ -588,6 +694,10 @@ impl Stores {
             cfg.store.password = DB_PASSWORD.to_owned();
         }
         cfg.cache.redis = self.redis.iter().map(Redis::url).collect();
+        if let Some(ca) = &self.tls_ca {
+            cfg.store.tls_ca = ca.clone();
+            cfg.cache.tls_ca = ca.clone();
+        }
         cfg.auth.argon2_memory_kib = 1024;
         cfg.auth.argon2_iterations = 1;
         cfg
@@ -609,3 +719,15 @@ macro_rules! both_backends {
 }
 #[allow(unused_imports)]
 pub(crate) use both_backends;
+
+/// Runs each named suite function against [`Backend::MariaDbRedisTls`].
+#[allow(unused_macros)]
+macro_rules! tls_backend {
+    ($($suite:ident),* $(,)?) => {
+        mod mariadb_redis_tls {
+            $( #[test] fn $suite() { super::$suite(super::Backend::MariaDbRedisTls) } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use tls_backend;

@@ -149,8 +149,15 @@ pub struct RedisShared {
 
 impl RedisShared {
     /// A handle for `url` (no connection is made yet).
-    pub fn new(url: &str, ttl: Duration) -> Result<Arc<RedisShared>, BalancerError> {
-        let client = redis::Client::open(url)?;
+    /// A `rediss://` server is verified against `tls_ca` (`cache.tls_ca`) when set,
+    /// else against the system's roots.
+    pub fn new(
+        url: &str,
+        ttl: Duration,
+        tls_ca: &std::path::Path,
+    ) -> Result<Arc<RedisShared>, BalancerError> {
+        let client =
+            crate::cache::redis::client(url, tls_ca).map_err(BalancerError::RedisSettings)?;
         let (bell, woken) = async_channel::bounded(1);
         Ok(Arc::new(RedisShared {
             pending: Mutex::default(),

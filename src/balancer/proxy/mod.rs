@@ -19,6 +19,7 @@
 //! path instead, which answers them exactly as before.
 
 use crate::balancer::error::BalancerError;
+use crate::tls::Connector;
 pub mod job;
 pub mod pool;
 
@@ -49,6 +50,9 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// Largest response frame accepted from a node.
     pub max_frame: usize,
+    /// TLS to the nodes (verified against `tls.ca`, presenting the balancer's own
+    /// certificate); `None` = plain TCP.
+    pub tls: Option<Connector>,
 }
 
 /// A keyless connection's node for one service.
@@ -297,6 +301,7 @@ impl Inner {
             ConnOptions {
                 connect_timeout: self.opts.connect_timeout,
                 max_frame: self.opts.max_frame,
+                tls: self.opts.tls.clone(),
                 tick: (self.opts.request_timeout / 20)
                     .clamp(Duration::from_millis(5), Duration::from_millis(100)),
             },

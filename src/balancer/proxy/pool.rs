@@ -16,6 +16,7 @@ use super::job::Job;
 use crate::balancer::error::BalancerError;
 use crate::protocol::scan;
 use crate::protocol::FrameDecoder;
+use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -72,6 +73,8 @@ pub struct ConnOptions {
     pub max_frame: usize,
     /// How often deadlines are checked; a timeout is answered at most this late.
     pub tick: Duration,
+    /// TLS to the node; `None` = plain TCP.
+    pub tls: Option<Connector>,
 }
 
 /// The connections to one node.
@@ -278,12 +281,8 @@ impl NodeConn {
 
 /// Connects, then writes batches until the connection fails or closes.
 async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
-    let connected = future::or(async_net::TcpStream::connect(&*addr), async {
-        async_io::Timer::after(opts.connect_timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-    })
-    .await;
-    let stream = match connected.and_then(|s| s.set_nodelay(true).map(|()| s)) {
+    let connected = ClientStream::connect(&addr, opts.tls.as_ref(), opts.connect_timeout).await;
+    let stream = match connected {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed to open");
@@ -297,17 +296,19 @@ async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
             return;
         }
         s.phase = Phase::Open;
-        s.stream = Some(stream.clone());
+        s.stream = Some(stream.tcp().clone());
     }
-    crate::runtime::spawn_local(read_loop(shared.clone(), stream.clone(), opts.max_frame)).detach();
-    if let Err(e) = write_loop(&shared, stream).await {
+    let (reader, writer) = stream.split();
+    crate::runtime::spawn_local(read_loop(shared.clone(), reader, opts.max_frame)).detach();
+    if let Err(e) = write_loop(&shared, writer).await {
         tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed on write");
     }
     shared.fail();
 }
 
-async fn write_loop(shared: &Shared, mut stream: async_net::TcpStream) -> io::Result<()> {
+async fn write_loop(shared: &Shared, mut stream: WriteHalf) -> io::Result<()> {
     let mut buf = Vec::new();
+    let tls = matches!(stream, WriteHalf::Tls(_));
     loop {
         let more = std::future::poll_fn(|cx| {
             let mut s = shared.lock();
@@ -334,6 +335,10 @@ async fn write_loop(shared: &Shared, mut stream: async_net::TcpStream) -> io::Re
             s.written = s.next_id - 1;
         }
         stream.write_all(&buf).await?;
+        if tls {
+            // TLS records wait in the session until flushed.
+            stream.flush().await?;
+        }
         buf.clear();
         if buf.capacity() > MAX_KEPT {
             buf = Vec::new();
@@ -341,7 +346,7 @@ async fn write_loop(shared: &Shared, mut stream: async_net::TcpStream) -> io::Re
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, mut stream: async_net::TcpStream, max_frame: usize) {
+async fn read_loop(shared: Arc<Shared>, mut stream: ReadHalf, max_frame: usize) {
     // The same decoder as the node's and the client's: bounds checked before anything
     // is allocated, many frames per read, frames split across reads.
     let mut dec = FrameDecoder::with_read_chunk(max_frame, READ_CHUNK);

@@ -96,6 +96,7 @@ fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
         request_timeout: TIMEOUT,
         connect_timeout: TIMEOUT,
         max_frame: frame::DEFAULT_MAX_FRAME,
+        tls: None,
     };
     let service = Arc::new(Proxy::new(membership, opts));
     let (trigger, shutdown) = crate::runtime::shutdown::channel();

@@ -27,7 +27,7 @@ use crate::config::StoreConfig;
 use crate::runtime::BoxFuture;
 use async_compat::Compat;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, TxOpts};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -156,6 +156,21 @@ fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
         .stmt_cache_size(64);
     if !cfg.password.is_empty() {
         b = b.pass(Some(cfg.password.clone()));
+    }
+    if !cfg.tls_ca.as_os_str().is_empty() {
+        // TLS required: with SSL options set the driver refuses a server that does
+        // not offer TLS, and verifies the server's certificate against this bundle
+        // only (not the built-in web roots) for the host of store.url.
+        let ca = std::fs::read(&cfg.tls_ca).map_err(|e| {
+            StoreError::Other(format!(
+                "store.tls_ca: cannot read {}: {e}",
+                cfg.tls_ca.display()
+            ))
+        })?;
+        let ssl = SslOpts::default()
+            .with_root_certs(vec![ca.into()])
+            .with_disable_built_in_roots(true);
+        b = b.ssl_opts(ssl);
     }
     Ok(b.into())
 }
