@@ -17,22 +17,32 @@
 //! responses → `write_tls`). A plain connection's session is `None`: it pays one
 //! branch per read and write, not an adapter layer.
 
+mod shared;
+mod tls;
+mod write;
+
+pub use shared::{ConnShared, ServerMetrics};
+
 use super::mailbox::{Mailbox, Outbound};
-use super::registry::Registry;
-use super::{ConnMeta, Service, Shutdown};
-use crate::config::LimitsConfig;
+use super::{ConnMeta, Shutdown};
 use crate::protocol::frame::split_frame;
 use crate::protocol::{
     ApiError, ErrorCode, FrameDecoder, FrameError, Request, RequestError, Response,
 };
 use async_io::Async;
-use futures_lite::{future, AsyncWriteExt};
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How long a connection closed for an unusable frame keeps draining its input.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// How much input such a connection drains at most before closing.
+const LINGER_BYTES: usize = 8 << 20;
 
 /// Size of each loop thread's read scratch buffer.
 const SCRATCH_LEN: usize = 64 * 1024;
@@ -40,60 +50,6 @@ const SCRATCH_LEN: usize = 64 * 1024;
 thread_local! {
     /// Shared by every connection of this loop thread; never held across an await.
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
-}
-
-/// State shared by all connections of one server.
-pub struct ConnShared {
-    /// What answers requests.
-    pub service: Arc<dyn Service>,
-    /// Open connections.
-    pub registry: Arc<Registry>,
-    /// Bounds.
-    pub limits: LimitsConfig,
-    /// Listener name for logs.
-    pub name: &'static str,
-    /// Requests in flight across the server, against `limits.max_inflight`.
-    pub inflight_total: AtomicUsize,
-    /// Metric handles, resolved once per server.
-    pub metrics: ServerMetrics,
-}
-
-/// Metric handles of one server (labelled with its listener name).
-#[derive(Clone)]
-pub struct ServerMetrics {
-    /// Open connections.
-    pub connections: metrics::Gauge,
-    /// Accepted connections.
-    pub accepted: metrics::Counter,
-    /// Connections refused at the limit.
-    pub refused: metrics::Counter,
-    /// Requests in flight.
-    pub inflight: metrics::Gauge,
-    /// Bytes read.
-    pub bytes_in: metrics::Counter,
-    /// Bytes written.
-    pub bytes_out: metrics::Counter,
-    /// Requests refused at the process-wide in-flight limit.
-    pub inflight_refused: metrics::Counter,
-    /// TLS handshakes that failed (plaintext clients, unverified certificates).
-    pub tls_failed: metrics::Counter,
-}
-
-impl ServerMetrics {
-    /// Handles labelled `listener = name`.
-    pub fn new(name: &'static str) -> Self {
-        use crate::metrics as m;
-        ServerMetrics {
-            connections: metrics::gauge!(m::CONNECTIONS, "listener" => name),
-            accepted: metrics::counter!(m::CONNECTIONS_ACCEPTED, "listener" => name),
-            refused: metrics::counter!(m::CONNECTIONS_REFUSED, "listener" => name),
-            inflight: metrics::gauge!(m::INFLIGHT, "listener" => name),
-            bytes_in: metrics::counter!(m::BYTES_IN, "listener" => name),
-            bytes_out: metrics::counter!(m::BYTES_OUT, "listener" => name),
-            inflight_refused: metrics::counter!(m::INFLIGHT_REFUSED, "listener" => name),
-            tls_failed: metrics::counter!(m::TLS_HANDSHAKE_FAILURES, "listener" => name),
-        }
-    }
 }
 
 /// A TLS connection's session (TLS listeners only).
@@ -112,8 +68,11 @@ enum Stop {
     No,
     /// Peer closed, legacy exit, or shutdown: finish in-flight work, then close.
     Graceful,
-    /// Untrustworthy frame, idle, or I/O error: close after flushing what is queued.
+    /// Idle or I/O error: close after flushing what is queued.
     Now,
+    /// Untrustworthy frame: close after flushing the error answer, lingering so that
+    /// the answer is not lost to a reset (see [`Conn::linger`]).
+    Refused,
 }
 
 /// Runs one accepted connection to completion.
@@ -242,7 +201,9 @@ impl Conn {
             if self.stop == Stop::No && shutdown.is_triggered() {
                 self.stop = Stop::Graceful;
             }
-            if self.stop == Stop::Now || (self.stop == Stop::Graceful && self.inflight == 0) {
+            if matches!(self.stop, Stop::Now | Stop::Refused)
+                || (self.stop == Stop::Graceful && self.inflight == 0)
+            {
                 break;
             }
             let can_read = self.stop == Stop::No && self.inflight < max_inflight;
@@ -299,99 +260,10 @@ impl Conn {
         }
         // Half-close so the peer sees a clean end after the last response.
         let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        if self.stop == Stop::Refused {
+            Box::pin(self.linger()).await;
+        }
         Ok(())
-    }
-
-    /// Whether the TLS session has records to send (handshake end, alerts).
-    fn tls_wants_write(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.session.wants_write())
-    }
-
-    /// [`read`](Self::read) for a TLS connection: reads records once, then turns
-    /// every decrypted byte into frames until the session has none or the in-flight
-    /// limit pauses reading.
-    fn read_tls(&mut self) -> io::Result<usize> {
-        let span = self.span();
-        let _entered = span.enter();
-        // Taken out for the duration, so the frame code can borrow the connection.
-        let mut tls = self.tls.take().expect("a TLS connection");
-        let result = self.read_tls_with(&mut tls);
-        self.tls = Some(tls);
-        result
-    }
-
-    fn read_tls_with(&mut self, tls: &mut TlsSession) -> io::Result<usize> {
-        let mut eof = false;
-        if !tls.plain_pending {
-            match tls.session.read_tls(&mut self.stream.get_ref()) {
-                Ok(0) => eof = true,
-                Ok(n) => self.count_in(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    return Ok(0)
-                }
-                Err(e) => return Err(e),
-            }
-            tls.session
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        }
-        let max_inflight = self.shared.limits.max_inflight_per_connection;
-        let mut frames = 0;
-        loop {
-            if self.stop != Stop::No || self.inflight >= max_inflight {
-                tls.plain_pending = true;
-                break;
-            }
-            let got = if self.dec.buffered() == 0 {
-                SCRATCH.with(|scratch| {
-                    let mut scratch = scratch.borrow_mut();
-                    let n = tls.session.reader().read(&mut scratch)?;
-                    Ok::<_, io::Error>((n > 0).then(|| self.take_slice(&scratch[..n])))
-                })
-            } else {
-                let buf = self.dec.read_buf();
-                let offered = buf.len();
-                match tls.session.reader().read(buf) {
-                    Ok(n) => {
-                        self.dec.advance(n, offered);
-                        Ok((n > 0).then(|| self.take_buffered()))
-                    }
-                    Err(e) => {
-                        self.dec.advance(0, offered);
-                        Err(e)
-                    }
-                }
-            };
-            match got {
-                Ok(Some(n)) => frames += n,
-                Ok(None) => {
-                    // close_notify: the peer is done sending.
-                    eof = true;
-                    tls.plain_pending = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tls.plain_pending = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    // The socket closed without close_notify: as a plain EOF.
-                    eof = true;
-                    tls.plain_pending = false;
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if eof && self.stop == Stop::No {
-            self.stop = Stop::Graceful;
-        }
-        Ok(frames)
     }
 
     /// Reads once and dispatches the complete frames; returns how many there were.
@@ -504,7 +376,7 @@ impl Conn {
         };
         tracing::debug!(error = %e, "unusable frame; closing");
         Response::err(None, ApiError::new(code, e.to_string())).encode(&mut self.out);
-        self.stop = Stop::Now;
+        self.stop = Stop::Refused;
     }
 
     /// Parses one payload and answers it inline or spawns it.
@@ -592,78 +464,5 @@ impl Conn {
             }
             c.inflight.store(self.inflight as u32, Ordering::Relaxed);
         });
-    }
-
-    /// Writes `out` fully, bounded by the idle timeout (a peer that stops reading is
-    /// dropped), then frees the buffer.
-    async fn write_out(&mut self) -> io::Result<()> {
-        if self.tls.is_some() {
-            return self.write_out_tls().await;
-        }
-        let n = self.out.len();
-        let mut w = &self.stream;
-        let out = &self.out;
-        let idle = self.shared.limits.idle_timeout;
-        let done = future::or(async { Some(w.write_all(out).await) }, async {
-            async_io::Timer::after(idle).await;
-            None
-        })
-        .await;
-        match done {
-            Some(r) => r?,
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "peer stopped reading responses",
-                ))
-            }
-        }
-        self.shared.metrics.bytes_out.increment(n as u64);
-        self.shared.registry.with(self.meta.id, |c| {
-            c.bytes_out.fetch_add(n as u64, Ordering::Relaxed)
-        });
-        self.out = Vec::new();
-        Ok(())
-    }
-
-    /// [`write_out`](Self::write_out) for a TLS connection: the responses go through
-    /// the session, whose records are written as the socket takes them.
-    async fn write_out_tls(&mut self) -> io::Result<()> {
-        let n = self.out.len();
-        let idle = self.shared.limits.idle_timeout;
-        let stream = &self.stream;
-        let tls = self.tls.as_mut().expect("a TLS connection");
-        if n > 0 {
-            tls.session.writer().write_all(&self.out)?;
-        }
-        while tls.session.wants_write() {
-            match tls.session.write_tls(&mut stream.get_ref()) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let ready = future::or(async { Some(stream.writable().await) }, async {
-                        async_io::Timer::after(idle).await;
-                        None
-                    })
-                    .await;
-                    match ready {
-                        Some(r) => r?,
-                        None => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "peer stopped reading responses",
-                            ))
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.shared.metrics.bytes_out.increment(n as u64);
-        self.shared.registry.with(self.meta.id, |c| {
-            c.bytes_out.fetch_add(n as u64, Ordering::Relaxed)
-        });
-        self.out = Vec::new();
-        Ok(())
     }
 }
