@@ -18,8 +18,6 @@ const PREFIX: &str = "dsfp";
 /// One host of the lab: a namespace and its address on the bridge.
 #[derive(Debug, Clone)]
 pub struct Host {
-    /// Short name (`db`, `redis`, `lb`, `n1`, …).
-    pub name: String,
     /// Namespace name.
     pub ns: String,
     /// Address on the bridge.
@@ -137,7 +135,6 @@ impl Lab {
         let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let net = format!("10.{}.{}", 100 + pid % 100, (pid / 100 + run * 37) % 250 + 1);
         let hub = Host {
-            name: "hub".into(),
             ns: format!("{PREFIX}{pid}-{run}-hub"),
             ip: format!("{net}.1"),
         };
@@ -159,7 +156,6 @@ impl Lab {
     pub fn add_host(&mut self, name: &str) -> Host {
         let idx = self.hosts.len() + 1;
         let host = Host {
-            name: name.to_owned(),
             ns: self.hub.ns.replace("-hub", &format!("-{name}")),
             ip: format!("{}.{}", self.net, 10 + idx),
         };

@@ -148,11 +148,6 @@ impl Cluster {
         format!("{}:{PROXY_PORT}", self.balancer.host.ip)
     }
 
-    /// Host of Redis, MariaDB, the balancer.
-    pub fn redis_host(&self) -> &Host {
-        &self.redis.host
-    }
-
     /// Runs SQL against MariaDB as root over its socket; tab-separated rows.
     pub fn sql(&self, sql: &str) -> String {
         let sock = format!("--socket={}", self.lab.path("db/sock").display());
