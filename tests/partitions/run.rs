@@ -97,6 +97,12 @@ pub fn finish(name: &str, c: &Cluster, w: Workload, token: &str, keys: &[String]
         .iter()
         .map(|k| final_read(200_000, "mariadb", k, at, in_db.get(k.as_str()).map(|v| v.to_string())))
         .collect();
+    if let Ok(dir) = std::env::var("DSF_PARTITIONS_HISTORY") {
+        let text: Vec<String> = history.iter().map(super::checker::describe).collect();
+        let file = std::path::Path::new(&dir).join(format!("{name}.history"));
+        std::fs::write(&file, text.join("\n"))
+            .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    }
     let anomalies = check(&history, BUDGET);
     let checked = history.len() + db_reads.len();
     history.extend(db_reads);

@@ -282,21 +282,31 @@ impl Store for MySqlStore {
         Box::pin(self.run(what, async move {
             let mut c = self.conn(what).await?;
             // Without CLIENT_FOUND_ROWS, renaming to the same name reports 0 changed
-            // rows; look the row up in that case rather than answer not_found.
-            c.exec_drop(
-                "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
-                (name, now_ms(), id_card),
-            )
-            .await
-            .map_err(|e| classify(e, what))?;
-            if c.affected_rows() > 0 {
-                return Ok(());
-            }
-            let exists: Option<u8> = c
-                .exec_first("SELECT 1 FROM blacklist WHERE id_card = ?", (id_card,))
+            // rows, and so does a row that is absent. Look the row up to tell them
+            // apart: same name, the rename is done; absent, not_found. Any other name
+            // means the row changed in between (an insert committed after the UPDATE
+            // saw nothing): answering `ok` then would acknowledge a rename that was
+            // never applied, so the UPDATE runs again.
+            loop {
+                c.exec_drop(
+                    "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
+                    (name, now_ms(), id_card),
+                )
                 .await
                 .map_err(|e| classify(e, what))?;
-            exists.map(|_| ()).ok_or(StoreError::NotFound(what))
+                if c.affected_rows() > 0 {
+                    return Ok(());
+                }
+                let found: Option<Vec<u8>> = c
+                    .exec_first("SELECT name FROM blacklist WHERE id_card = ?", (id_card,))
+                    .await
+                    .map_err(|e| classify(e, what))?;
+                match found {
+                    None => return Err(StoreError::NotFound(what)),
+                    Some(n) if n == name.as_bytes() => return Ok(()),
+                    Some(_) => continue,
+                }
+            }
         }))
     }
 
