@@ -35,7 +35,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A key prefix unique to this run (no `_` or `%`: it is matched with LIKE).
 fn prefix(name: &str) -> String {
-    format!("{name}{}x{}", std::process::id(), rand::thread_rng().gen_range(0..1_000_000))
+    format!(
+        "{name}{}x{}",
+        std::process::id(),
+        rand::thread_rng().gen_range(0..1_000_000)
+    )
 }
 
 /// Must-show 1: with n1 cut from Redis under load, no read is stale after an
@@ -58,8 +62,13 @@ fn writer_cut_from_redis_serves_no_stale_read_and_logout_holds() {
     std::thread::sleep(Duration::from_secs(2));
     let victim = c.login(&n1, "victim");
     for i in 0..3 {
-        c.call(&c.node_addr(i), "blacklist.query", json!({"id_card": "x"}), Some(&victim))
-            .unwrap_or_else(|e| panic!("victim's token on n{}: {e}", i + 1));
+        c.call(
+            &c.node_addr(i),
+            "blacklist.query",
+            json!({"id_card": "x"}),
+            Some(&victim),
+        )
+        .unwrap_or_else(|e| panic!("victim's token on n{}: {e}", i + 1));
     }
     let cut = Fault::RedisCut(0);
     let from = w.t0.elapsed().as_secs_f64();
@@ -71,7 +80,12 @@ fn writer_cut_from_redis_serves_no_stale_read_and_logout_holds() {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(3) {
             for i in 0..3 {
-                let q = c.call(&c.node_addr(i), "blacklist.query", json!({"id_card": "x"}), Some(&victim));
+                let q = c.call(
+                    &c.node_addr(i),
+                    "blacklist.query",
+                    json!({"id_card": "x"}),
+                    Some(&victim),
+                );
                 if q.is_ok() {
                     accepted.push(format!("n{} at +{:.1} s", i + 1, t.elapsed().as_secs_f64()));
                 }
@@ -81,7 +95,11 @@ fn writer_cut_from_redis_serves_no_stale_read_and_logout_holds() {
     }
     std::thread::sleep(Duration::from_secs(4));
     cut.heal(&mut c);
-    let faults = [Injected { fault: cut, from, to: w.t0.elapsed().as_secs_f64() }];
+    let faults = [Injected {
+        fault: cut,
+        from,
+        to: w.t0.elapsed().as_secs_f64(),
+    }];
     std::thread::sleep(Duration::from_secs(2));
     let report = finish("writer_redis_cut", &c, w, &token, &keys, &faults);
     println!(
@@ -126,21 +144,39 @@ fn proxy_path_cut_ejects_the_node_within_3_s() {
     }
     let t_to = w.now();
     cut.heal(&mut c);
-    let faults = [Injected { fault: cut, from, to: w.t0.elapsed().as_secs_f64() }];
+    let faults = [Injected {
+        fault: cut,
+        from,
+        to: w.t0.elapsed().as_secs_f64(),
+    }];
     std::thread::sleep(Duration::from_secs(3));
     let history = w.history.lock().expect("history").clone();
     let report = finish("proxy_path_cut", &c, w, &token, &keys, &faults);
     let mut timeouts = vec![0usize; r.len()];
-    for op in history.iter().filter(|o| o.invoke >= t_from && o.invoke < t_to && is_timeout(o)) {
+    for op in history
+        .iter()
+        .filter(|o| o.invoke >= t_from && o.invoke < t_to && is_timeout(o))
+    {
         timeouts[op.process] += 1;
     }
-    println!("   n2 ejected after {ejected_after:?}; timeouts per client in the 20 s: {timeouts:?}");
+    println!(
+        "   n2 ejected after {ejected_after:?}; timeouts per client in the 20 s: {timeouts:?}"
+    );
     let ejected_after = ejected_after.unwrap_or_else(|| {
-        panic!("n2 never `ejected` in lb.nodes during the 20 s cut: {:?}", c.lb_nodes())
+        panic!(
+            "n2 never `ejected` in lb.nodes during the 20 s cut: {:?}",
+            c.lb_nodes()
+        )
     });
-    assert!(ejected_after <= Duration::from_secs(3), "n2 ejected only after {ejected_after:?}");
+    assert!(
+        ejected_after <= Duration::from_secs(3),
+        "n2 ejected only after {ejected_after:?}"
+    );
     let worst = timeouts.iter().max().copied().unwrap_or(0);
-    assert!(worst <= 2, "a client saw {worst} timeouts in the 20 s cut: {timeouts:?}");
+    assert!(
+        worst <= 2,
+        "a client saw {worst} timeouts in the 20 s cut: {timeouts:?}"
+    );
     assert_clean("proxy_path_cut", &report);
 }
 
@@ -202,6 +238,10 @@ fn randomized_faults_keep_every_key_linearizable() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let report = finish("randomized", &c, w, &token, &keys, &faults);
-    assert!(report.ops >= target, "only {} operations in {limit:?}, {target} wanted", report.ops);
+    assert!(
+        report.ops >= target,
+        "only {} operations in {limit:?}, {target} wanted",
+        report.ops
+    );
     assert_clean("randomized", &report);
 }

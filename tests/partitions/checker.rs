@@ -187,14 +187,16 @@ pub fn check_key(ops: &[&Op], budget: usize) -> Result<(), String> {
     order.sort_by_key(|&i| (steps[i].call, steps[i].ret));
     let steps: Vec<Step> = order.iter().map(|&i| steps[i]).collect();
     let described: Vec<&Op> = order.iter().map(|&i| described[i]).collect();
-    Search::new(&steps).run(budget).map_err(|stuck| match stuck {
-        None => format!("undecided: over {budget} configurations explored"),
-        Some((i, placed)) => format!(
-            "not linearizable: after {placed} of {} operations, no order explains {}",
-            steps.len(),
-            describe(described[i])
-        ),
-    })
+    Search::new(&steps)
+        .run(budget)
+        .map_err(|stuck| match stuck {
+            None => format!("undecided: over {budget} configurations explored"),
+            Some((i, placed)) => format!(
+                "not linearizable: after {placed} of {} operations, no order explains {}",
+                steps.len(),
+                describe(described[i])
+            ),
+        })
 }
 
 /// An operation in words, for failure messages.
@@ -269,7 +271,11 @@ impl<'a> Search<'a> {
     fn new(steps: &'a [Step]) -> Search<'a> {
         let n = steps.len();
         let all: Vec<usize> = (0..n).collect();
-        let mut done: Vec<usize> = all.iter().copied().filter(|&i| steps[i].ret != u64::MAX).collect();
+        let mut done: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| steps[i].ret != u64::MAX)
+            .collect();
         done.sort_by_key(|&i| steps[i].ret);
         // A fixed seed: runs are reproducible; the values only need to be distinct.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -279,7 +285,9 @@ impl<'a> Search<'a> {
             x ^= x << 17;
             x
         };
-        let zobrist = (0..n).map(|_| ((rnd() as u128) << 64) | rnd() as u128).collect();
+        let zobrist = (0..n)
+            .map(|_| ((rnd() as u128) << 64) | rnd() as u128)
+            .collect();
         Search {
             steps,
             pending: Links::new(n, &all),
@@ -293,7 +301,11 @@ impl<'a> Search<'a> {
     fn candidates(&self) -> Vec<usize> {
         let n = self.steps.len();
         let first = self.completions.next[n];
-        let limit = if first == n { u64::MAX } else { self.steps[first].ret };
+        let limit = if first == n {
+            u64::MAX
+        } else {
+            self.steps[first].ret
+        };
         let (mut done, mut open) = (Vec::new(), Vec::new());
         let mut i = self.pending.next[n];
         while i != n && self.steps[i].call <= limit {

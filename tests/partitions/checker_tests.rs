@@ -17,7 +17,14 @@ fn op(p: usize, kind: Kind, value: Option<&str>, t0: u64, t1: u64, outcome: Outc
 }
 
 fn read(p: usize, t0: u64, t1: u64, v: Option<&str>) -> Op {
-    op(p, Kind::Read, None, t0, t1, Outcome::Read(v.map(str::to_owned)))
+    op(
+        p,
+        Kind::Read,
+        None,
+        t0,
+        t1,
+        Outcome::Read(v.map(str::to_owned)),
+    )
 }
 
 fn write(p: usize, kind: Kind, v: &str, t0: u64, t1: u64) -> Op {
@@ -43,7 +50,14 @@ fn a_linearizable_history_passes() {
         op(2, Kind::Delete, None, 16, 18, Outcome::NotFound),
         read(0, 19, 20, None),
         // A definite failure applied nothing.
-        op(1, Kind::Insert, Some("z"), 21, 22, Outcome::Failed("unavailable".into())),
+        op(
+            1,
+            Kind::Insert,
+            Some("z"),
+            21,
+            22,
+            Outcome::Failed("unavailable".into()),
+        ),
         read(0, 23, 24, None),
     ];
     assert!(check(&h, BUDGET).is_empty(), "{:?}", check(&h, BUDGET));
@@ -62,7 +76,10 @@ fn a_planted_stale_read_is_rejected() {
     let found = check(&h, BUDGET);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].detail.contains("not linearizable"), "{found:?}");
-    assert!(found[0].detail.contains("\"old\""), "names the stale read: {found:?}");
+    assert!(
+        found[0].detail.contains("\"old\""),
+        "names the stale read: {found:?}"
+    );
 }
 
 #[test]
@@ -90,7 +107,16 @@ fn a_read_after_an_acknowledged_delete_must_be_absent() {
 
 #[test]
 fn an_ambiguous_write_that_is_later_observed_passes() {
-    let amb = |p, kind, v: &str, t0, t1| op(p, kind, Some(v), t0, t1, Outcome::Ambiguous("timeout".into()));
+    let amb = |p, kind, v: &str, t0, t1| {
+        op(
+            p,
+            kind,
+            Some(v),
+            t0,
+            t1,
+            Outcome::Ambiguous("timeout".into()),
+        )
+    };
     let h = vec![
         write(0, Kind::Insert, "a", 0, 1),
         amb(0, Kind::Update, "b", 2, 3),
@@ -103,7 +129,14 @@ fn an_ambiguous_write_that_is_later_observed_passes() {
     // …and one that never shows is fine too.
     let h = vec![
         write(0, Kind::Insert, "a", 0, 1),
-        op(0, Kind::Delete, None, 2, 3, Outcome::Ambiguous("outcome_unknown".into())),
+        op(
+            0,
+            Kind::Delete,
+            None,
+            2,
+            3,
+            Outcome::Ambiguous("outcome_unknown".into()),
+        ),
         read(1, 4, 5, Some("a")),
     ];
     assert!(check(&h, BUDGET).is_empty(), "{:?}", check(&h, BUDGET));
@@ -131,7 +164,17 @@ fn keys_are_checked_independently_and_long_histories_stay_cheap() {
     for round in 0..2_500u64 {
         for k in 0..4 {
             let v = format!("v{round}-{k}");
-            let mut w = write(k, if round == 0 { Kind::Insert } else { Kind::Update }, &v, t, t + 3);
+            let mut w = write(
+                k,
+                if round == 0 {
+                    Kind::Insert
+                } else {
+                    Kind::Update
+                },
+                &v,
+                t,
+                t + 3,
+            );
             w.key = format!("k{k}");
             let mut r = read(k + 4, t + 1, t + 4, Some(&v));
             r.key = format!("k{k}");

@@ -97,8 +97,21 @@ impl Fault {
                 sh_ok(
                     "ip",
                     &[
-                        "netns", "exec", &c.nodes[n].host.ns, "tc", "qdisc", "add", "dev", "eth0",
-                        "root", "netem", "delay", "100ms", "50ms", "loss", "20%",
+                        "netns",
+                        "exec",
+                        &c.nodes[n].host.ns,
+                        "tc",
+                        "qdisc",
+                        "add",
+                        "dev",
+                        "eth0",
+                        "root",
+                        "netem",
+                        "delay",
+                        "100ms",
+                        "50ms",
+                        "loss",
+                        "20%",
                     ],
                 );
             }
@@ -125,7 +138,17 @@ impl Fault {
             Fault::Netem(n) => {
                 sh_ok(
                     "ip",
-                    &["netns", "exec", &c.nodes[n].host.ns, "tc", "qdisc", "del", "dev", "eth0", "root"],
+                    &[
+                        "netns",
+                        "exec",
+                        &c.nodes[n].host.ns,
+                        "tc",
+                        "qdisc",
+                        "del",
+                        "dev",
+                        "eth0",
+                        "root",
+                    ],
                 );
             }
             Fault::Pause(n) => c.nodes[n].signal("CONT"),

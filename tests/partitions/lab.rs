@@ -133,7 +133,11 @@ impl Lab {
         let pid = std::process::id();
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let net = format!("10.{}.{}", 100 + pid % 100, (pid / 100 + run * 37) % 250 + 1);
+        let net = format!(
+            "10.{}.{}",
+            100 + pid % 100,
+            (pid / 100 + run * 37) % 250 + 1
+        );
         let hub = Host {
             ns: format!("{PREFIX}{pid}-{run}-hub"),
             ip: format!("{net}.1"),
@@ -147,7 +151,15 @@ impl Lab {
         ip(&["netns", "add", &hub.ns]);
         ip(&["-n", &hub.ns, "link", "set", "lo", "up"]);
         ip(&["-n", &hub.ns, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &hub.ns, "addr", "add", &format!("{}/24", hub.ip), "dev", "br0"]);
+        ip(&[
+            "-n",
+            &hub.ns,
+            "addr",
+            "add",
+            &format!("{}/24", hub.ip),
+            "dev",
+            "br0",
+        ]);
         ip(&["-n", &hub.ns, "link", "set", "br0", "up"]);
         lab
     }
@@ -164,11 +176,38 @@ impl Lab {
         self.hosts.push(host.clone());
         ip(&["-n", &host.ns, "link", "set", "lo", "up"]);
         ip(&[
-            "-n", &self.hub.ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
-            "netns", &host.ns,
+            "-n",
+            &self.hub.ns,
+            "link",
+            "add",
+            &veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &host.ns,
         ]);
-        ip(&["-n", &self.hub.ns, "link", "set", &veth, "master", "br0", "up"]);
-        ip(&["-n", &host.ns, "addr", "add", &format!("{}/24", host.ip), "dev", "eth0"]);
+        ip(&[
+            "-n",
+            &self.hub.ns,
+            "link",
+            "set",
+            &veth,
+            "master",
+            "br0",
+            "up",
+        ]);
+        ip(&[
+            "-n",
+            &host.ns,
+            "addr",
+            "add",
+            &format!("{}/24", host.ip),
+            "dev",
+            "eth0",
+        ]);
         ip(&["-n", &host.ns, "link", "set", "eth0", "up"]);
         host
     }
@@ -218,7 +257,12 @@ pub fn enter(ns: &str) {
         .unwrap_or_else(|e| panic!("open namespace {ns}: {e}"));
     // SAFETY: a valid namespace fd; CLONE_NEWNET changes only this thread's network.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns into {ns}: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "setns into {ns}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// A process running in a host's namespace; killed (after a SIGCONT) when dropped.
@@ -238,7 +282,13 @@ pub struct LabProc {
 
 impl LabProc {
     /// Starts `argv` in `host`'s namespace with `env`, logging to `log`.
-    pub fn start(name: &str, host: &Host, argv: &[String], env: &[(String, String)], log: PathBuf) -> LabProc {
+    pub fn start(
+        name: &str,
+        host: &Host,
+        argv: &[String],
+        env: &[(String, String)],
+        log: PathBuf,
+    ) -> LabProc {
         let mut p = LabProc {
             name: name.to_owned(),
             host: host.clone(),
@@ -289,7 +339,9 @@ impl LabProc {
     /// Kills it with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -66,7 +66,14 @@ fn final_read(process: usize, via: &str, key: &str, at: u64, value: Option<Strin
 
 /// Stops the workload, lets in-flight writes settle, reads every key on every node and
 /// in MariaDB, checks the history and prints a summary named `name`.
-pub fn finish(name: &str, c: &Cluster, w: Workload, token: &str, keys: &[String], faults: &[Injected]) -> Report {
+pub fn finish(
+    name: &str,
+    c: &Cluster,
+    w: Workload,
+    token: &str,
+    keys: &[String],
+    faults: &[Injected],
+) -> Report {
     let t0 = w.t0;
     let mut history = w.finish();
     // A write the client gave up on finishes or fails within the store's timeout.
@@ -79,7 +86,8 @@ pub fn finish(name: &str, c: &Cluster, w: Workload, token: &str, keys: &[String]
             let body = json!({ "id_card": key });
             match c.call(&c.node_addr(i), "blacklist.query", body, Some(token)) {
                 Ok(b) => {
-                    let v = (b["listed"] == true).then(|| b["name"].as_str().unwrap_or("").to_owned());
+                    let v =
+                        (b["listed"] == true).then(|| b["name"].as_str().unwrap_or("").to_owned());
                     history.push(final_read(100_000 + i, &node.name, key, at, v));
                 }
                 Err(e) => eprintln!("{name}: final read of {key} on {} failed: {e}", node.name),
@@ -95,7 +103,15 @@ pub fn finish(name: &str, c: &Cluster, w: Workload, token: &str, keys: &[String]
     let at = t0.elapsed().as_nanos() as u64 + 1_000;
     let db_reads: Vec<Op> = keys
         .iter()
-        .map(|k| final_read(200_000, "mariadb", k, at, in_db.get(k.as_str()).map(|v| v.to_string())))
+        .map(|k| {
+            final_read(
+                200_000,
+                "mariadb",
+                k,
+                at,
+                in_db.get(k.as_str()).map(|v| v.to_string()),
+            )
+        })
         .collect();
     if let Ok(dir) = std::env::var("DSF_PARTITIONS_HISTORY") {
         let text: Vec<String> = history.iter().map(super::checker::describe).collect();
@@ -139,14 +155,22 @@ fn print_summary(name: &str, r: &Report, faults: &[Injected], took: Duration) {
     );
     out.push_str(&format!("   faults ({}):", faults.len()));
     for f in faults {
-        out.push_str(&format!(" [{} {:.1}–{:.1} s]", f.fault.name(), f.from, f.to));
+        out.push_str(&format!(
+            " [{} {:.1}–{:.1} s]",
+            f.fault.name(),
+            f.from,
+            f.to
+        ));
     }
     out.push('\n');
     for a in &r.anomalies {
         out.push_str(&format!("   ANOMALY key {}: {}\n", a.key, a.detail));
     }
     for a in &r.lost {
-        out.push_str(&format!("   LOST key {} (MariaDB disagrees): {}\n", a.key, a.detail));
+        out.push_str(&format!(
+            "   LOST key {} (MariaDB disagrees): {}\n",
+            a.key, a.detail
+        ));
     }
     eprint!("{out}");
     println!("{out}");

@@ -70,8 +70,18 @@ impl Cluster {
             "redis",
             &redis_host,
             &s(&[
-                "redis-server", "--port", "6379", "--bind", &redis_host.ip, "--protected-mode",
-                "no", "--save", "", "--appendonly", "no", "--dir",
+                "redis-server",
+                "--port",
+                "6379",
+                "--bind",
+                &redis_host.ip,
+                "--protected-mode",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
                 lab.dir.path().to_str().expect("utf-8 path"),
             ]),
             &[],
@@ -95,8 +105,14 @@ impl Cluster {
             "balancer",
             &lb_host,
             &s(&[
-                env!("CARGO_BIN_EXE_dsf"), "balancer", "--registration", &at(REG_PORT),
-                "--directory", &at(DIR_PORT), "--proxy", &at(PROXY_PORT),
+                env!("CARGO_BIN_EXE_dsf"),
+                "balancer",
+                "--registration",
+                &at(REG_PORT),
+                "--directory",
+                &at(DIR_PORT),
+                "--proxy",
+                &at(PROXY_PORT),
             ]),
             &env,
             lab.path("balancer.log"),
@@ -113,10 +129,23 @@ impl Cluster {
             let mut env = dsf_env();
             env.push(("DSF__STORE__PASSWORD_FILE".into(), pw.display().to_string()));
             let argv = s(&[
-                env!("CARGO_BIN_EXE_dsf"), "node", "--id", &name, "--listen",
-                &format!("{}:{NODE_PORT}", host.ip), "--register", &at(REG_PORT), "--threads",
-                "2", "--admin", "", "--data", data.to_str().expect("utf-8 path"), "--mysql",
-                &format!("mysql://dsf@{}:3306/dsf", db_host.ip), "--redis",
+                env!("CARGO_BIN_EXE_dsf"),
+                "node",
+                "--id",
+                &name,
+                "--listen",
+                &format!("{}:{NODE_PORT}", host.ip),
+                "--register",
+                &at(REG_PORT),
+                "--threads",
+                "2",
+                "--admin",
+                "",
+                "--data",
+                data.to_str().expect("utf-8 path"),
+                "--mysql",
+                &format!("mysql://dsf@{}:3306/dsf", db_host.ip),
+                "--redis",
                 &format!("redis://{}:6379", redis_host.ip),
             ]);
             let log = lab.path(&format!("{name}.log"));
@@ -131,8 +160,7 @@ impl Cluster {
             lab,
         };
         for i in 0..n {
-            c.lab
-                .wait_port(&c.node_addr(i), Duration::from_secs(60));
+            c.lab.wait_port(&c.node_addr(i), Duration::from_secs(60));
         }
         c.wait_healthy(n, Duration::from_secs(20));
         c
@@ -151,11 +179,29 @@ impl Cluster {
     /// Runs SQL against MariaDB as root over its socket; tab-separated rows.
     pub fn sql(&self, sql: &str) -> String {
         let sock = format!("--socket={}", self.lab.path("db/sock").display());
-        sh_ok("mariadb", &["--no-defaults", &sock, "-uroot", "-N", "-B", "dsf", "-e", sql])
+        sh_ok(
+            "mariadb",
+            &[
+                "--no-defaults",
+                &sock,
+                "-uroot",
+                "-N",
+                "-B",
+                "dsf",
+                "-e",
+                sql,
+            ],
+        )
     }
 
     /// One call from the hub over a fresh connection, with a timeout of `limit`.
-    pub fn call(&self, addr: &str, op: &str, body: Value, token: Option<&str>) -> Result<Value, String> {
+    pub fn call(
+        &self,
+        addr: &str,
+        op: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> Result<Value, String> {
         let (addr, op, token) = (addr.to_owned(), op.to_owned(), token.map(str::to_owned));
         self.lab.in_hub(move || {
             smol::block_on(async {

@@ -64,7 +64,13 @@ pub fn keys(prefix: &str, n: usize) -> Vec<String> {
 impl Workload {
     /// Starts one client thread per route in namespace `ns`, each with `token`, on
     /// `keys`; a call not answered within `timeout` is given up (ambiguous).
-    pub fn start(ns: &str, routes: &[Route], token: &str, keys: &[String], timeout: Duration) -> Workload {
+    pub fn start(
+        ns: &str,
+        routes: &[Route],
+        token: &str,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Workload {
         let w = Workload {
             history: Arc::default(),
             count: Arc::default(),

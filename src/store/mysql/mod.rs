@@ -281,12 +281,9 @@ impl Store for MySqlStore {
         let what = "blacklist entry";
         Box::pin(self.run(what, async move {
             let mut c = self.conn(what).await?;
-            // Without CLIENT_FOUND_ROWS, renaming to the same name reports 0 changed
-            // rows, and so does a row that is absent. Look the row up to tell them
-            // apart: same name, the rename is done; absent, not_found. Any other name
-            // means the row changed in between (an insert committed after the UPDATE
-            // saw nothing): answering `ok` then would acknowledge a rename that was
-            // never applied, so the UPDATE runs again.
+            // 0 changed rows: absent (not_found) or already this name (done). Another
+            // name means an insert committed after the UPDATE saw nothing: run it again
+            // rather than acknowledge a rename never applied.
             loop {
                 c.exec_drop(
                     "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
