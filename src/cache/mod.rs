@@ -57,6 +57,26 @@ pub(crate) enum GuardState {
     Redis(Option<String>, bool),
 }
 
+/// One write's hold on a fenced key: a random token that only this write's release
+/// removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence(pub(crate) String);
+
+impl Fence {
+    /// A fresh random token.
+    pub fn random() -> Fence {
+        use rand::RngCore;
+        let mut b = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut b);
+        Fence(hex::encode(b))
+    }
+
+    /// The token.
+    pub fn token(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Counters every cache keeps (for tests, logs and metrics).
 #[derive(Debug, Default)]
 pub struct CacheStats {
@@ -106,18 +126,28 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Fences `key` before a store write that will change it: drops the value, makes
     /// every outstanding guard stale and refuses fills for at least `hold` or until
-    /// [`Cache::release`]. An error means the write must not be attempted. A cache
-    /// that is one process (or one host) needs no fence: its invalidation after the
-    /// write cannot be lost on the way, so the default does nothing.
-    fn fence<'a>(&'a self, key: &'a str, hold: Duration) -> BoxFuture<'a, Result<(), CacheError>> {
+    /// [`Cache::release`] with the returned fence. An error means the write must not
+    /// be attempted. A cache that is one process (or one host) needs no fence: its
+    /// invalidation after the write cannot be lost on the way, so the default does
+    /// nothing.
+    fn fence<'a>(
+        &'a self,
+        key: &'a str,
+        hold: Duration,
+    ) -> BoxFuture<'a, Result<Fence, CacheError>> {
         let _ = (key, hold);
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(Fence(String::new())) })
     }
 
     /// Ends a fenced write that is no longer running: invalidates `key` as
-    /// [`Cache::invalidate`] does and lifts this write's fence. If this fails the fence
-    /// stays until its hold ran out.
-    fn release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
+    /// [`Cache::invalidate`] does and lifts `fence`. If this fails the fence stays
+    /// until its hold ran out.
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        fence: &'a Fence,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        let _ = fence;
         self.invalidate(key)
     }
 

@@ -37,8 +37,8 @@
 //! sends that server anything else. A fence is never skipped silently: while the
 //! server is down it fails at once, and the write it guards is not attempted.
 
+pub use super::script::{generation_key, holders_key, lock_key, value_key};
 use super::script::{FENCE, FILL, INVALIDATE, RELEASE};
-pub use super::script::{generation_key, lock_key, value_key};
 use super::CacheError;
 use rand::RngCore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -226,7 +226,7 @@ impl RedisInstance {
             p.drain().collect()
         };
         for (i, key) in keys.iter().enumerate() {
-            if let Err(e) = self.call(|c| script_cmd(c, &INVALIDATE, key, None)).await {
+            if let Err(e) = self.call(|c| script_cmd(c, &INVALIDATE, key, &[])).await {
                 self.keep_pending(keys[i..].iter().cloned());
                 return Err(e);
             }
@@ -290,20 +290,20 @@ impl RedisInstance {
     }
 
     /// Fences a cache key before a store write: a fresh generation, no value, and the
-    /// write lock held for at least `hold`. An error means the fence may not be in
-    /// place, so the write must not be attempted. Bounded by `cache.op_timeout`; fails
-    /// at once while the server is marked down.
-    pub async fn fence(&self, key: &str, hold: Duration) -> Result<(), CacheError> {
-        let hold_ms = hold.as_millis().max(1) as u64;
-        self.run(|c| script_cmd(c, &FENCE, key, Some(hold_ms)))
-            .await
+    /// write lock held by `token` for at least `hold`. An error means the fence may not
+    /// be in place, so the write must not be attempted. Bounded by `cache.op_timeout`;
+    /// fails at once while the server is marked down.
+    pub async fn fence(&self, key: &str, token: &str, hold: Duration) -> Result<(), CacheError> {
+        let hold_ms = (hold.as_millis().max(1) as u64).to_string();
+        let extra = [hold_ms.as_str(), token];
+        self.run(|c| script_cmd(c, &FENCE, key, &extra)).await
     }
 
-    /// Ends a fenced write: invalidates the key and counts its lock down. If the
-    /// server cannot be reached, a plain invalidation is kept for later delivery and
-    /// the lock is left to expire.
-    pub async fn release(&self, key: &str) -> Result<(), CacheError> {
-        self.invalidate_with(key, &RELEASE).await
+    /// Ends a fenced write: invalidates the key and removes `token` from its lock. If
+    /// the server cannot be reached, a plain invalidation is kept for later delivery
+    /// and the lock is left to expire.
+    pub async fn release(&self, key: &str, token: &str) -> Result<(), CacheError> {
+        self.invalidate_with(key, &RELEASE, token).await
     }
 
     /// Invalidates a cache key; kept for later delivery if the server is unreachable.
@@ -313,15 +313,21 @@ impl RedisInstance {
     /// another node filled before this write committed, and skipping would leave that
     /// value in place after the write is acknowledged.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
-        self.invalidate_with(key, &INVALIDATE).await
+        self.invalidate_with(key, &INVALIDATE, "").await
     }
 
-    async fn invalidate_with(&self, key: &str, script: &redis::Script) -> Result<(), CacheError> {
+    async fn invalidate_with(
+        &self,
+        key: &str,
+        script: &redis::Script,
+        token: &str,
+    ) -> Result<(), CacheError> {
         let r = async {
             if self.has_pending.load(Ordering::Acquire) {
                 self.deliver_pending().await?;
             }
-            self.call(|c| script_cmd(c, script, key, None)).await
+            let extra: &[&str] = if token.is_empty() { &[] } else { &[token] };
+            self.call(|c| script_cmd(c, script, key, extra)).await
         }
         .await;
         if let Err(CacheError::Unavailable(_)) = &r {
@@ -331,23 +337,24 @@ impl RedisInstance {
     }
 }
 
-/// Runs `script` (one of [`FENCE`], [`RELEASE`], [`INVALIDATE`]) on `key` with a fresh
-/// generation (and, for the fence, the lock hold in ms).
+/// Runs `script` (one of [`FENCE`], [`RELEASE`], [`INVALIDATE`]) on `key`'s four keys
+/// with a fresh generation and its TTL, then `extra` arguments.
 async fn script_cmd(
     mut c: ConnectionManager,
     script: &redis::Script,
     key: &str,
-    hold_ms: Option<u64>,
+    extra: &[&str],
 ) -> RedisResult<()> {
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
     let mut inv = script.key(value_key(key));
     inv.key(generation_key(key))
         .key(lock_key(key))
+        .key(holders_key(key))
         .arg(hex::encode(nonce))
         .arg(GENERATION_TTL.as_millis() as u64);
-    if let Some(ms) = hold_ms {
-        inv.arg(ms);
+    for a in extra {
+        inv.arg(*a);
     }
     let _: i64 = inv.invoke_async(&mut c).await?;
     Ok(())

@@ -1,11 +1,14 @@
 //! The Redis side of the guarded cache protocol: key names and the Lua scripts that
 //! make each step one atomic command (see [`super::redis`] for the argument).
 //!
-//! A cache key `K` lives in three Redis keys that share the hash tag `{K}`, so they sit
+//! A cache key `K` lives in four Redis keys that share the hash tag `{K}`, so they sit
 //! on one server (and one cluster slot): the value `dsf:{K}:v`, the generation
-//! `dsf:{K}:g` and the write lock `dsf:{K}:w`. The lock is a counter of writes in
-//! flight whose TTL is the longest hold any of them asked for: a writer that never
-//! comes back to release it only delays its expiry, never shortens another's.
+//! `dsf:{K}:g`, the write lock `dsf:{K}:w` (a plain string, so one `MGET` reads all
+//! three) and the set of writes holding it, `dsf:{K}:ws`, each named by a random
+//! token. Lock and set share one TTL, the longest hold any fence asked for: a writer
+//! that never comes back to release only delays the expiry, never shortens another's,
+//! and a release delivered late (after its lock expired and a new write took the key)
+//! removes only its own token, so it cannot lift the new writer's lock.
 
 use redis::Script;
 use std::sync::LazyLock;
@@ -23,6 +26,11 @@ pub fn generation_key(key: &str) -> String {
 /// The write-lock key of cache key `key`.
 pub fn lock_key(key: &str) -> String {
     format!("dsf:{{{key}}}:w")
+}
+
+/// The key of the set of writes holding the lock of cache key `key`.
+pub fn holders_key(key: &str) -> String {
+    format!("dsf:{{{key}}}:ws")
 }
 
 /// A guarded fill. `KEYS[1]` value, `KEYS[2]` generation, `KEYS[3]` lock; `ARGV[1]`
@@ -43,30 +51,36 @@ return 0",
     )
 });
 
-/// The fence before a store write. `KEYS` as [`FILL`]; `ARGV[1]` a fresh generation,
-/// `ARGV[2]` the generation TTL in ms, `ARGV[3]` the lock hold in ms. Sets the
-/// generation, drops the value, counts one more write in flight and makes the lock
-/// live at least `ARGV[3]` ms from now.
+/// The fence before a store write. `KEYS[1..3]` as [`FILL`], `KEYS[4]` the holders;
+/// `ARGV[1]` a fresh generation, `ARGV[2]` the generation TTL in ms, `ARGV[3]` the
+/// lock hold in ms, `ARGV[4]` the write's token. Sets the generation, drops the value,
+/// adds the token to the holders and makes lock and holders live at least `ARGV[3]`
+/// ms from now (never shorter than they already would).
 pub static FENCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[1])
-redis.call('INCR', KEYS[3])
-if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[4])
+local t = redis.call('PTTL', KEYS[3])
+local hold = tonumber(ARGV[3])
+if t < hold then
+  t = hold
 end
+redis.call('SET', KEYS[3], '1', 'PX', t)
+redis.call('PEXPIRE', KEYS[4], t)
 return 1",
     )
 });
 
 /// The invalidation after a fenced write that has finished: as [`INVALIDATE`], and
-/// one write fewer in flight (the lock goes when none is left). `KEYS` and `ARGV[1..2]`
-/// as [`FENCE`].
+/// the write's token leaves the holders; the lock goes when none is left. `KEYS` as
+/// [`FENCE`]; `ARGV[1..2]` as [`FENCE`], `ARGV[3]` the write's token.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[1])
-if redis.call('DECR', KEYS[3]) <= 0 then
+redis.call('SREM', KEYS[4], ARGV[3])
+if redis.call('SCARD', KEYS[4]) == 0 then
   redis.call('DEL', KEYS[3])
 end
 return 1",
@@ -95,5 +109,6 @@ mod tests {
         assert_eq!(lock_key("bl:a"), "dsf:{bl:a}:w");
         assert_ne!(value_key("x}:g"), generation_key("x"));
         assert_ne!(lock_key("x}:v"), value_key("x"));
+        assert_eq!(holders_key("bl:a"), "dsf:{bl:a}:ws");
     }
 }

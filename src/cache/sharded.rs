@@ -3,7 +3,7 @@
 //! server cools only its share of keys. [`RedisCache`] is the [`Cache`] over them.
 
 use super::redis::RedisInstance;
-use super::{Cache, CacheError, CacheStats, Guard, GuardState, Lookup};
+use super::{Cache, CacheError, CacheStats, Fence, Guard, GuardState, Lookup};
 use crate::ring::{Ring, DEFAULT_VNODES};
 use crate::runtime::BoxFuture;
 use std::collections::HashMap;
@@ -133,12 +133,28 @@ impl Cache for RedisCache {
         Box::pin(async move { self.count(self.shards.for_key(key).invalidate(key).await) })
     }
 
-    fn fence<'a>(&'a self, key: &'a str, hold: Duration) -> BoxFuture<'a, Result<(), CacheError>> {
-        Box::pin(async move { self.count(self.shards.for_key(key).fence(key, hold).await) })
+    fn fence<'a>(
+        &'a self,
+        key: &'a str,
+        hold: Duration,
+    ) -> BoxFuture<'a, Result<Fence, CacheError>> {
+        Box::pin(async move {
+            let fence = Fence::random();
+            let inst = self.shards.for_key(key);
+            self.count(inst.fence(key, fence.token(), hold).await)?;
+            Ok(fence)
+        })
     }
 
-    fn release<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
-        Box::pin(async move { self.count(self.shards.for_key(key).release(key).await) })
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        fence: &'a Fence,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let inst = self.shards.for_key(key);
+            self.count(inst.release(key, fence.token()).await)
+        })
     }
 
     fn stats(&self) -> &CacheStats {

@@ -64,20 +64,24 @@ impl CacheAside {
     where
         Fut: Future<Output = StoreResult<T>>,
     {
-        if let Some(cache) = self.cache() {
-            if let Err(e) = cache.fence(key, self.deadlines.hold()).await {
-                tracing::warn!(key, error = %e, "write refused: the cache fence was not set");
-                return Err(ApiError::unavailable(format!(
-                    "the cache could not be fenced for key {key}; nothing was applied; \
-                     try again"
-                )));
-            }
-        }
+        let fence = match self.cache() {
+            None => None,
+            Some(cache) => match cache.fence(key, self.deadlines.hold()).await {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "write refused: the cache fence was not set");
+                    return Err(ApiError::unavailable(format!(
+                        "the cache could not be fenced for key {key}; nothing was applied; \
+                         try again"
+                    )));
+                }
+            },
+        };
         let r = write.await;
         match &r {
             Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-                if let Some(cache) = self.cache() {
-                    if let Err(e) = cache.release(key).await {
+                if let (Some(cache), Some(fence)) = (self.cache(), &fence) {
+                    if let Err(e) = cache.release(key, fence).await {
                         tracing::debug!(key, error = %e, "fence not released; it expires by itself");
                     }
                 }
