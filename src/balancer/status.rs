@@ -126,7 +126,7 @@ fn ring_shares(
                 group
                     .members
                     .iter()
-                    .filter(|m| m.state != NodeState::Unhealthy)
+                    .filter(|m| !matches!(m.state, NodeState::Unhealthy | NodeState::Ejected))
                     .map(|m| (m.id.to_string(), m.weight.max(1))),
                 vnodes,
             );
@@ -184,11 +184,7 @@ fn traffic_shares(snap: &Snapshot, traffic: &Mutex<Traffic>) -> (HashMap<String,
 
 /// Sets the gauges and per-node totals from the snapshot (run before each render).
 fn publish_metrics(snap: &Snapshot) {
-    for state in [
-        NodeState::Healthy,
-        NodeState::Draining,
-        NodeState::Unhealthy,
-    ] {
+    for state in NodeState::ALL {
         let n = snap.nodes.iter().filter(|n| n.state == state).count();
         metrics::gauge!(m::BALANCER_NODES, "state" => state.as_str()).set(n as f64);
     }
@@ -202,11 +198,7 @@ fn publish_metrics(snap: &Snapshot) {
         }
     }
     for service in seen.iter() {
-        for state in [
-            NodeState::Healthy,
-            NodeState::Draining,
-            NodeState::Unhealthy,
-        ] {
+        for state in NodeState::ALL {
             let count = snap
                 .nodes
                 .iter()

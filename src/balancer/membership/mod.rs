@@ -19,6 +19,8 @@
 //! balancer last saw that heartbeat advance: a late copy is not a missed heartbeat.
 
 pub mod discovery;
+mod eject;
+pub mod outlier;
 mod publish;
 pub mod record;
 pub mod redis;
@@ -74,6 +76,8 @@ struct Table {
     withdrawn: HashMap<String, u64>,
     /// Live load per member, kept across rebuilds.
     loads: HashMap<String, Arc<NodeLoad>>,
+    /// Ejection history of members the proxy has ejected at least once.
+    outliers: HashMap<String, outlier::Ejection>,
     /// The shape the current snapshot was built from.
     shape: Vec<Shape>,
     /// Rebuilds so far.

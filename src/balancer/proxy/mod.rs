@@ -22,9 +22,11 @@ use crate::balancer::error::BalancerError;
 use crate::tls::Connector;
 pub mod job;
 pub mod pool;
+pub mod probe;
 
+use crate::balancer::membership::outlier::Failure;
 use crate::balancer::membership::Membership;
-use crate::balancer::snapshot::{Group, Member, NodeLoad, Snapshot};
+use crate::balancer::snapshot::{Group, Member, NodeLoad, NodeState, Snapshot};
 use crate::protocol::scan;
 use crate::protocol::{ApiError, Request, Response};
 use crate::runtime::{mailbox::Mailbox, BoxFuture, ConnMeta, Service};
@@ -269,9 +271,13 @@ impl Inner {
         let keep: HashMap<Arc<str>, Arc<NodePool>> = current
             .iter()
             .filter(|(id, pool)| {
+                // An ejected node's connections go too: when it is readmitted, fresh
+                // ones are opened rather than reusing ones that may be dead.
                 snap.nodes
                     .binary_search_by(|m| (*m.id).cmp(id))
-                    .is_ok_and(|i| snap.nodes[i].addr == pool.addr)
+                    .is_ok_and(|i| {
+                        snap.nodes[i].addr == pool.addr && snap.nodes[i].state != NodeState::Ejected
+                    })
             })
             .map(|(id, pool)| (id.clone(), pool.clone()))
             .collect();
@@ -317,7 +323,7 @@ impl Inner {
     fn send(&self, mut job: Job, member: Arc<Member>) {
         let pool = self.pool(&member);
         member.load.proxied.fetch_add(1, Ordering::Relaxed);
-        job.place(member);
+        job.place(member, Instant::now());
         let affinity = Some(job.conn);
         pool.send(job, affinity);
     }
@@ -366,6 +372,40 @@ impl Failover for Inner {
             Ok(second) => self.send(job, second),
             Err(e) => job.fail(&e),
         }
+    }
+
+    /// An unanswered request moves to another node only if it is harmless to repeat,
+    /// has not moved yet, and another node can take it; otherwise it keeps waiting for
+    /// its node until the request deadline.
+    fn reroute(&self, mut job: Job) -> Option<Job> {
+        let Some(node) = job.member().cloned() else {
+            return Some(job);
+        };
+        let Some((op, key)) = job
+            .head()
+            .map(|h| (h.op.to_owned(), h.key.map(str::to_owned)))
+        else {
+            return Some(job);
+        };
+        if job.retried || !node.idempotent(&op) || Instant::now() >= job.deadline {
+            return Some(job);
+        }
+        let snap = self.membership.snapshot();
+        match self.choose(job.conn, &snap, &op, key.as_deref(), Some(&node.id)) {
+            Ok(second) if second.id != node.id => {
+                tracing::debug!(node = %node.id, to = %second.id, op = %op, "no answer within the response timeout; request repeated on another node");
+                metrics::counter!(crate::metrics::BALANCER_RETRIES).increment(1);
+                job.unplace();
+                job.retried = true;
+                self.send(job, second);
+                None
+            }
+            _ => Some(job),
+        }
+    }
+
+    fn node_failed(&self, member: &Member, failure: Failure) {
+        self.membership.failed(member, failure);
     }
 }
 

@@ -14,6 +14,8 @@
 
 use super::job::Job;
 use crate::balancer::error::BalancerError;
+use crate::balancer::membership::outlier::Failure;
+use crate::balancer::snapshot::Member;
 use crate::protocol::scan;
 use crate::protocol::FrameDecoder;
 use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
@@ -62,6 +64,14 @@ type Pending = HashMap<u64, Job, BuildHasherDefault<WireIdHasher>>;
 pub trait Failover: Send + Sync + 'static {
     /// `job`'s connection failed; `sent` if the request may have reached the node.
     fn failed(&self, job: Job, sent: bool);
+
+    /// `job` got no answer within its node's response timeout: sends it to another
+    /// node if repeating it is harmless and another node can take it, else gives it
+    /// back to wait on.
+    fn reroute(&self, job: Job) -> Option<Job>;
+
+    /// Traffic to `member` failed locally (counts towards ejecting it).
+    fn node_failed(&self, member: &Member, failure: Failure);
 }
 
 /// How a pool's connections behave.
@@ -180,8 +190,9 @@ impl Shared {
         self.state.lock().expect("node connection lock")
     }
 
-    /// Marks the connection failed and hands every pending job to the failover.
-    fn fail(&self) {
+    /// Marks the connection failed and hands every pending job to the failover;
+    /// `cause`, when the node is to blame, counts once against it.
+    fn fail(&self, cause: Option<Failure>) {
         let (pending, written, waker, stream) = {
             let mut s = self.lock();
             s.phase = Phase::Closed;
@@ -200,6 +211,11 @@ impl Shared {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
         let failover = self.failover.upgrade();
+        if let (Some(f), Some(cause)) = (&failover, cause) {
+            if let Some(m) = pending.values().find_map(Job::member) {
+                f.node_failed(m, cause);
+            }
+        }
         for (wire_id, job) in pending {
             let sent = wire_id <= written;
             match &failover {
@@ -220,7 +236,7 @@ impl Shared {
             s.retired && s.pending.is_empty() && s.phase != Phase::Closed
         };
         if done {
-            self.fail();
+            self.fail(None);
         }
     }
 }
@@ -286,7 +302,11 @@ async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed to open");
-            shared.fail();
+            shared.fail(Some(if e.kind() == io::ErrorKind::TimedOut {
+                Failure::ConnectTimeout
+            } else {
+                Failure::ConnectFailed
+            }));
             return;
         }
     };
@@ -303,7 +323,7 @@ async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
     if let Err(e) = write_loop(&shared, writer).await {
         tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed on write");
     }
-    shared.fail();
+    shared.fail(None);
 }
 
 async fn write_loop(shared: &Shared, mut stream: WriteHalf) -> io::Result<()> {
@@ -372,7 +392,7 @@ async fn read_loop(shared: Arc<Shared>, mut stream: ReadHalf, max_frame: usize) 
     if let Err(e) = result {
         tracing::debug!(error = %e, "proxy connection to node failed on read");
     }
-    shared.fail();
+    shared.fail(None);
 }
 
 /// Hands one response to its job.
@@ -391,9 +411,12 @@ fn answer(shared: &Shared, payload: &[u8]) {
 }
 
 /// Answers `timeout` for jobs past their deadline, every `tick` while the connection
-/// lives.
+/// lives; counts jobs past their response timeout against the node, and moves the
+/// ones that may be repeated to another node.
 async fn sweep(shared: Weak<Shared>, tick: Duration) {
     let mut expired = Vec::new();
+    let mut overdue = Vec::new();
+    let mut blamed: Vec<Arc<Member>> = Vec::new();
     loop {
         async_io::Timer::after(tick).await;
         let Some(shared) = shared.upgrade() else {
@@ -408,17 +431,52 @@ async fn sweep(shared: Weak<Shared>, tick: Duration) {
             if s.pending.is_empty() {
                 continue;
             }
-            let late: Vec<u64> = s
-                .pending
-                .iter()
-                .filter(|(_, j)| j.deadline <= now)
-                .map(|(&id, _)| id)
-                .collect();
+            let mut late = Vec::new();
+            let mut reroute = Vec::new();
+            for (&id, j) in s.pending.iter_mut() {
+                let answer_due = j.answer_by.is_some_and(|a| a <= now);
+                if !j.overdue && (answer_due || (j.deadline <= now && j.answer_by.is_some())) {
+                    j.overdue = true;
+                    if let Some(m) = j.member() {
+                        blamed.push(m.clone());
+                    }
+                    if j.deadline > now && !j.retried {
+                        reroute.push(id);
+                    }
+                }
+                if j.deadline <= now {
+                    late.push(id);
+                }
+            }
             expired.extend(late.into_iter().filter_map(|id| s.pending.remove(&id)));
+            overdue.extend(
+                reroute
+                    .into_iter()
+                    .filter_map(|id| s.pending.remove(&id).map(|j| (id, j))),
+            );
         }
         for job in expired.drain(..) {
             let node = job.node_id();
             job.fail(&BalancerError::Timeout { node });
+        }
+        if let Some(failover) = shared.failover.upgrade() {
+            for m in blamed.drain(..) {
+                failover.node_failed(&m, Failure::ResponseTimeout);
+            }
+            for (id, job) in overdue.drain(..) {
+                if let Some(job) = failover.reroute(job) {
+                    let mut s = shared.lock();
+                    if s.phase == Phase::Closed {
+                        drop(s);
+                        failover.failed(job, true);
+                    } else {
+                        s.pending.insert(id, job);
+                    }
+                }
+            }
+        } else {
+            blamed.clear();
+            overdue.clear();
         }
         shared.close_if_done();
     }

@@ -66,6 +66,8 @@ fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
         lease_ttl: Duration::from_secs(60),
         heartbeat: Duration::from_secs(20),
         build,
+        outlier: Default::default(),
+        service_outliers: BTreeMap::new(),
     };
     let membership = Arc::new(Membership::new(settings, Arc::new(InMemory)));
     for (i, addr) in addrs.iter().enumerate() {

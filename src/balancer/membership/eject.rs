@@ -1,0 +1,182 @@
+//! Outlier ejection in the membership: the proxy reports failures, the membership
+//! ejects (bounded by `max_ejection_percent`), hands out due probes and readmits.
+//!
+//! Ejection is this balancer's own view of its data path: it is not shared through
+//! Redis, since another balancer may reach the node fine.
+
+use super::outlier::{may_eject, Ejection, Failure};
+use super::{Membership, Table};
+use crate::balancer::snapshot::Member;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A probe to run: an ejected node whose time is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The node.
+    pub node: String,
+    /// Where the proxy reaches it.
+    pub addr: String,
+    /// How long the probe may wait for its answer (the service's response timeout).
+    pub timeout: Duration,
+}
+
+impl Membership {
+    /// The proxy's traffic to `member` failed locally; ejects it once that makes
+    /// `consecutive_failures` in a row and the service may lose one more node.
+    pub fn failed(&self, member: &Member, failure: Failure) {
+        let policy = self.settings.outlier(&member.service);
+        if !policy.enabled {
+            return;
+        }
+        let run = member.load.failed();
+        if run < policy.consecutive_failures {
+            return;
+        }
+        let at = Instant::now();
+        let mut t = self.lock();
+        // A report about a node that has left (or rejoined with fresh counters) is moot.
+        let current = t
+            .loads
+            .get(&*member.id)
+            .is_some_and(|l| Arc::ptr_eq(l, &member.load));
+        if !current || is_ejected(&t, &member.id) {
+            return;
+        }
+        let peers: Vec<&str> = t
+            .shape
+            .iter()
+            .filter(|s| s.1 == *member.service)
+            .map(|s| s.0.as_str())
+            .collect();
+        let out = peers.iter().filter(|id| is_ejected(&t, id)).count();
+        if !may_eject(policy, out, peers.len()) {
+            if run == policy.consecutive_failures {
+                tracing::warn!(
+                    node = %member.id,
+                    addr = %member.addr,
+                    service = %member.service,
+                    reason = %failure,
+                    ejected = out,
+                    nodes = peers.len(),
+                    max_ejection_percent = policy.max_ejection_percent,
+                    "node not ejected: its service already has as many nodes ejected as allowed"
+                );
+            }
+            return;
+        }
+        member
+            .load
+            .failures
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let e = t
+            .outliers
+            .entry(member.id.to_string())
+            .or_insert_with(|| Ejection::new(at));
+        let time = e.eject(policy, at);
+        let count = e.count;
+        let reason = format!("{failure} ({run} failures in a row)");
+        self.log_ejection(
+            [&member.id, &member.addr, &member.service],
+            &reason,
+            time,
+            count,
+        );
+        self.refresh(&mut t, at);
+    }
+
+    /// Ejected nodes whose time is up, each handed out once; every one must be
+    /// answered with [`probe_done`](Self::probe_done).
+    pub fn due_probes(&self, at: Instant) -> Vec<Probe> {
+        let mut t = self.lock();
+        let Table {
+            outliers, shape, ..
+        } = &mut *t;
+        let mut due = Vec::new();
+        for (id, e) in outliers.iter_mut() {
+            if !e.probe_due(at) {
+                continue;
+            }
+            let Ok(i) = shape.binary_search_by(|s| s.0.as_str().cmp(id)) else {
+                continue;
+            };
+            e.probing = true;
+            let policy = self.settings.outlier(&shape[i].1);
+            due.push(Probe {
+                node: id.clone(),
+                addr: shape[i].2.clone(),
+                timeout: policy.response_timeout,
+            });
+        }
+        due
+    }
+
+    /// A probe of `node` ended: answered, the node takes traffic again; failed, it is
+    /// ejected again at once for the next, longer, time.
+    pub fn probe_done(&self, node: &str, result: Result<(), String>) {
+        let at = Instant::now();
+        let mut t = self.lock();
+        let Some(i) = t.shape.binary_search_by(|s| s.0.as_str().cmp(node)).ok() else {
+            return;
+        };
+        let (service, addr) = (t.shape[i].1.clone(), t.shape[i].2.clone());
+        let policy = self.settings.outlier(&service).clone();
+        let Some(e) = t.outliers.get_mut(node).filter(|e| e.probing) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                e.readmit(at);
+                if let Some(load) = t.loads.get(node) {
+                    load.answered();
+                }
+                tracing::info!(node, addr = %addr, service = %service, "node readmitted: probe answered");
+                self.event(node, "readmitted", "probe answered".into());
+            }
+            Err(why) => {
+                let time = e.eject(&policy, at);
+                let count = e.count;
+                let reason = format!("probe failed: {why}");
+                self.log_ejection([node, &addr, &service], &reason, time, count);
+            }
+        }
+        self.refresh(&mut t, at);
+    }
+
+    /// One log line, one event and one count per ejection of `[node, addr, service]`.
+    fn log_ejection(
+        &self,
+        [node, addr, service]: [&str; 3],
+        reason: &str,
+        time: Duration,
+        count: u32,
+    ) {
+        tracing::warn!(
+            node,
+            addr,
+            service,
+            reason,
+            ejection_ms = time.as_millis() as u64,
+            ejections = count,
+            "node ejected"
+        );
+        self.event(
+            node,
+            "ejected",
+            format!(
+                "{reason}; out for {} ms (ejection {count})",
+                time.as_millis()
+            ),
+        );
+        metrics::counter!(
+            crate::metrics::BALANCER_EJECTIONS,
+            "service" => service.to_owned(),
+            "node" => node.to_owned()
+        )
+        .increment(1);
+    }
+}
+
+fn is_ejected(t: &Table, id: &str) -> bool {
+    t.outliers.get(id).is_some_and(Ejection::ejected)
+}
