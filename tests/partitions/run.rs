@@ -8,7 +8,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Configurations explored per key before the checker gives up on it.
-const BUDGET: usize = 20_000_000;
+const BUDGET: usize = 2_000_000;
 
 /// What a run found.
 #[derive(Debug, Default)]
@@ -119,6 +119,7 @@ pub fn finish(
         std::fs::write(&file, text.join("\n"))
             .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
     }
+    let check_t0 = std::time::Instant::now();
     let anomalies = check(&history, BUDGET);
     let checked = history.len() + db_reads.len();
     history.extend(db_reads);
@@ -126,6 +127,10 @@ pub fn finish(
         .into_iter()
         .filter(|a| !anomalies.iter().any(|b| b.key == a.key))
         .collect();
+    eprintln!(
+        "{name}: history checked in {:.1} s",
+        check_t0.elapsed().as_secs_f64()
+    );
     let r = Report {
         ops,
         ok,

@@ -8,7 +8,7 @@
 //! `overloaded`, `too_large`, `bad_frame`), and the proxy's `no_backend` (nothing was
 //! forwarded). `not_found` and `conflict` are answers of the model. Everything else —
 //! `timeout`, `unavailable` (the store's connection may fail after the write was
-//! sent), `outcome_unknown`, `internal`, a connection lost or a client timeout — is
+//! sent; but see [`classify`] for the refused fence), `outcome_unknown`, `internal`, a connection lost or a client timeout — is
 //! ambiguous for a write. A read that fails teaches nothing and is left out.
 
 use super::checker::{Kind, Op, Outcome};
@@ -176,7 +176,7 @@ impl ClientLoop {
                         (b["listed"] == true).then(|| b["name"].as_str().unwrap_or("").to_owned()),
                     ),
                     Ok(_) => Outcome::Ok,
-                    Err(e) => classify(kind, e.code.as_str()),
+                    Err(e) => classify(kind, e.code.as_str(), &e.message),
                 },
                 Err(e) => {
                     // The connection may hold a late answer or be wedged: start afresh.
@@ -199,13 +199,19 @@ impl ClientLoop {
     }
 }
 
-/// The outcome of an error answer `code` to an operation of `kind`.
-pub fn classify(kind: Kind, code: &str) -> Outcome {
+/// The outcome of an error answer `code` (with `message`) to an operation of `kind`.
+pub fn classify(kind: Kind, code: &str, message: &str) -> Outcome {
     match (kind, code) {
         (Kind::Update | Kind::Delete, "not_found") => Outcome::NotFound,
         (Kind::Insert, "conflict") => Outcome::Conflict,
         (Kind::Read, _) => Outcome::Failed(code.to_owned()),
         (_, c) if DEFINITE.contains(&c) => Outcome::Failed(code.to_owned()),
+        // A write refused because its cache fence could not be set never reached the
+        // store; the code alone does not say so (a store connection lost mid-commit
+        // answers `unavailable` too), the message does.
+        (_, "unavailable") if message.contains("nothing was applied") => {
+            Outcome::Failed("unavailable (fence not set)".to_owned())
+        }
         _ => Outcome::Ambiguous(code.to_owned()),
     }
 }
