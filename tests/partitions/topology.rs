@@ -270,16 +270,29 @@ fn start_mariadb(lab: &Lab, host: &Host) -> LabProc {
     let dir = lab.path("db");
     let data = dir.join("data");
     std::fs::create_dir_all(&dir).expect("db folder");
-    sh_ok(
-        "mariadb-install-db",
-        &[
-            "--no-defaults",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--user=root",
-            &format!("--datadir={}", data.display()),
-        ],
-    );
+    // A bootstrap running at the same time elsewhere on the machine can make this one
+    // fail on a shared temporary table: try again in a fresh folder.
+    let mut attempt = 0;
+    loop {
+        let _ = std::fs::remove_dir_all(&data);
+        let out = std::process::Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal"])
+            .args(["--skip-test-db", "--user=root"])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("run mariadb-install-db");
+        attempt += 1;
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            attempt < 4,
+            "mariadb-install-db in {} failed 4 times: {}",
+            data.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let sock = dir.join("sock");
     let argv = s(&[
         "mariadbd",
