@@ -406,4 +406,28 @@ fn keys_are_sharded_over_two_redis_servers_and_losing_one_cools_only_its_share()
     }
     // The surviving server still holds (and serves) its share.
     assert!(on_first.iter().all(|id| redis_has(first, id)));
+    // A write is fenced on the server that owns its key: keys of the surviving server
+    // are still written, keys of the lost one are refused and nothing is applied.
+    c.call(
+        "blacklist.update",
+        json!({"id_card": on_first[0], "name": "M"}),
+    )
+    .unwrap();
+    assert_eq!(
+        c.code(
+            "blacklist.update",
+            json!({"id_card": on_second[0], "name": "M"}),
+        ),
+        ErrorCode::Unavailable
+    );
+    assert_eq!(
+        c.call("blacklist.query", json!({"id_card": on_first[0]}))
+            .unwrap(),
+        json!({"listed": true, "name": "M"})
+    );
+    assert_eq!(
+        c.call("blacklist.query", json!({"id_card": on_second[0]}))
+            .unwrap(),
+        json!({"listed": true, "name": "N"})
+    );
 }
