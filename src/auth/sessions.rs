@@ -7,8 +7,9 @@
 //! deletes the row and releases the fence, the same protocol as blacklist writes
 //! ([`crate::cache::write`]), so once `user.logout` is acknowledged no node accepts
 //! the token, even if this node lost Redis after the fence. While Redis is down,
-//! sessions are read from the store and a logout answers `unavailable`. Tokens are stored only as
-//! their SHA-256, so a copy of the store or of Redis holds no usable token.
+//! sessions are read from the store and a logout answers `unavailable`. Tokens are
+//! stored only as their SHA-256, so a copy of the store or of Redis holds no usable
+//! token.
 
 use crate::cache::aside::CacheAside;
 use crate::protocol::ApiError;

@@ -15,8 +15,7 @@
 //! straight to the store (that is the "uncached" baseline, and the fallback while
 //! Redis is down).
 
-use super::write::WriteDeadlines;
-use super::{Cache, Guard, Lookup};
+use super::{Cache, Guard, Lookup, WriteDeadlines};
 use crate::store::StoreResult;
 use async_lock::OnceCell;
 use std::collections::HashMap;

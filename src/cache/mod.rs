@@ -77,6 +77,39 @@ impl Fence {
     }
 }
 
+/// Added to the computed hold of a fence, for the difference between the node's and
+/// the Redis server's clock rates and scheduling delays.
+pub const HOLD_MARGIN: Duration = Duration::from_secs(1);
+
+/// The deadlines a fenced write is bounded by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteDeadlines {
+    /// `store.query_timeout`: the longest a store call is waited for.
+    pub store: Duration,
+    /// `cache.op_timeout`: the longest a cache command (the fence too) is waited for.
+    pub cache: Duration,
+}
+
+impl Default for WriteDeadlines {
+    fn default() -> Self {
+        WriteDeadlines {
+            store: Duration::from_secs(3),
+            cache: Duration::from_millis(250),
+        }
+    }
+}
+
+impl WriteDeadlines {
+    /// How long a fence must keep fills out: from the moment Redis applies it, the
+    /// fence's answer may take up to `cache`; the store write then runs up to `store`
+    /// on this node's clock, and a write that timed out here may go on in the database
+    /// for up to `store` again (the same bound the delayed re-invalidation assumes);
+    /// plus [`HOLD_MARGIN`]. With the defaults: 2 × 3 s + 0.25 s + 1 s = 7.25 s.
+    pub fn hold(&self) -> Duration {
+        self.store * 2 + self.cache + HOLD_MARGIN
+    }
+}
+
 /// Counters every cache keeps (for tests, logs and metrics).
 #[derive(Debug, Default)]
 pub struct CacheStats {

@@ -2,7 +2,7 @@
 //! cache and why it is never stale").
 //!
 //! 1. The key is fenced in the cache ([`Cache::fence`]): fresh generation, no value,
-//!    fills refused for [`WriteDeadlines::hold`]. If the fence is not acknowledged
+//!    fills refused for [`super::WriteDeadlines::hold`]. If the fence is not acknowledged
 //!    within the cache's own deadline (`cache.op_timeout`), the store write is not
 //!    attempted and the client gets `unavailable`: nothing was applied.
 //! 2. The store write, bounded by `store.query_timeout`.
@@ -14,44 +14,12 @@
 //! not released (it expires), and the answer is `outcome_unknown`.
 
 use super::aside::CacheAside;
+#[cfg(test)]
+use super::WriteDeadlines;
 use crate::protocol::{ApiError, ErrorCode};
 use crate::store::{StoreError, StoreResult};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Added to the computed hold of a fence, for the difference between the node's and
-/// the Redis server's clock rates and scheduling delays.
-pub const HOLD_MARGIN: Duration = Duration::from_secs(1);
-
-/// The deadlines a fenced write is bounded by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteDeadlines {
-    /// `store.query_timeout`: the longest a store call is waited for.
-    pub store: Duration,
-    /// `cache.op_timeout`: the longest a cache command (the fence too) is waited for.
-    pub cache: Duration,
-}
-
-impl Default for WriteDeadlines {
-    fn default() -> Self {
-        WriteDeadlines {
-            store: Duration::from_secs(3),
-            cache: Duration::from_millis(250),
-        }
-    }
-}
-
-impl WriteDeadlines {
-    /// How long a fence must keep fills out: from the moment Redis applies it, the
-    /// fence's answer may take up to `cache`; the store write then runs up to `store`
-    /// on this node's clock, and a write that timed out here may go on in the database
-    /// for up to `store` again (the same bound the delayed re-invalidation assumes);
-    /// plus [`HOLD_MARGIN`]. With the defaults: 2 × 3 s + 0.25 s + 1 s = 7.25 s.
-    pub fn hold(&self) -> Duration {
-        self.store * 2 + self.cache + HOLD_MARGIN
-    }
-}
 
 impl CacheAside {
     /// Runs `write`, a store write that changes what `key` caches, under the fence
@@ -122,6 +90,7 @@ impl CacheAside {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_hold_outlasts_a_write_that_timed_out_and_kept_running() {
