@@ -6,6 +6,7 @@
 mod common;
 
 use common::cluster::{call, Balancer, Node};
+use common::process::{http_get, metric};
 use common::relay::Relay;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -110,7 +111,8 @@ fn client(
 #[test]
 fn node_cut_from_the_proxy_is_ejected_and_comes_back() {
     let _s = serial();
-    let lb = Balancer::start(&[], &OUTLIER_ENV);
+    let lb = Balancer::start(&["--admin", "127.0.0.1:0"], &OUTLIER_ENV);
+    let admin = lb.proc.addr("admin listening on");
     let (ra, rb) = (Relay::start(), Relay::start());
     let _a = node_behind("a", &lb, &ra);
     let _b = node_behind("b", &lb, &rb);
@@ -150,10 +152,15 @@ fn node_cut_from_the_proxy_is_ejected_and_comes_back() {
     let cut = Instant::now();
     rb.set_blackhole(true);
     let mut states = Vec::new();
+    let mut shown = None;
     while cut.elapsed() < Duration::from_secs(20) {
         let s = state(&lb, "b");
         if s == "ejected" && ejected_at.lock().unwrap().is_none() {
             *ejected_at.lock().unwrap() = Some(Instant::now() + Duration::from_millis(100));
+            // The status page's data and the metrics show it too.
+            let status: serde_json::Value =
+                serde_json::from_str(&http_get(&admin, "/status.json").1).unwrap();
+            shown = Some((status, http_get(&admin, "/metrics").1));
         }
         if states.last() != Some(&s) {
             states.push(s);
@@ -204,6 +211,21 @@ fn node_cut_from_the_proxy_is_ejected_and_comes_back() {
             "{op} {key}: {seen:?}"
         );
     }
+    let (status, metrics) = shown.unwrap();
+    let b = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "b")
+        .unwrap();
+    assert_eq!(b["state"], "ejected", "{status}");
+    let ejections = [("service", "dsf"), ("node", "b")];
+    assert_eq!(
+        metric(&metrics, "dsf_balancer_node_ejections_total", &ejections),
+        1.0
+    );
+    let gauge = [("service", "dsf"), ("state", "ejected")];
+    assert_eq!(metric(&metrics, "dsf_balancer_service_nodes", &gauge), 1.0);
     assert!(
         logs.contains("node ejected") && logs.contains("probe failed"),
         "the ejection and the failed probes are logged:\n{logs}"
