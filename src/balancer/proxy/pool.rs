@@ -65,10 +65,12 @@ pub trait Failover: Send + Sync + 'static {
     /// `job`'s connection failed; `sent` if the request may have reached the node.
     fn failed(&self, job: Job, sent: bool);
 
-    /// `job` got no answer within its node's response timeout: sends it to another
-    /// node if repeating it is harmless and another node can take it, else gives it
-    /// back to wait on.
-    fn reroute(&self, job: Job) -> Option<Job>;
+    /// Another node for `job`, which got no answer within its node's response
+    /// timeout, if repeating it there is harmless (it is not moved yet).
+    fn alternative(&self, job: &Job) -> Option<Arc<Member>>;
+
+    /// Sends `job` to `to`, the [`alternative`](Self::alternative) found for it.
+    fn resend(&self, job: Job, to: Arc<Member>);
 
     /// Traffic to `member` failed locally (counts towards ejecting it).
     fn node_failed(&self, member: &Member, failure: Failure);
@@ -415,13 +417,14 @@ fn answer(shared: &Shared, payload: &[u8]) {
 /// ones that may be repeated to another node.
 async fn sweep(shared: Weak<Shared>, tick: Duration) {
     let mut expired = Vec::new();
-    let mut overdue = Vec::new();
+    let mut moved = Vec::new();
     let mut blamed: Vec<Arc<Member>> = Vec::new();
     loop {
         async_io::Timer::after(tick).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let failover = shared.failover.upgrade();
         let now = Instant::now();
         {
             let mut s = shared.lock();
@@ -432,52 +435,46 @@ async fn sweep(shared: Weak<Shared>, tick: Duration) {
                 continue;
             }
             let mut late = Vec::new();
-            let mut reroute = Vec::new();
+            let mut movable = Vec::new();
             for (&id, j) in s.pending.iter_mut() {
-                let answer_due = j.answer_by.is_some_and(|a| a <= now);
-                if !j.overdue && (answer_due || (j.deadline <= now && j.answer_by.is_some())) {
-                    j.overdue = true;
-                    if let Some(m) = j.member() {
-                        blamed.push(m.clone());
-                    }
-                    if j.deadline > now && !j.retried {
-                        reroute.push(id);
-                    }
-                }
                 if j.deadline <= now {
                     late.push(id);
                 }
+                let overdue = j.answer_by.is_some_and(|a| a <= now || j.deadline <= now);
+                if !overdue || j.overdue {
+                    continue;
+                }
+                // Counted once; a job that may be repeated moves on while its own
+                // deadline leaves time, and is taken out of `pending` only once
+                // another node is found, so an answer arriving meanwhile is not lost.
+                j.overdue = true;
+                blamed.extend(j.member().cloned());
+                if j.deadline > now && !j.retried {
+                    if let Some(to) = failover.as_ref().and_then(|f| f.alternative(j)) {
+                        movable.push((id, to));
+                    }
+                }
             }
             expired.extend(late.into_iter().filter_map(|id| s.pending.remove(&id)));
-            overdue.extend(
-                reroute
+            moved.extend(
+                movable
                     .into_iter()
-                    .filter_map(|id| s.pending.remove(&id).map(|j| (id, j))),
+                    .filter_map(|(id, to)| s.pending.remove(&id).map(|j| (j, to))),
             );
         }
         for job in expired.drain(..) {
             let node = job.node_id();
             job.fail(&BalancerError::Timeout { node });
         }
-        if let Some(failover) = shared.failover.upgrade() {
+        if let Some(failover) = &failover {
             for m in blamed.drain(..) {
                 failover.node_failed(&m, Failure::ResponseTimeout);
             }
-            for (id, job) in overdue.drain(..) {
-                if let Some(job) = failover.reroute(job) {
-                    let mut s = shared.lock();
-                    if s.phase == Phase::Closed {
-                        drop(s);
-                        failover.failed(job, true);
-                    } else {
-                        s.pending.insert(id, job);
-                    }
-                }
+            for (job, to) in moved.drain(..) {
+                failover.resend(job, to);
             }
-        } else {
-            blamed.clear();
-            overdue.clear();
         }
+        blamed.clear();
         shared.close_if_done();
     }
 }
