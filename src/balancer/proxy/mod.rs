@@ -12,6 +12,12 @@
 //! otherwise the client gets
 //! `unavailable`. Every request is bounded by `limits.request_timeout`.
 //!
+//! Passive health checking: connect failures, connect timeouts and requests left
+//! unanswered for the service's `outlier.response_timeout` are reported to the
+//! membership, which ejects a node after enough of them in a row; an unanswered
+//! request the node declared idempotent moves to the next node at that point.
+//! [`probe`] brings ejected nodes back.
+//!
 //! Requests are relayed as bytes: [`scan`](crate::protocol::scan) reads `id`, `type` and `key`
 //! (checking that the payload is valid JSON), and [`pool`] swaps ids in
 //! place. No JSON value is built and no task is spawned per request. Payloads of an
