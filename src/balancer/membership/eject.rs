@@ -248,11 +248,19 @@ mod tests {
         assert_eq!(states(&m)[0].1, NodeState::Healthy);
         fail(&m, "a", 1);
         assert_eq!(states(&m)[0].1, NodeState::Ejected);
-        let snap = m.snapshot();
-        let group = snap.service("dsf").unwrap();
+        // Keyed picks go where they would go if `a` had left: its keys to the ring's
+        // next node, no other key moves.
+        let without_a = membership(&["b", "c"]);
+        let pick = |m: &Membership, key: &str| {
+            let snap = m.snapshot();
+            let group = snap.service("dsf").unwrap().clone();
+            group.members[group.pick(Some(key.as_bytes())).unwrap()]
+                .id
+                .to_string()
+        };
         for k in 0..500 {
-            let i = group.pick(Some(format!("k{k}").as_bytes())).unwrap();
-            assert_ne!(&*group.members[i].id, "a");
+            let key = format!("k{k}");
+            assert_eq!(pick(&m, &key), pick(&without_a, &key), "key {key}");
         }
         assert!(m
             .events()
