@@ -180,6 +180,10 @@ struct ConnState {
     retired: bool,
     /// The socket once connected, to shut it down from any task.
     stream: Option<async_net::TcpStream>,
+    /// Responses received so far. A request overdue while this has not moved since
+    /// it was sent met a silent connection, which is what counts against the node: a
+    /// slow request on a connection that keeps answering others is not a lost path.
+    answers: u32,
 }
 
 struct Shared {
@@ -269,6 +273,7 @@ impl NodeConn {
                 writer: None,
                 retired: false,
                 stream: None,
+                answers: 0,
             }),
             failover,
         });
@@ -278,12 +283,13 @@ impl NodeConn {
     }
 
     /// Queues `job`'s frame for the writer; `Err(job)` if the connection has failed.
-    fn submit(&self, job: Job) -> Result<(), Job> {
+    fn submit(&self, mut job: Job) -> Result<(), Job> {
         let waker = {
             let mut s = self.shared.lock();
             if s.phase == Phase::Closed {
                 return Err(job);
             }
+            job.answers_mark = s.answers;
             let id = s.next_id;
             s.next_id += 1;
             job.encode(&mut s.out, id);
@@ -405,7 +411,11 @@ fn answer(shared: &Shared, payload: &[u8]) {
         tracing::debug!("node sent a response without id");
         return;
     };
-    let job = shared.lock().pending.remove(&id);
+    let job = {
+        let mut s = shared.lock();
+        s.answers = s.answers.wrapping_add(1);
+        s.pending.remove(&id)
+    };
     // None: the job timed out already.
     if let Some(job) = job {
         job.respond(payload, &span);
@@ -436,6 +446,7 @@ async fn sweep(shared: Weak<Shared>, tick: Duration) {
             }
             let mut late = Vec::new();
             let mut movable = Vec::new();
+            let answers = s.answers;
             for (&id, j) in s.pending.iter_mut() {
                 if j.deadline <= now {
                     late.push(id);
@@ -444,11 +455,14 @@ async fn sweep(shared: Weak<Shared>, tick: Duration) {
                 if !overdue || j.overdue {
                     continue;
                 }
-                // Counted once; a job that may be repeated moves on while its own
+                // Counted once, and only if the connection has stayed silent since
+                // it was sent; a job that may be repeated moves on while its own
                 // deadline leaves time, and is taken out of `pending` only once
                 // another node is found, so an answer arriving meanwhile is not lost.
                 j.overdue = true;
-                blamed.extend(j.member().cloned());
+                if j.answers_mark == answers {
+                    blamed.extend(j.member().cloned());
+                }
                 if j.deadline > now && !j.retried {
                     if let Some(to) = failover.as_ref().and_then(|f| f.alternative(j)) {
                         movable.push((id, to));
