@@ -270,3 +270,46 @@ fn a_silent_node_is_ejected_and_its_repeatable_requests_move() {
     );
     drop(silent);
 }
+
+/// Requests a node is slow to answer do not eject it while its connection keeps
+/// answering others: that is a slow operation, not a lost path.
+#[test]
+fn slow_requests_on_an_answering_connection_do_not_eject() {
+    let rt = Runtime::new("proxy-test", 1).unwrap();
+    let addrs = [scripted_node(), scripted_node()];
+    let (addr, membership) = proxy_with(&rt, &addrs, Duration::from_secs(2));
+    let snap = membership.snapshot();
+    let group = snap.service("dsf").unwrap();
+    let key = (0..)
+        .map(|k| format!("k{k}"))
+        .find(|k| &*group.members[group.pick(Some(k.as_bytes())).unwrap()].id == "n1")
+        .unwrap();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let req = json!({"id": i, "type": "sys.hang", "key": key, "body": {}});
+        frame::encode(&mut out, req.to_string().as_bytes());
+    }
+    stream.write_all(&out).unwrap();
+    for i in 10..20 {
+        let mut out = Vec::new();
+        let req = json!({"id": i, "type": "sys.echo", "key": key, "body": {}});
+        frame::encode(&mut out, req.to_string().as_bytes());
+        stream.write_all(&out).unwrap();
+        assert_eq!(responses(&mut stream, 1)[0]["ok"], json!(true));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let hung = responses(&mut stream, 3);
+    assert!(
+        hung.iter().all(|r| r["error"]["code"] == "timeout"),
+        "{hung:?}"
+    );
+    assert!(membership
+        .snapshot()
+        .nodes
+        .iter()
+        .all(|n| n.state == NodeState::Healthy));
+}
