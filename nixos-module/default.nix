@@ -136,6 +136,7 @@
   duplicatePorts = lib.unique (lib.filter (p: lib.count (q: q == p) allPorts > 1) allPorts);
 
   service = import ./service.nix {inherit cfg lib secretFile useSecret;};
+  tls = import ./tls.nix {inherit cfg lib;};
 
   # Every process's rendered settings, for the checks that look for secrets in them.
   allSettings = lib.optional cfg.balancer.enable balancerSettings ++ lib.mapAttrsToList nodeSettings nodes;
@@ -144,6 +145,7 @@
     settings = nodeSettings name node;
     urls = settings.cache.redis or [];
     redisPassword = cfg.redis.passwordFile != null && urls != [];
+    tlsFiles = tls.unit {inherit (node.tls) certificateFile keyFile;};
   in
     service.unit ({
         name = "node-${name}";
@@ -164,7 +166,8 @@
         ports = [node.port] ++ lib.optional (node.adminPort != null) node.adminPort;
         timeoutStart = cfg.nodes.startTimeout;
         groups = lib.optional cfg.redis.createLocally localRedisGroup;
-        credentials = lib.optional redisPassword "redis-password:${toString cfg.redis.passwordFile}";
+        credentials = lib.optional redisPassword "redis-password:${toString cfg.redis.passwordFile}" ++ tlsFiles.credentials;
+        extraEnvironment = tlsFiles.environment;
         execStartPre = lib.optional redisPassword (redisEnvScript "node-${name}" urls);
         # "-": ExecStartPre itself starts before the file exists.
         environmentFiles = lib.optional redisPassword "-${redisEnvFile "node-${name}"}";
@@ -242,6 +245,7 @@
           description = "Connections the node opens to MySQL at most.";
         };
       };
+      tls = tls.nodeOptions;
       settings = mkOption {
         inherit (settingsFormat) type;
         default = {};
@@ -296,6 +300,8 @@ in {
         Nix store; give it as a string so that it is not copied there.
       '';
     };
+
+    tls = tls.options;
 
     openFirewall = mkOption {
       type = types.bool;
@@ -564,84 +570,86 @@ in {
       storeUrls = lib.unique (lib.filter (u: u != "") (map (s: s.store.url or "") allSettings));
       redisUrlsInSettings = lib.unique (lib.concatMap (s: (s.cache.redis or []) ++ lib.optional ((s.balancer.redis or "") != "") s.balancer.redis) allSettings);
       inlinePasswords = lib.filter (s: (s.store.password or "") != "") allSettings;
-    in [
-      {
-        assertion = !(countSet && instancesSet);
-        message = "services.dsf.nodes: set either nodes.count (numbered nodes from nodes.basePort) or nodes.instances (named nodes), not both.";
-      }
-      {
-        assertion = cfg.balancer.enable || nodes != {};
-        message = "services.dsf: nothing to run; keep services.dsf.balancer.enable = true or define services.dsf.nodes.";
-      }
-      {
-        assertion = badNames == [];
-        message = "services.dsf.nodes.instances: names ${lib.concatStringsSep ", " badNames} are not usable in unit names; use letters, digits, '_', '.', '-'.";
-      }
-      {
-        assertion = poolInverted == [];
-        message = "services.dsf.nodes.instances: pool.min > pool.max for ${lib.concatStringsSep ", " poolInverted}; raise pool.max or lower pool.min.";
-      }
-      {
-        assertion = duplicatePorts == [];
-        message = "services.dsf: port(s) ${lib.concatMapStringsSep ", " toString duplicatePorts} are used twice; give each node, admin listener and balancer listener its own port.";
-      }
-      {
-        assertion = !(cfg.database.createLocally && cfg.database.url != null);
-        message = "services.dsf.database: createLocally = true provisions the database itself; remove database.url, or set createLocally = false to use the external database.";
-      }
-      {
-        assertion = !cfg.database.createLocally || builtins.match "[A-Za-z0-9_]{1,64}" cfg.database.name != null;
-        message = "services.dsf.database.name = \"${cfg.database.name}\" cannot be used: services.mysql grants on `${cfg.database.name}.*` unquoted, so MySQL rejects any character but letters, digits and '_' (at most 64); use for example \"${lib.replaceStrings ["-" "." " "] ["_" "_" "_"] cfg.database.name}\".";
-      }
-      {
-        assertion = !(cfg.database.createLocally && cfg.database.passwordFile != null);
-        message = "services.dsf.database: the local database uses unix-socket authentication and needs no password; remove database.passwordFile.";
-      }
-      {
-        assertion = cfg.database.passwordFile == null || cfg.database.url != null;
-        message = "services.dsf.database.passwordFile is set but database.url is not; set database.url = \"mysql://USER@HOST:3306/dsf\".";
-      }
-      {
-        assertion = lib.all (u: !redisUrls.hasPassword u) storeUrls;
-        message = "services.dsf: the database URL ${lib.concatMapStringsSep ", " redisUrls.redact (lib.filter redisUrls.hasPassword storeUrls)} (database.url or settings.store.url) contains a password, which would land in the world-readable Nix store; remove it from the URL and put it in a file named by services.dsf.database.passwordFile.";
-      }
-      {
-        assertion = inlinePasswords == [];
-        message = "services.dsf: settings.store.password would land in the world-readable Nix store; remove it and put the password in a file named by services.dsf.database.passwordFile.";
-      }
-      {
-        assertion = lib.all (u: !redisUrls.hasPassword u) redisUrlsInSettings;
-        message = "services.dsf: the Redis URL(s) ${lib.concatMapStringsSep ", " redisUrls.redact (lib.filter redisUrls.hasPassword redisUrlsInSettings)} (redis.urls, settings.cache.redis or settings.balancer.redis) contain a password, which would land in the world-readable Nix store; remove it (`redis://:…@`, `?pass=`, `?password=`) and put it in a file named by services.dsf.redis.passwordFile.";
-      }
-      {
-        assertion = !(cfg.redis.createLocally && cfg.redis.urls != []);
-        message = "services.dsf.redis: createLocally = true runs Redis here; remove redis.urls, or set createLocally = false to use them.";
-      }
-      {
-        assertion = cfg.redis.passwordFile == null || cfg.redis.createLocally || cfg.redis.urls != [];
-        message = "services.dsf.redis.passwordFile is set but no Redis is used; set redis.urls = [ \"redis://HOST:6379/0\" ] or redis.createLocally = true, or remove redis.passwordFile.";
-      }
-      {
-        assertion = !cfg.redis.cluster;
-        message = "services.dsf.redis.cluster: dsf does not support Redis Cluster yet; set redis.cluster = false and list the servers in redis.urls (they are sharded by the hash ring).";
-      }
-      {
-        assertion = (cfg.settings.cluster.secret or "") == "";
-        message = "services.dsf.settings.cluster.secret would land in the world-readable Nix store; put the secret in a file and set services.dsf.cluster.secretFile instead.";
-      }
-      {
-        assertion = !(lib.any inStore [cfg.cluster.secretFile cfg.database.passwordFile cfg.redis.passwordFile cfg.environmentFile]);
-        message = "services.dsf: cluster.secretFile, database.passwordFile, redis.passwordFile and environmentFile must not point into the Nix store (everyone can read it); give them as strings like \"/run/secrets/dsf\".";
-      }
-      {
-        assertion = cfg.balancer.enable || nodes == {} || cfg.nodes.register == null || cfg.cluster.secretFile != null || cfg.environmentFile != null;
-        message = "services.dsf: the nodes register with a remote balancer but have no cluster secret; set services.dsf.cluster.secretFile to a file holding that balancer's secret.";
-      }
-      {
-        assertion = !cfg.prometheus.enable || adminTargets != [];
-        message = "services.dsf.prometheus.enable: no process has an admin listener to scrape; set services.dsf.balancer.adminPort or services.dsf.nodes.adminBasePort (or a node's adminPort).";
-      }
-    ];
+    in
+      [
+        {
+          assertion = !(countSet && instancesSet);
+          message = "services.dsf.nodes: set either nodes.count (numbered nodes from nodes.basePort) or nodes.instances (named nodes), not both.";
+        }
+        {
+          assertion = cfg.balancer.enable || nodes != {};
+          message = "services.dsf: nothing to run; keep services.dsf.balancer.enable = true or define services.dsf.nodes.";
+        }
+        {
+          assertion = badNames == [];
+          message = "services.dsf.nodes.instances: names ${lib.concatStringsSep ", " badNames} are not usable in unit names; use letters, digits, '_', '.', '-'.";
+        }
+        {
+          assertion = poolInverted == [];
+          message = "services.dsf.nodes.instances: pool.min > pool.max for ${lib.concatStringsSep ", " poolInverted}; raise pool.max or lower pool.min.";
+        }
+        {
+          assertion = duplicatePorts == [];
+          message = "services.dsf: port(s) ${lib.concatMapStringsSep ", " toString duplicatePorts} are used twice; give each node, admin listener and balancer listener its own port.";
+        }
+        {
+          assertion = !(cfg.database.createLocally && cfg.database.url != null);
+          message = "services.dsf.database: createLocally = true provisions the database itself; remove database.url, or set createLocally = false to use the external database.";
+        }
+        {
+          assertion = !cfg.database.createLocally || builtins.match "[A-Za-z0-9_]{1,64}" cfg.database.name != null;
+          message = "services.dsf.database.name = \"${cfg.database.name}\" cannot be used: services.mysql grants on `${cfg.database.name}.*` unquoted, so MySQL rejects any character but letters, digits and '_' (at most 64); use for example \"${lib.replaceStrings ["-" "." " "] ["_" "_" "_"] cfg.database.name}\".";
+        }
+        {
+          assertion = !(cfg.database.createLocally && cfg.database.passwordFile != null);
+          message = "services.dsf.database: the local database uses unix-socket authentication and needs no password; remove database.passwordFile.";
+        }
+        {
+          assertion = cfg.database.passwordFile == null || cfg.database.url != null;
+          message = "services.dsf.database.passwordFile is set but database.url is not; set database.url = \"mysql://USER@HOST:3306/dsf\".";
+        }
+        {
+          assertion = lib.all (u: !redisUrls.hasPassword u) storeUrls;
+          message = "services.dsf: the database URL ${lib.concatMapStringsSep ", " redisUrls.redact (lib.filter redisUrls.hasPassword storeUrls)} (database.url or settings.store.url) contains a password, which would land in the world-readable Nix store; remove it from the URL and put it in a file named by services.dsf.database.passwordFile.";
+        }
+        {
+          assertion = inlinePasswords == [];
+          message = "services.dsf: settings.store.password would land in the world-readable Nix store; remove it and put the password in a file named by services.dsf.database.passwordFile.";
+        }
+        {
+          assertion = lib.all (u: !redisUrls.hasPassword u) redisUrlsInSettings;
+          message = "services.dsf: the Redis URL(s) ${lib.concatMapStringsSep ", " redisUrls.redact (lib.filter redisUrls.hasPassword redisUrlsInSettings)} (redis.urls, settings.cache.redis or settings.balancer.redis) contain a password, which would land in the world-readable Nix store; remove it (`redis://:…@`, `?pass=`, `?password=`) and put it in a file named by services.dsf.redis.passwordFile.";
+        }
+        {
+          assertion = !(cfg.redis.createLocally && cfg.redis.urls != []);
+          message = "services.dsf.redis: createLocally = true runs Redis here; remove redis.urls, or set createLocally = false to use them.";
+        }
+        {
+          assertion = cfg.redis.passwordFile == null || cfg.redis.createLocally || cfg.redis.urls != [];
+          message = "services.dsf.redis.passwordFile is set but no Redis is used; set redis.urls = [ \"redis://HOST:6379/0\" ] or redis.createLocally = true, or remove redis.passwordFile.";
+        }
+        {
+          assertion = !cfg.redis.cluster;
+          message = "services.dsf.redis.cluster: dsf does not support Redis Cluster yet; set redis.cluster = false and list the servers in redis.urls (they are sharded by the hash ring).";
+        }
+        {
+          assertion = (cfg.settings.cluster.secret or "") == "";
+          message = "services.dsf.settings.cluster.secret would land in the world-readable Nix store; put the secret in a file and set services.dsf.cluster.secretFile instead.";
+        }
+        {
+          assertion = !(lib.any inStore [cfg.cluster.secretFile cfg.database.passwordFile cfg.redis.passwordFile cfg.environmentFile]);
+          message = "services.dsf: cluster.secretFile, database.passwordFile, redis.passwordFile and environmentFile must not point into the Nix store (everyone can read it); give them as strings like \"/run/secrets/dsf\".";
+        }
+        {
+          assertion = cfg.balancer.enable || nodes == {} || cfg.nodes.register == null || cfg.cluster.secretFile != null || cfg.environmentFile != null;
+          message = "services.dsf: the nodes register with a remote balancer but have no cluster secret; set services.dsf.cluster.secretFile to a file holding that balancer's secret.";
+        }
+        {
+          assertion = !cfg.prometheus.enable || adminTargets != [];
+          message = "services.dsf.prometheus.enable: no process has an admin listener to scrape; set services.dsf.balancer.adminPort or services.dsf.nodes.adminBasePort (or a node's adminPort).";
+        }
+      ]
+      ++ tls.assertions;
 
     warnings =
       lib.optional (!useMysql && lib.length (lib.attrNames nodes) > 1)
@@ -757,6 +765,8 @@ in {
             before = nodeUnits;
             network = balancerNeedsNetwork;
             ports = lib.attrValues cfg.balancer.ports ++ lib.optional (cfg.balancer.adminPort != null) cfg.balancer.adminPort;
+            inherit (tls.unit {balancer = true;}) credentials;
+            extraEnvironment = (tls.unit {balancer = true;}).environment;
           }
           // writable "dsf-balancer" balancerSettings));
 

@@ -23,6 +23,8 @@
     groups ? [],
     # Extra "id:path" credentials, ExecStartPre commands and environment files.
     credentials ? [],
+    # Extra environment (e.g. DSF__TLS__… naming credentials).
+    extraEnvironment ? {},
     execStartPre ? [],
     environmentFiles ? [],
     runtimeDirectory ? false,
@@ -44,7 +46,8 @@
     # the configuration names them through the environment, %d being their folder.
     environment =
       lib.optionalAttrs useSecret {DSF__CLUSTER__SECRET_FILE = "%d/cluster-secret";}
-      // lib.optionalAttrs (cfg.database.passwordFile != null) {DSF__STORE__PASSWORD_FILE = "%d/db-password";};
+      // lib.optionalAttrs (cfg.database.passwordFile != null) {DSF__STORE__PASSWORD_FILE = "%d/db-password";}
+      // extraEnvironment;
 
     serviceConfig = {
       Type = "notify";

@@ -5,7 +5,10 @@
 # its `ha` profile: two balancers sharing membership through Redis, nginx in front)
 # on locally built MariaDB/Redis/nginx images runs register → login →
 # blacklist.insert → blacklist.query through a balancer and through nginx, and keeps
-# answering through both after a node is killed. Prints the time of every stage.
+# answering through both after a node is killed; then compose.tls.yaml (TLS on every
+# connection, nodes registering over mutual TLS, certificates from
+# compose/make-certs) answers the same calls through its TLS proxy. Prints the time
+# of every stage.
 #
 #   DSF_HEAVY=1 tests/appliance.sh
 #   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
@@ -61,7 +64,7 @@ cleanup() {
     # `down` only knows the containers of an unscaled project: remove the replicas
     # (dependents first), then the rest, the network and the volume.
     local s
-    for s in node nginx balancer-2 balancer redis mariadb; do
+    for s in node node-1 node-2 nginx balancer-2 balancer redis mariadb; do
       containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
     done
     "${compose[@]}" down -v -t 5 >/dev/null 2>&1
@@ -301,5 +304,61 @@ for i in $(seq 20); do
   done
 done
 step "killed $victim; 20 queries through the balancer and 20 through nginx answered by the remaining nodes"
+
+# 5. compose.tls.yaml: TLS on every connection, nodes registering over mutual TLS,
+# certificates from compose/make-certs, chosen in the environment.
+save_logs
+cp "$work/compose.log" "$work/compose-plain.log"
+for s in node nginx balancer-2 balancer redis mariadb; do
+  containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
+done
+"${compose[@]}" down -v -t 5 >/dev/null 2>&1
+project=$project-tls
+DSF="$client" "$root/compose/make-certs" "$work/tls" >/dev/null || fail "compose/make-certs"
+tls_port=$(free_port)
+dir_port=$(free_port)
+{
+  echo "DSF_TLS_DIR=$work/tls"
+  echo "DSF_PROXY_PORT=$tls_port"
+  echo "DSF_DIRECTORY_PORT=$dir_port"
+} >>"$work/dsf.env"
+compose=("$pc" -p "$project" -f "$root/compose/compose.tls.yaml" --env-file "$work/dsf.env")
+timeout 120 "${compose[@]}" up -d mariadb >"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "compose.tls.yaml up mariadb"
+}
+"$root/compose/pin-bridge-mac" "${project}_default" >/dev/null || fail "pinning the bridge's MAC address"
+timeout 300 "${compose[@]}" up -d >>"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "compose.tls.yaml up"
+}
+step "compose.tls.yaml up (TLS proxy on :$tls_port)"
+tls_call() { # TYPE [BODY] [--token T]: through the TLS proxy, verified against the CA
+  timeout 10 "$client" client --proxy "127.0.0.1:$tls_port" --tls-ca "$work/tls/ca.pem" call "$@"
+}
+tls_nodes() {
+  timeout 10 "$client" client --node "127.0.0.1:$dir_port" --tls-ca "$work/tls/ca.pem" call lb.nodes 2>/dev/null |
+    jq -c '[(.body // .).nodes[] | select(.state == "healthy") | .node] | sort'
+}
+wait_for 180 "MariaDB (TLS) to be healthy" podman healthcheck run "$(containers mariadb)"
+wait_for 120 "node-1 and node-2 to register over mutual TLS" test "$(tls_nodes)" = '["node-1","node-2"]'
+step "node-1 and node-2 registered over mutual TLS"
+for c in $(containers balancer) $(containers node-1) $(containers node-2) $(containers redis); do
+  podman healthcheck run "$c" >/dev/null || fail "health check of $c"
+done
+wait_for 60 "sys.ping through the TLS proxy" tls_call sys.ping
+if timeout 10 "$client" client --proxy "127.0.0.1:$tls_port" call sys.ping >/dev/null 2>&1; then
+  fail "a plaintext client got an answer from the TLS proxy"
+fi
+tls_call user.register "{\"name\":\"$user\",\"password\":\"$password\"}" >/dev/null || fail "user.register over TLS"
+out=$(tls_call user.login "{\"name\":\"$user\",\"password\":\"$password\"}") || fail "user.login over TLS: $out"
+token=$(body_field "$out" token) || fail "user.login over TLS gave no token: $out"
+for i in 1 2 3 4; do
+  out=$(tls_call blacklist.insert "{\"id_card\":\"T-000$i\",\"name\":\"TLS Test\"}" --token "$token") ||
+    fail "blacklist.insert over TLS: $out"
+  out=$(tls_call blacklist.query "{\"id_card\":\"T-000$i\"}" --token "$token") || fail "blacklist.query over TLS: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "blacklist.query over TLS does not see the insert: $out"
+done
+step "TLS: register → login → insert → query through the TLS proxy (MariaDB and Redis over TLS); a plaintext client is refused"
 passed=1
 step "ok (${SECONDS}s in all)"

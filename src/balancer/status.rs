@@ -211,6 +211,10 @@ fn publish_metrics(snap: &Snapshot) {
     drop(seen);
     for n in &snap.nodes {
         let node = n.id.to_string();
+        // Every member has its ejection series from the start (at 0), so that an
+        // increase is seen from the first ejection on.
+        metrics::counter!(m::BALANCER_EJECTIONS, "service" => n.service.to_string(), "node" => node.clone())
+            .increment(0);
         metrics::counter!(m::BALANCER_PROXIED, "node" => node.clone())
             .absolute(n.load.proxied.load(Ordering::Relaxed));
         metrics::counter!(m::BALANCER_ASSIGNMENTS, "node" => node)

@@ -23,8 +23,9 @@ pub struct OutlierConfig {
     pub enabled: bool,
     /// Connect failures, connect timeouts and unanswered requests in a row that eject.
     pub consecutive_failures: u32,
-    /// A request without an answer for this long counts as a failure (and an
-    /// idempotent one is repeated on the next node); the client's own deadline is
+    /// A request without an answer for this long, on a connection that answered
+    /// nothing else meanwhile, counts as a failure (and an idempotent one is repeated
+    /// on the next node, silent connection or not); the client's own deadline is
     /// still `limits.request_timeout`.
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,

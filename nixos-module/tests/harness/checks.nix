@@ -18,6 +18,29 @@ in {
     (expect "at least six failed assertions" (lib.length r.failedAssertions >= 6))
   ];
 
+  tls.check = r: let
+    lb = r.units.dsf-balancer;
+    n1 = r.units.dsf-node-1;
+    n2 = r.units.dsf-node-2;
+    creds = u: (sc r u).LoadCredential;
+    envOf = u: r.units.${u}.environment;
+  in [
+    (noAssertions r)
+    (expect "the balancer gets certificate, key, CA and client CA as credentials" (lib.all (c: lib.elem c (creds "dsf-balancer")) ["tls-cert:/var/lib/acme/dsf/fullchain.pem" "tls-key:/var/lib/acme/dsf/key.pem" "tls-ca:/etc/dsf/ca.pem" "tls-client-ca:/etc/dsf/ca.pem"]))
+    (expect "the balancer requires client certificates on registration" (lb.environment.DSF__TLS__CLIENT_AUTH == "registration" && lb.environment.DSF__TLS__CLIENT_CA == "%d/tls-client-ca"))
+    (expect "every unit names the files in its credentials folder" (lib.all (u: (envOf u).DSF__TLS__CERT == "%d/tls-cert" && (envOf u).DSF__TLS__KEY == "%d/tls-key" && (envOf u).DSF__TLS__CA == "%d/tls-ca") ["dsf-balancer" "dsf-node-1" "dsf-node-2"]))
+    (expect "node 1 presents the host certificate" (lib.elem "tls-cert:/var/lib/acme/dsf/fullchain.pem" (creds "dsf-node-1") && lib.elem "tls-key:/var/lib/acme/dsf/key.pem" (creds "dsf-node-1")))
+    (expect "node 2 presents its own" (lib.elem "tls-cert:/run/secrets/node-2.pem" (creds "dsf-node-2") && lib.elem "tls-key:/run/secrets/node-2.key" (creds "dsf-node-2")))
+    (expect "nodes get no client CA" (!(n1.environment ? DSF__TLS__CLIENT_CA) && !lib.any (lib.hasPrefix "tls-client-ca:") (creds "dsf-node-2")))
+    (expect "no TLS path is in any rendered settings" (lib.all (u: !lib.hasInfix "acme" (builtins.toJSON (r.settingsOf u)) && !lib.hasInfix "node-2.key" (builtins.toJSON (r.settingsOf u))) ["dsf-balancer" "dsf-node-1" "dsf-node-2"]))
+    (expect "node 2 keeps the cluster secret credential too" (lib.any (lib.hasPrefix "cluster-secret:") (creds "dsf-node-2") && n2.environment.DSF__CLUSTER__SECRET_FILE == "%d/cluster-secret"))
+  ];
+
+  tls-bad.check = r: [
+    (expect "TLS without a CA is refused, naming caFile" (asserts r "set services.dsf.tls.caFile"))
+    (expect "a key in the Nix store is refused" (asserts r "a private key must not be in the Nix store"))
+  ];
+
   cluster.check = r: [(noAssertions r)];
   external.check = r: [(noAssertions r)];
   settings.check = r: [(noAssertions r)];

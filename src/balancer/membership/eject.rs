@@ -180,3 +180,131 @@ impl Membership {
 fn is_ejected(t: &Table, id: &str) -> bool {
     t.outliers.get(id).is_some_and(Ejection::ejected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::membership::{InMemory, NodeRecord, Settings};
+    use crate::balancer::selection;
+    use crate::balancer::snapshot::{BuildOptions, NodeState};
+    use crate::config::OutlierConfig;
+    use std::collections::BTreeMap;
+
+    fn membership(nodes: &[&str]) -> Membership {
+        let settings = Settings {
+            lease_ttl: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(20),
+            build: BuildOptions {
+                default_algorithm: selection::Algorithm::ConsistentHash,
+                service_algorithms: BTreeMap::new(),
+                selection: selection::Options::default(),
+            },
+            outlier: OutlierConfig::default(),
+            service_outliers: BTreeMap::new(),
+        };
+        let m = Membership::new(settings, Arc::new(InMemory));
+        for (i, id) in nodes.iter().enumerate() {
+            let record = NodeRecord {
+                node: (*id).into(),
+                service: "dsf".into(),
+                addr: format!("127.0.0.1:{}", 7000 + i),
+                weight: 1,
+                ops: Vec::new(),
+                idempotent: Vec::new(),
+                draining: false,
+                conns: 0,
+                inflight: 0,
+                heartbeat_unix_ms: 0,
+            };
+            m.register(i as u64 + 1, record).unwrap();
+        }
+        m
+    }
+
+    fn fail(m: &Membership, node: &str, times: u32) {
+        for _ in 0..times {
+            let snap = m.snapshot();
+            let member = snap.nodes.iter().find(|n| &*n.id == node).unwrap();
+            m.failed(member, Failure::ResponseTimeout);
+        }
+    }
+
+    fn states(m: &Membership) -> Vec<(String, NodeState)> {
+        let snap = m.snapshot();
+        snap.nodes
+            .iter()
+            .map(|n| (n.id.to_string(), n.state))
+            .collect()
+    }
+
+    /// Three failures in a row eject; an answer in between starts the count again;
+    /// keyed picks skip the ejected node.
+    #[test]
+    fn consecutive_failures_eject() {
+        let m = membership(&["a", "b", "c"]);
+        fail(&m, "a", 2);
+        m.snapshot().nodes[0].load.answered();
+        fail(&m, "a", 2);
+        assert_eq!(states(&m)[0].1, NodeState::Healthy);
+        fail(&m, "a", 1);
+        assert_eq!(states(&m)[0].1, NodeState::Ejected);
+        // Keyed picks go where they would go if `a` had left: its keys to the ring's
+        // next node, no other key moves.
+        let without_a = membership(&["b", "c"]);
+        let pick = |m: &Membership, key: &str| {
+            let snap = m.snapshot();
+            let group = snap.service("dsf").unwrap().clone();
+            group.members[group.pick(Some(key.as_bytes())).unwrap()]
+                .id
+                .to_string()
+        };
+        for k in 0..500 {
+            let key = format!("k{k}");
+            assert_eq!(pick(&m, &key), pick(&without_a, &key), "key {key}");
+        }
+        assert!(m
+            .events()
+            .iter()
+            .any(|e| e.node == "a" && e.change == "ejected"));
+    }
+
+    /// A probe is handed out once the ejection time is up; answered, the node is back;
+    /// failed, it is out again at once for longer.
+    #[test]
+    fn probes_readmit_or_eject_again() {
+        let m = membership(&["a", "b"]);
+        fail(&m, "b", 3);
+        assert!(m.due_probes(Instant::now()).is_empty(), "not before 5 s");
+        let later = Instant::now() + Duration::from_secs(5);
+        let due = m.due_probes(later);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].node.as_str(), due[0].timeout),
+            ("b", Duration::from_secs(1))
+        );
+        assert!(m.due_probes(later).is_empty(), "one probe at a time");
+        m.probe_done("b", Err("no answer".into()));
+        assert_eq!(states(&m)[1].1, NodeState::Ejected);
+        let now = Instant::now();
+        assert!(
+            m.due_probes(now + Duration::from_secs(9)).is_empty(),
+            "10 s now"
+        );
+        assert_eq!(m.due_probes(now + Duration::from_secs(11)).len(), 1);
+        m.probe_done("b", Ok(()));
+        assert_eq!(states(&m)[1].1, NodeState::Healthy);
+    }
+
+    /// At most half of a service goes out, and a one-node service never does.
+    #[test]
+    fn ejection_share_is_bounded() {
+        let m = membership(&["a", "b"]);
+        fail(&m, "a", 3);
+        fail(&m, "b", 10);
+        let s = states(&m);
+        assert_eq!((s[0].1, s[1].1), (NodeState::Ejected, NodeState::Healthy));
+        let one = membership(&["solo"]);
+        fail(&one, "solo", 10);
+        assert_eq!(states(&one)[0].1, NodeState::Healthy);
+    }
+}

@@ -10,8 +10,10 @@
 //! A lease ends when its node deregisters, when the registration connection that
 //! holds it closes, or when `lease_ttl` passes without a heartbeat. A node that has
 //! missed two heartbeats (but still holds its lease) is `unhealthy` and takes new work
-//! only if its service has nothing healthy left. Every change is logged with the node
-//! and the reason, and the last [`EVENT_LOG_LEN`] are kept for status views.
+//! only if its service has nothing healthy left. A node the proxy cannot reach is
+//! `ejected` for a while even though it heartbeats ([`outlier`], `eject.rs`). Every
+//! change is logged with the node and the reason, and the last [`EVENT_LOG_LEN`] are
+//! kept for status views.
 //!
 //! A node announced by another balancer reaches this one a little late (its renewal
 //! is written after its heartbeat, and read here once per heartbeat interval), so its

@@ -22,7 +22,8 @@ pub enum Failure {
     ConnectFailed,
     /// The connection did not open within `balancer.connect_timeout`.
     ConnectTimeout,
-    /// A request got no answer within `outlier.response_timeout`.
+    /// A request got no answer within `outlier.response_timeout`, and neither did
+    /// any other request on its connection meanwhile (the connection went silent).
     ResponseTimeout,
 }
 

@@ -40,8 +40,11 @@ pub struct Job {
     /// When the node holding it should have answered (outlier ejection); `None` when
     /// ejection is off for its service.
     pub answer_by: Option<Instant>,
-    /// Its lateness was already counted against the node holding it.
+    /// Its lateness was already dealt with (counted, moved on).
     pub overdue: bool,
+    /// Responses its connection had received when it was sent there (wrapping; 32
+    /// bits keep the job, which is moved at every hand-off, small).
+    pub answers_mark: u32,
     /// The node holding the request, counted in its in-flight load meanwhile.
     at: Option<Arc<Member>>,
     /// Taken when the job is answered.
@@ -65,6 +68,7 @@ impl Job {
             retried: false,
             answer_by: None,
             overdue: false,
+            answers_mark: 0,
             at: None,
             reply: Some(reply),
             payload,

@@ -12,6 +12,12 @@
 //! otherwise the client gets
 //! `unavailable`. Every request is bounded by `limits.request_timeout`.
 //!
+//! Passive health checking: connect failures, connect timeouts and requests left
+//! unanswered for the service's `outlier.response_timeout` are reported to the
+//! membership, which ejects a node after enough of them in a row; an unanswered
+//! request the node declared idempotent moves to the next node at that point.
+//! [`probe`] brings ejected nodes back.
+//!
 //! Requests are relayed as bytes: [`scan`](crate::protocol::scan) reads `id`, `type` and `key`
 //! (checking that the payload is valid JSON), and [`pool`] swaps ids in
 //! place. No JSON value is built and no task is spawned per request. Payloads of an
@@ -374,34 +380,28 @@ impl Failover for Inner {
         }
     }
 
-    /// An unanswered request moves to another node only if it is harmless to repeat,
-    /// has not moved yet, and another node can take it; otherwise it keeps waiting for
-    /// its node until the request deadline.
-    fn reroute(&self, mut job: Job) -> Option<Job> {
-        let Some(node) = job.member().cloned() else {
-            return Some(job);
-        };
-        let Some((op, key)) = job
-            .head()
-            .map(|h| (h.op.to_owned(), h.key.map(str::to_owned)))
-        else {
-            return Some(job);
-        };
-        if job.retried || !node.idempotent(&op) || Instant::now() >= job.deadline {
-            return Some(job);
+    /// An unanswered request moves to another node only if it is harmless to repeat
+    /// and another node can take it; otherwise it keeps waiting for its node until
+    /// the request deadline.
+    fn alternative(&self, job: &Job) -> Option<Arc<Member>> {
+        let node = job.member()?;
+        let head = job.head()?;
+        if !node.idempotent(head.op) {
+            return None;
         }
         let snap = self.membership.snapshot();
-        match self.choose(job.conn, &snap, &op, key.as_deref(), Some(&node.id)) {
-            Ok(second) if second.id != node.id => {
-                tracing::debug!(node = %node.id, to = %second.id, op = %op, "no answer within the response timeout; request repeated on another node");
-                metrics::counter!(crate::metrics::BALANCER_RETRIES).increment(1);
-                job.unplace();
-                job.retried = true;
-                self.send(job, second);
-                None
-            }
-            _ => Some(job),
+        self.choose(job.conn, &snap, head.op, head.key, Some(&node.id))
+            .ok()
+            .filter(|second| second.id != node.id)
+    }
+
+    fn resend(&self, mut job: Job, to: Arc<Member>) {
+        if let Some(node) = job.unplace() {
+            tracing::debug!(node = %node.id, to = %to.id, "no answer within the response timeout; request repeated on another node");
         }
+        metrics::counter!(crate::metrics::BALANCER_RETRIES).increment(1);
+        job.retried = true;
+        self.send(job, to);
     }
 
     fn node_failed(&self, member: &Member, failure: Failure) {

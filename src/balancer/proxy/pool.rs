@@ -65,10 +65,12 @@ pub trait Failover: Send + Sync + 'static {
     /// `job`'s connection failed; `sent` if the request may have reached the node.
     fn failed(&self, job: Job, sent: bool);
 
-    /// `job` got no answer within its node's response timeout: sends it to another
-    /// node if repeating it is harmless and another node can take it, else gives it
-    /// back to wait on.
-    fn reroute(&self, job: Job) -> Option<Job>;
+    /// Another node for `job`, which got no answer within its node's response
+    /// timeout, if repeating it there is harmless (it is not moved yet).
+    fn alternative(&self, job: &Job) -> Option<Arc<Member>>;
+
+    /// Sends `job` to `to`, the [`alternative`](Self::alternative) found for it.
+    fn resend(&self, job: Job, to: Arc<Member>);
 
     /// Traffic to `member` failed locally (counts towards ejecting it).
     fn node_failed(&self, member: &Member, failure: Failure);
@@ -178,6 +180,10 @@ struct ConnState {
     retired: bool,
     /// The socket once connected, to shut it down from any task.
     stream: Option<async_net::TcpStream>,
+    /// Responses received so far. A request overdue while this has not moved since
+    /// it was sent met a silent connection, which is what counts against the node: a
+    /// slow request on a connection that keeps answering others is not a lost path.
+    answers: u32,
 }
 
 struct Shared {
@@ -267,6 +273,7 @@ impl NodeConn {
                 writer: None,
                 retired: false,
                 stream: None,
+                answers: 0,
             }),
             failover,
         });
@@ -276,12 +283,13 @@ impl NodeConn {
     }
 
     /// Queues `job`'s frame for the writer; `Err(job)` if the connection has failed.
-    fn submit(&self, job: Job) -> Result<(), Job> {
+    fn submit(&self, mut job: Job) -> Result<(), Job> {
         let waker = {
             let mut s = self.shared.lock();
             if s.phase == Phase::Closed {
                 return Err(job);
             }
+            job.answers_mark = s.answers;
             let id = s.next_id;
             s.next_id += 1;
             job.encode(&mut s.out, id);
@@ -403,7 +411,11 @@ fn answer(shared: &Shared, payload: &[u8]) {
         tracing::debug!("node sent a response without id");
         return;
     };
-    let job = shared.lock().pending.remove(&id);
+    let job = {
+        let mut s = shared.lock();
+        s.answers = s.answers.wrapping_add(1);
+        s.pending.remove(&id)
+    };
     // None: the job timed out already.
     if let Some(job) = job {
         job.respond(payload, &span);
@@ -415,13 +427,14 @@ fn answer(shared: &Shared, payload: &[u8]) {
 /// ones that may be repeated to another node.
 async fn sweep(shared: Weak<Shared>, tick: Duration) {
     let mut expired = Vec::new();
-    let mut overdue = Vec::new();
+    let mut moved = Vec::new();
     let mut blamed: Vec<Arc<Member>> = Vec::new();
     loop {
         async_io::Timer::after(tick).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let failover = shared.failover.upgrade();
         let now = Instant::now();
         {
             let mut s = shared.lock();
@@ -432,52 +445,50 @@ async fn sweep(shared: Weak<Shared>, tick: Duration) {
                 continue;
             }
             let mut late = Vec::new();
-            let mut reroute = Vec::new();
+            let mut movable = Vec::new();
+            let answers = s.answers;
             for (&id, j) in s.pending.iter_mut() {
-                let answer_due = j.answer_by.is_some_and(|a| a <= now);
-                if !j.overdue && (answer_due || (j.deadline <= now && j.answer_by.is_some())) {
-                    j.overdue = true;
-                    if let Some(m) = j.member() {
-                        blamed.push(m.clone());
-                    }
-                    if j.deadline > now && !j.retried {
-                        reroute.push(id);
-                    }
-                }
                 if j.deadline <= now {
                     late.push(id);
                 }
+                let overdue = j.answer_by.is_some_and(|a| a <= now || j.deadline <= now);
+                if !overdue || j.overdue {
+                    continue;
+                }
+                // Counted once, and only if the connection has stayed silent since
+                // it was sent; a job that may be repeated moves on while its own
+                // deadline leaves time, and is taken out of `pending` only once
+                // another node is found, so an answer arriving meanwhile is not lost.
+                j.overdue = true;
+                if j.answers_mark == answers {
+                    blamed.extend(j.member().cloned());
+                }
+                if j.deadline > now && !j.retried {
+                    if let Some(to) = failover.as_ref().and_then(|f| f.alternative(j)) {
+                        movable.push((id, to));
+                    }
+                }
             }
             expired.extend(late.into_iter().filter_map(|id| s.pending.remove(&id)));
-            overdue.extend(
-                reroute
+            moved.extend(
+                movable
                     .into_iter()
-                    .filter_map(|id| s.pending.remove(&id).map(|j| (id, j))),
+                    .filter_map(|(id, to)| s.pending.remove(&id).map(|j| (j, to))),
             );
         }
         for job in expired.drain(..) {
             let node = job.node_id();
             job.fail(&BalancerError::Timeout { node });
         }
-        if let Some(failover) = shared.failover.upgrade() {
+        if let Some(failover) = &failover {
             for m in blamed.drain(..) {
                 failover.node_failed(&m, Failure::ResponseTimeout);
             }
-            for (id, job) in overdue.drain(..) {
-                if let Some(job) = failover.reroute(job) {
-                    let mut s = shared.lock();
-                    if s.phase == Phase::Closed {
-                        drop(s);
-                        failover.failed(job, true);
-                    } else {
-                        s.pending.insert(id, job);
-                    }
-                }
+            for (job, to) in moved.drain(..) {
+                failover.resend(job, to);
             }
-        } else {
-            blamed.clear();
-            overdue.clear();
         }
+        blamed.clear();
         shared.close_if_done();
     }
 }
