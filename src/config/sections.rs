@@ -60,6 +60,9 @@ pub struct RuntimeConfig {
     pub blocking_threads: usize,
     /// One SO_REUSEPORT listener per loop (true) or one dispatching acceptor (false).
     pub reuse_port: bool,
+    /// Unix socket an in-place upgrade (`--upgrade`) takes the listeners over from;
+    /// empty = `$XDG_RUNTIME_DIR/dsf-<role>-<port>.sock`, else in `node.data_dir`.
+    pub upgrade_socket: PathBuf,
 }
 
 impl Default for RuntimeConfig {
@@ -68,11 +71,39 @@ impl Default for RuntimeConfig {
             threads: 0,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
             reuse_port: true,
+            upgrade_socket: PathBuf::new(),
         }
     }
 }
 
 impl RuntimeConfig {
+    /// The upgrade socket of a `role` ("node", "balancer") whose first listener is
+    /// configured on `listen`: `upgrade_socket` if set, else `dsf-<role>-<port>.sock` in
+    /// `$XDG_RUNTIME_DIR`, else in `data_dir`.
+    /// `None` when it is not set and `listen` has no fixed port (an ephemeral port
+    /// cannot name the socket a successor looks for).
+    pub fn upgrade_socket_for(
+        &self,
+        role: &str,
+        listen: &str,
+        data_dir: &std::path::Path,
+    ) -> Option<PathBuf> {
+        if !self.upgrade_socket.as_os_str().is_empty() {
+            return Some(self.upgrade_socket.clone());
+        }
+        let port: u16 = listen.rsplit_once(':')?.1.parse().ok()?;
+        if port == 0 {
+            return None;
+        }
+        let name = format!("dsf-{role}-{port}.sock");
+        Some(
+            match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+                Some(dir) => PathBuf::from(dir).join(name),
+                None => data_dir.join(name),
+            },
+        )
+    }
+
     /// The loop thread count with 0 resolved to the number of cores.
     pub fn loop_threads(&self) -> usize {
         if self.threads == 0 {
@@ -101,9 +132,14 @@ pub struct LimitsConfig {
     /// Deadline of one request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// How long in-flight work may take after SIGTERM.
+    /// How long in-flight work may take after SIGTERM (or a hand-over); after it the
+    /// remaining connections are closed.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// At a drain, how long each connection still takes requests after its `goaway`
+    /// notice (PROTOCOL §7), within `drain_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub goaway_grace: Duration,
     /// Requests slower than this are logged at warn level.
     #[serde(with = "humantime_serde")]
     pub slow_request: Duration,
@@ -119,6 +155,7 @@ impl Default for LimitsConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            goaway_grace: Duration::from_secs(1),
             slow_request: Duration::from_millis(500),
         }
     }

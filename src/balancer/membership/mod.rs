@@ -19,6 +19,7 @@
 //! balancer last saw that heartbeat advance: a late copy is not a missed heartbeat.
 
 pub mod discovery;
+mod handover;
 mod publish;
 pub mod record;
 pub mod redis;
@@ -113,6 +114,9 @@ pub struct Membership {
     events: Mutex<VecDeque<Event>>,
     /// Where local lease changes are published (Redis, or nowhere).
     discovery: Arc<dyn Discovery>,
+    /// Set when this balancer drains or hands over: leases no longer end (see
+    /// [`Membership::freeze`]).
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Membership {
@@ -124,6 +128,7 @@ impl Membership {
             current: ArcSwap::from_pointee(Snapshot::default()),
             events: Mutex::default(),
             discovery,
+            frozen: Default::default(),
         }
     }
 
@@ -257,6 +262,9 @@ impl Membership {
 
     /// Ends every lease held by registration connection `conn` (it closed).
     pub fn connection_closed(&self, conn: u64) {
+        if self.is_frozen() {
+            return;
+        }
         let mut t = self.lock();
         let gone: Vec<String> = t
             .local
@@ -279,6 +287,9 @@ impl Membership {
     }
 
     fn sweep_at(&self, at: Instant) {
+        if self.is_frozen() {
+            return;
+        }
         let ttl = self.settings.lease_ttl;
         let mut t = self.lock();
         let expired: Vec<(String, Duration)> = t

@@ -11,11 +11,15 @@
 //! straight from its read buffer, and a sweeper that answers `timeout` for jobs past
 //! their deadline. Submitting a request is synchronous: append its frame to the
 //! connection's buffer and wake the writer if it sleeps.
+//!
+//! A node that drains or hands over sends `goaway` (PROTOCOL §7): the connection then
+//! takes no new request (the next one opens a fresh connection, or fails over to
+//! another node if the node stopped listening), answers what was sent, and closes.
 
 use super::job::Job;
 use crate::balancer::error::BalancerError;
 use crate::protocol::scan;
-use crate::protocol::FrameDecoder;
+use crate::protocol::{FrameDecoder, Notice};
 use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;
@@ -166,6 +170,8 @@ struct ConnState {
     writer: Option<Waker>,
     /// The pool let go of the connection: close it once nothing is pending.
     retired: bool,
+    /// The node sent `goaway`: no new requests; close once nothing is pending.
+    goaway: bool,
     /// The socket once connected, to shut it down from any task.
     stream: Option<async_net::TcpStream>,
 }
@@ -217,7 +223,7 @@ impl Shared {
     fn close_if_done(&self) {
         let done = {
             let s = self.lock();
-            s.retired && s.pending.is_empty() && s.phase != Phase::Closed
+            (s.retired || s.goaway) && s.pending.is_empty() && s.phase != Phase::Closed
         };
         if done {
             self.fail();
@@ -250,6 +256,7 @@ impl NodeConn {
                 pending: Pending::default(),
                 writer: None,
                 retired: false,
+                goaway: false,
                 stream: None,
             }),
             failover,
@@ -263,7 +270,7 @@ impl NodeConn {
     fn submit(&self, job: Job) -> Result<(), Job> {
         let waker = {
             let mut s = self.shared.lock();
-            if s.phase == Phase::Closed {
+            if s.phase == Phase::Closed || s.goaway {
                 return Err(job);
             }
             let id = s.next_id;
@@ -378,6 +385,13 @@ async fn read_loop(shared: Arc<Shared>, mut stream: ReadHalf, max_frame: usize) 
 /// Hands one response to its job.
 fn answer(shared: &Shared, payload: &[u8]) {
     let Some((id, span)) = scan::response_id(payload) else {
+        if let Some(notice) = Notice::parse(payload) {
+            if notice.is_goaway() {
+                tracing::debug!("node sent goaway; new requests go on a new connection");
+                shared.lock().goaway = true;
+            }
+            return;
+        }
         // An answer without an id is about the connection (e.g. overloaded); the
         // node closes it next, which fails the jobs.
         tracing::debug!("node sent a response without id");
