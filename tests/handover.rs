@@ -100,6 +100,7 @@ fn bench_for(target: &str, secs: u64) -> std::process::Child {
 
 /// Asserts a bench report counted no failure of any kind.
 fn assert_clean(report: &Value, what: &str) {
+    eprintln!("{what}: bench {report}");
     for field in ["errors", "lost", "refused_conns", "failed_conns"] {
         assert_eq!(report[field], 0, "{what}: bench {field}: {report}");
     }
@@ -108,7 +109,9 @@ fn assert_clean(report: &Value, what: &str) {
 
 /// Nodes for the proxy to use.
 fn nodes(reg: &str, ids: &[&str]) -> Vec<Node> {
-    ids.iter().map(|id| Node::start(id, reg, &[], &[])).collect()
+    ids.iter()
+        .map(|id| Node::start(id, reg, &[], &[]))
+        .collect()
 }
 
 /// A node drained (SIGTERM) under load through the proxy: its `goaway` moves the
@@ -128,7 +131,13 @@ fn node_drained_under_load_through_the_proxy_fails_nothing() {
     assert_eq!(ns[1].proc.wait_exit(Duration::from_secs(15)), Some(0));
     let report = bench_report(bench);
     let (ok, failed, _) = load.finish();
-    assert_eq!(failed, 0, "client library: {failed} failed of {}", ok + failed);
+    eprintln!("node drain: client library ok={ok} failed={failed}");
+    assert_eq!(
+        failed,
+        0,
+        "client library: {failed} failed of {}",
+        ok + failed
+    );
     assert!(ok > 100, "client library: only {ok} requests");
     assert_clean(&report, "node drain");
     assert_eq!(lb.healthy(), ["d3"]);
@@ -211,7 +220,10 @@ fn socket_activated_node_serves_on_the_passed_descriptor() {
     std::thread::sleep(Duration::from_millis(300));
     let r = call(&passed, "sys.ping", json!({}), None).expect("ping on the passed socket");
     assert_eq!(r.result.unwrap()["node"], "sa1");
-    let line = p.wait_line(|l| l.starts_with("node sa1 listening on"), Duration::from_secs(20));
+    let line = p.wait_line(
+        |l| l.starts_with("node sa1 listening on"),
+        Duration::from_secs(20),
+    );
     assert!(line.ends_with(&passed), "{line}");
     assert!(call(&configured, "sys.ping", json!({}), None).is_err());
 }
@@ -245,8 +257,17 @@ fn five_balancer_upgrades_under_load_refuse_and_fail_nothing() {
     }
     let report = bench_report(bench);
     let (ok, failed, reconnects) = load.finish();
-    assert_eq!(failed, 0, "client library: {failed} failed of {}", ok + failed);
-    assert!(reconnects >= 5, "client library moved only {reconnects} times");
+    eprintln!("balancer upgrades: client library ok={ok} failed={failed} reconnects={reconnects}");
+    assert_eq!(
+        failed,
+        0,
+        "client library: {failed} failed of {}",
+        ok + failed
+    );
+    assert!(
+        reconnects >= 5,
+        "client library moved only {reconnects} times"
+    );
     assert_clean(&report, "balancer upgrades");
     assert!(report["goaways"].as_u64().unwrap() >= 5, "{report}");
     lb.wait_healthy(&["u1", "u2"], Duration::from_secs(5));
@@ -308,8 +329,14 @@ fn five_node_upgrades_under_load_fail_nothing() {
         std::thread::sleep(Duration::from_millis(600));
     }
     let report = bench_report(bench);
-    let (ok, failed, _) = load.finish();
-    assert_eq!(failed, 0, "client library: {failed} failed of {}", ok + failed);
+    let (ok, failed, reconnects) = load.finish();
+    eprintln!("node upgrades: client library ok={ok} failed={failed} reconnects={reconnects}");
+    assert_eq!(
+        failed,
+        0,
+        "client library: {failed} failed of {}",
+        ok + failed
+    );
     assert_clean(&report, "node upgrades");
     lb.wait_healthy(&["v1", "v2"], Duration::from_secs(5));
 }

@@ -116,7 +116,8 @@ impl Balancer {
         let membership = Arc::new(Membership::new(settings, discovery));
         let rt = Runtime::new("dsf-lb", cfg.runtime.loop_threads())?;
         let tls = Tls::from_config(&cfg.tls)?;
-        let upgrade_path = cfg.runtime.upgrade_socket_for(
+        let upgrade_path = runtime::handover::socket_path(
+            &cfg.runtime,
             "balancer",
             &cfg.balancer.registration,
             &cfg.node.data_dir,

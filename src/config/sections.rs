@@ -77,33 +77,6 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// The upgrade socket of a `role` ("node", "balancer") whose first listener is
-    /// configured on `listen`: `upgrade_socket` if set, else `dsf-<role>-<port>.sock` in
-    /// `$XDG_RUNTIME_DIR`, else in `data_dir`.
-    /// `None` when it is not set and `listen` has no fixed port (an ephemeral port
-    /// cannot name the socket a successor looks for).
-    pub fn upgrade_socket_for(
-        &self,
-        role: &str,
-        listen: &str,
-        data_dir: &std::path::Path,
-    ) -> Option<PathBuf> {
-        if !self.upgrade_socket.as_os_str().is_empty() {
-            return Some(self.upgrade_socket.clone());
-        }
-        let port: u16 = listen.rsplit_once(':')?.1.parse().ok()?;
-        if port == 0 {
-            return None;
-        }
-        let name = format!("dsf-{role}-{port}.sock");
-        Some(
-            match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-                Some(dir) => PathBuf::from(dir).join(name),
-                None => data_dir.join(name),
-            },
-        )
-    }
-
     /// The loop thread count with 0 resolved to the number of cores.
     pub fn loop_threads(&self) -> usize {
         if self.threads == 0 {

@@ -217,9 +217,12 @@ impl NodeBuilder {
                 source,
             }
         };
-        let upgrade_path =
-            cfg.runtime
-                .upgrade_socket_for("node", &cfg.node.listen, &cfg.node.data_dir);
+        let upgrade_path = runtime::handover::socket_path(
+            &cfg.runtime,
+            "node",
+            &cfg.node.listen,
+            &cfg.node.data_dir,
+        );
         let (upgrade, mut inherited, _) =
             runtime::handover::Upgrade::start(upgrade_path, self.upgrade, "node")
                 .map_err(NodeError::Upgrade)?;

@@ -41,6 +41,33 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on each step of the exchange itself.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The upgrade socket of a `role` ("node", "balancer") whose first listener is
+/// configured on `listen`: `runtime.upgrade_socket` if set, else
+/// `dsf-<role>-<port>.sock` in `$XDG_RUNTIME_DIR`, else in `data_dir`. `None` when it
+/// is not set and `listen` has no fixed port (an ephemeral port cannot name the
+/// socket a successor looks for).
+pub fn socket_path(
+    runtime: &crate::config::RuntimeConfig,
+    role: &str,
+    listen: &str,
+    data_dir: &Path,
+) -> Option<PathBuf> {
+    if !runtime.upgrade_socket.as_os_str().is_empty() {
+        return Some(runtime.upgrade_socket.clone());
+    }
+    let port: u16 = listen.rsplit_once(':')?.1.parse().ok()?;
+    if port == 0 {
+        return None;
+    }
+    let name = format!("dsf-{role}-{port}.sock");
+    Some(
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join(name),
+            None => data_dir.join(name),
+        },
+    )
+}
+
 /// One process's side of in-place upgrades: where its upgrade socket is, and what
 /// it took over from its predecessor, if it started with `--upgrade`.
 pub struct Upgrade {

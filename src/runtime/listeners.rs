@@ -76,14 +76,16 @@ impl Inherited {
             let name = match given {
                 "" | "unknown" if count == 1 && !unnamed_as.is_empty() => unnamed_as,
                 n if NAMES.contains(&n) => n,
-                other => return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
                         "socket activation: descriptor {} is named `{other}`; expected one of {}",
                         i + 3,
                         NAMES.join(", ")
                     ),
-                )),
+                    ))
+                }
             };
             let socket = fds.take_tcp_listener(i).map_err(|e| {
                 io::Error::new(
