@@ -130,6 +130,10 @@ impl Upgrade {
             Some(r) => r.confirm()?,
             None => match bind(&path) {
                 Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    tracing::info!(error = %e, "in-place upgrades unavailable: no such folder (set runtime.upgrade_socket)");
+                    return Ok(());
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "in-place upgrades unavailable");
                     return Ok(());
@@ -258,9 +262,8 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         )));
     }
     let _ = std::fs::remove_file(path);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(at)?;
-    }
+    // No folder is created: a balancer's default lies in `node.data_dir`, which it
+    // does not otherwise use.
     let listener = UnixListener::bind(path).map_err(at)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(at)?;
     Ok(listener)
