@@ -63,6 +63,10 @@ impl Inherited {
     /// when empty: every descriptor must then be named). The
     /// variables are unset once read, so that children do not see them.
     pub fn from_env(unnamed_as: &str) -> io::Result<Inherited> {
+        if std::env::var_os("LISTEN_FDS").is_none() {
+            // The common case touches no variable (other threads may read them).
+            return Ok(Inherited::default());
+        }
         let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
             .map(|v| v.split(':').map(str::to_owned).collect())
             .unwrap_or_default();
