@@ -10,10 +10,12 @@
 //! at the repository root lists every key with its default.
 
 mod loader;
+mod outlier;
 mod sections;
 mod validate;
 
 pub use loader::Loader;
+pub use outlier::*;
 pub use sections::*;
 
 use serde::{Deserialize, Serialize};
