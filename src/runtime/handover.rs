@@ -384,3 +384,50 @@ fn hand_over(stream: &UnixStream, offer: &Offer) -> io::Result<()> {
     (&*stream).write_all(b"bye\n")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn sockets_and_state_reach_the_successor_and_the_old_one_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("up.sock");
+        let tcp = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let offer = Offer {
+            listeners: vec![("node", vec![tcp.try_clone().unwrap()]), ("admin", vec![])],
+            state: Box::new(|| json!({"leases": 2})),
+        };
+        let told = Arc::new(AtomicBool::new(false));
+        let flag = told.clone();
+        let (_stop, shutdown) = super::super::shutdown::channel();
+        let listener = bind(&path).unwrap();
+        serve(
+            listener,
+            path.clone(),
+            offer,
+            move || flag.store(true, Ordering::SeqCst),
+            shutdown,
+        )
+        .unwrap();
+        let mut got = receive(&path).unwrap();
+        assert_eq!(got.state["leases"], 2);
+        let node = got.listeners.take("node").unwrap().unwrap();
+        assert_eq!(node.len(), 1);
+        assert_eq!(node[0].local_addr().unwrap(), addr);
+        assert!(!told.load(Ordering::SeqCst));
+        let _mine = got.confirm().unwrap();
+        for _ in 0..100 {
+            if told.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(told.load(Ordering::SeqCst));
+        // The successor now serves the path: a second process may not bind it.
+        assert!(bind(&path).is_err());
+    }
+}
