@@ -51,8 +51,6 @@ pub struct App {
     pub ttl: Duration,
     /// TTL of a cached "not listed" answer.
     pub negative_ttl: Duration,
-    /// Deadline of a store call (a timed-out write is invalidated again after it).
-    pub query_timeout: Duration,
 }
 
 impl App {
@@ -69,7 +67,6 @@ impl App {
             login_window: cfg.auth.login_window,
             ttl: cfg.cache.ttl,
             negative_ttl: cfg.cache.negative_ttl,
-            query_timeout: cfg.store.query_timeout,
         }))
     }
 }
