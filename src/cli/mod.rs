@@ -81,6 +81,10 @@ pub struct NodeArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Replace the running node of this configuration without refusing a connection:
+    /// take its listeners over runtime.upgrade_socket; it then drains and exits.
+    #[arg(long)]
+    pub upgrade: bool,
     /// Certificates (the [tls] section).
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -169,6 +173,10 @@ pub struct BalancerArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Replace the running balancer of this configuration without refusing a
+    /// connection: take its listeners and leases over runtime.upgrade_socket.
+    #[arg(long)]
+    pub upgrade: bool,
     /// Certificates (the [tls] section).
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -293,13 +301,15 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
     let _guard = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    dsf::app::builder(cfg).run(shutdown, |started| {
-        println!("node {} listening on {}", started.id, started.addr);
-        if let Some(admin) = started.admin {
-            println!("admin listening on {admin}");
-        }
-        println!("ready");
-    })?;
+    dsf::app::builder(cfg)
+        .upgrade(args.upgrade)
+        .run(shutdown, |started| {
+            println!("node {} listening on {}", started.id, started.addr);
+            if let Some(admin) = started.admin {
+                println!("admin listening on {admin}");
+            }
+            println!("ready");
+        })?;
     Ok(())
 }
 
@@ -322,7 +332,7 @@ fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let _guard = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    dsf::balancer::run(cfg, shutdown, |s| {
+    dsf::balancer::run(cfg, args.upgrade, shutdown, |s| {
         println!("balancer registration listening on {}", s.registration);
         println!("balancer directory listening on {}", s.directory);
         println!("balancer proxy listening on {}", s.proxy);

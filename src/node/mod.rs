@@ -96,6 +96,7 @@ impl Node {
             prefixes: Vec::new(),
             tables: Vec::new(),
             installs: Vec::new(),
+            upgrade: false,
         }
     }
 }
@@ -110,6 +111,8 @@ pub struct NodeBuilder {
     tables: Vec<Tables>,
     /// The applications' operations.
     installs: Vec<Install>,
+    /// Take the listeners over from the running node (`--upgrade`).
+    upgrade: bool,
 }
 
 impl NodeBuilder {
@@ -136,6 +139,14 @@ impl NodeBuilder {
         install: impl FnOnce(&Arc<NodeContext>, &mut Routes<'_>) -> Result<(), String> + Send + 'static,
     ) -> Self {
         self.installs.push(Box::new(install));
+        self
+    }
+
+    /// Starts as an in-place upgrade (PROTOCOL §9): takes the listening sockets of
+    /// the node serving `runtime.upgrade_socket`, which drains and exits once this
+    /// one serves.
+    pub fn upgrade(mut self, take_over: bool) -> Self {
+        self.upgrade = take_over;
         self
     }
 
@@ -206,10 +217,31 @@ impl NodeBuilder {
                 source,
             }
         };
-        let server = Server::bind(&cfg.node.listen, &rt, opts)
+        let upgrade_path = runtime::handover::socket_path(
+            &cfg.runtime,
+            "node",
+            &cfg.node.listen,
+            &cfg.node.data_dir,
+        );
+        let (upgrade, mut inherited, _) =
+            runtime::handover::Upgrade::start(upgrade_path, self.upgrade, "node")
+                .map_err(NodeError::Upgrade)?;
+        let taken = inherited
+            .take("node")
             .map_err(bind_err("node", &cfg.node.listen))?;
-        let admin =
-            crate::admin::bind(&cfg.admin.listen).map_err(bind_err("admin", &cfg.admin.listen))?;
+        let server = Server::bind_or_inherit(&cfg.node.listen, &rt, opts, taken)
+            .map_err(bind_err("node", &cfg.node.listen))?;
+        let admin = match inherited
+            .take("admin")
+            .map_err(bind_err("admin", &cfg.admin.listen))?
+        {
+            Some(mut sockets) => sockets.pop(),
+            None => crate::admin::bind(&cfg.admin.listen)
+                .map_err(bind_err("admin", &cfg.admin.listen))?,
+        };
+        if !inherited.is_empty() {
+            tracing::warn!(listeners = ?inherited.names(), "passed listeners a node does not use; ignored");
+        }
         let addr = server.local_addr();
         let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
         let id: Arc<str> = if cfg.node.id.is_empty() {
@@ -228,8 +260,36 @@ impl NodeBuilder {
             announced,
             idempotent,
         } = opened;
-        // Every listener is bound: only now may the balancer send work.
+        // Ready to serve: a predecessor may stop accepting now (the kernel queues
+        // connections on the shared sockets until this process's loops accept them).
+        let (handover, shutdown) = runtime::shutdown::linked(&shutdown);
         let mut registration = agent::Registration::new(&cfg, &id, addr, announced, idempotent);
+        let offer = runtime::handover::Offer {
+            listeners: vec![
+                ("node", server.dup_listeners().map_err(NodeError::Upgrade)?),
+                (
+                    "admin",
+                    admin
+                        .iter()
+                        .map(std::net::TcpListener::try_clone)
+                        .collect::<Result<_, _>>()
+                        .map_err(NodeError::Upgrade)?,
+                ),
+            ],
+            state: Box::new(|| serde_json::Value::Null),
+        };
+        let handed_over = registration.handed_over.clone();
+        upgrade
+            .serve(
+                offer,
+                move || {
+                    handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+                    handover.trigger();
+                },
+                shutdown.clone(),
+            )
+            .map_err(NodeError::Upgrade)?;
+        // Every listener is bound: only now may the balancer send work.
         registration.tls = tls.as_ref().and_then(|t| t.connector());
         if let Some(tls) = &tls {
             rt.spawn(runtime::shutdown::reload_tls_on_sighup(

@@ -4,12 +4,15 @@
 
 pub mod connection;
 pub mod executors;
+pub mod handover;
+pub mod listeners;
 pub mod mailbox;
 pub mod registry;
 pub mod server;
 pub mod shutdown;
 
 pub use executors::{blocking, spawn_local, Runtime};
+pub use listeners::Inherited;
 pub use registry::{ConnSnapshot, Outbound, Registry};
 pub use server::{Server, ServerOptions};
 pub use shutdown::{Shutdown, ShutdownTrigger};
