@@ -6,8 +6,8 @@ mod up;
 
 use clap::{Args, Parser, Subcommand};
 use dsf::client::{CallOptions, ClientError, Connection, DirectoryClient};
-use dsf::config::{Config, Loader};
-use dsf::runtime::shutdown;
+use dsf::config::{Config, ConfigError, Loader};
+use dsf::runtime::{shutdown, Reload};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -264,7 +264,7 @@ fn chain(e: &anyhow::Error) -> String {
 }
 
 /// Loads configuration for `dsf node` through the documented pipeline.
-pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
+pub fn node_config(args: &NodeArgs) -> Result<Config, ConfigError> {
     let mut loader = Loader::new(args.config.as_deref())
         .set_opt("node.listen", args.listen.clone())
         .set_opt("node.register", args.register.clone())
@@ -285,28 +285,58 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
     if !args.ops.is_empty() {
         loader = loader.set("node.ops", args.ops.clone());
     }
-    Ok(loader.load()?)
+    loader.load()
+}
+
+/// Where a process's configuration comes from, for reload log lines.
+fn origin(file: Option<&std::path::Path>) -> String {
+    match file {
+        Some(f) => f.display().to_string(),
+        None => "environment and flags".into(),
+    }
+}
+
+/// The live-reload handle of a `dsf node` or `dsf balancer` process: the same
+/// pipeline as at start, with the log level among the parts that take a new value.
+fn reloader(
+    cfg: &Config,
+    file: Option<&std::path::Path>,
+    log: &telemetry::LogGuard,
+    load: impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
+) -> Reload {
+    let reload = Reload::new(cfg.clone(), origin(file), load);
+    let level = log.level_handle();
+    reload.on_reload(move |old, new| {
+        if old.log.level != new.log.level {
+            level(&new.log.level);
+        }
+    });
+    reload
 }
 
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let cfg = node_config(&args)?;
-    let _guard = telemetry::init(&cfg.log)?;
+    let log = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    dsf::app::builder(cfg).run(shutdown, |started| {
-        println!("node {} listening on {}", started.id, started.addr);
-        if let Some(admin) = started.admin {
-            println!("admin listening on {admin}");
-        }
-        println!("ready");
-    })?;
+    let file = args.config.clone();
+    let reload = reloader(&cfg, file.as_deref(), &log, move || node_config(&args));
+    dsf::app::builder(cfg)
+        .reload(reload)
+        .run(shutdown, |started| {
+            println!("node {} listening on {}", started.id, started.addr);
+            if let Some(admin) = started.admin {
+                println!("admin listening on {admin}");
+            }
+            println!("ready");
+        })?;
     Ok(())
 }
 
 /// Loads configuration for `dsf balancer` through the documented pipeline.
-pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
+pub fn balancer_config(args: &BalancerArgs) -> Result<Config, ConfigError> {
     let loader = args.tls.apply(Loader::new(args.config.as_deref()));
-    Ok(loader
+    loader
         .set_opt("balancer.registration", args.registration.clone())
         .set_opt("balancer.directory", args.directory.clone())
         .set_opt("balancer.proxy", args.proxy.clone())
@@ -314,15 +344,17 @@ pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
         .set_opt("balancer.algorithm", args.algorithm.clone())
         .set_opt("admin.listen", args.admin.clone())
         .set_opt("runtime.threads", args.threads.map(|t| t as i64))
-        .load()?)
+        .load()
 }
 
 fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let cfg = balancer_config(&args)?;
-    let _guard = telemetry::init(&cfg.log)?;
+    let log = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    dsf::balancer::run(cfg, shutdown, |s| {
+    let file = args.config.clone();
+    let reload = reloader(&cfg, file.as_deref(), &log, move || balancer_config(&args));
+    dsf::balancer::run_reloading(cfg, shutdown, reload, |s| {
         println!("balancer registration listening on {}", s.registration);
         println!("balancer directory listening on {}", s.directory);
         println!("balancer proxy listening on {}", s.proxy);

@@ -80,7 +80,8 @@ impl NodeContext {
             "store and cache open"
         );
         let cache = Arc::new(CacheAside::new(cache));
-        let sessions = Arc::new(Sessions::new(store.clone(), cache.clone(), cfg.cache.ttl));
+        cache.set_ttls(cfg.cache.ttl, cfg.cache.negative_ttl);
+        let sessions = Arc::new(Sessions::new(store.clone(), cache.clone()));
         Ok(NodeContext {
             id,
             config: cfg,

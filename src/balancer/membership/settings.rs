@@ -16,7 +16,8 @@ pub struct Event {
     pub unix_ms: u64,
     /// Which node.
     pub node: String,
-    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy` or `recovered`.
+    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy`, `recovered` or
+    /// `reweighted`.
     pub change: &'static str,
     /// Why, for the operator reading the log.
     pub reason: String,
