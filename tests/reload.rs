@@ -1,0 +1,257 @@
+//! Live reload (PROTOCOL §9) on real processes: `SIGHUP` changes the balancer's
+//! algorithm and a node's weight while the clients' connections stay open, and a
+//! broken file is refused with the key named while the running configuration stays.
+
+mod common;
+
+use common::cluster::{Balancer, Node};
+use common::process::http_get;
+use common::wire::Wire;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+/// `lb.nodes` through an open directory connection: node id → weight.
+fn weights(dir: &mut Wire, id: u64) -> Vec<(String, u64)> {
+    let resp = dir.call(id, "lb.nodes", json!({}));
+    assert_eq!(resp["ok"], true, "lb.nodes: {resp}");
+    resp["body"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_owned(),
+                n["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Nodes `lb.assign` names for one key asked `n` times over an open connection.
+fn assigned(dir: &mut Wire, first_id: u64, key: &str, n: u64) -> BTreeSet<String> {
+    (0..n)
+        .map(|i| {
+            let resp = dir.call(first_id + i, "lb.assign", json!({ "key": key }));
+            assert_eq!(resp["ok"], true, "lb.assign: {resp}");
+            resp["body"]["node"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn status(admin: &str) -> Value {
+    let (code, body) = http_get(admin, "/status.json");
+    assert_eq!(code, 200, "status.json: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until `cond` holds, or fails naming `what` with the log of `logs()`.
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    logs: impl Fn() -> String,
+    mut cond: impl FnMut() -> bool,
+) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < timeout,
+            "{what}: not within {timeout:?}; log:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The ping answer on an open proxy connection.
+fn ping(proxy: &mut Wire, id: u64) {
+    let resp = proxy.call(id, "sys.ping", json!({}));
+    assert_eq!(
+        resp["ok"], true,
+        "sys.ping on the open proxy connection: {resp}"
+    );
+    assert_eq!(resp["id"], id);
+}
+
+struct Files {
+    _dir: tempfile::TempDir,
+    balancer: PathBuf,
+    node_a: PathBuf,
+}
+
+fn files() -> Files {
+    let dir = tempfile::tempdir().unwrap();
+    let balancer = dir.path().join("balancer.toml");
+    let node_a = dir.path().join("node-a.toml");
+    write(&balancer, "[balancer]\nalgorithm = \"consistent_hash\"\n");
+    write(&node_a, "[node]\nweight = 1\n");
+    Files {
+        _dir: dir,
+        balancer,
+        node_a,
+    }
+}
+
+#[test]
+fn sighup_changes_algorithm_and_weight_and_connections_stay_open() {
+    let f = files();
+    let lb_cfg = f.balancer.to_str().unwrap();
+    let lb = Balancer::start(&["--config", lb_cfg, "--admin", "127.0.0.1:0"], &[]);
+    let admin = lb.proc.addr("admin listening on");
+    let a = Node::start(
+        "a",
+        &lb.registration,
+        &["--config", f.node_a.to_str().unwrap()],
+        &[],
+    );
+    let b = Node::start("b", &lb.registration, &[], &[]);
+    lb.wait_healthy(&["a", "b"], Duration::from_secs(10));
+
+    // Connections opened before the reload, used before and after it.
+    let mut proxy = Wire::connect(&lb.proxy);
+    let mut dir = Wire::connect(&lb.directory);
+    let mut node_conn = Wire::connect(&a.addr);
+    ping(&mut proxy, 1);
+    assert_eq!(node_conn.call(1, "sys.ping", json!({}))["ok"], true);
+    assert_eq!(status(&admin)["algorithm"], "consistent_hash");
+    assert_eq!(weights(&mut dir, 1), [("a".into(), 1), ("b".into(), 1)]);
+    assert_eq!(
+        assigned(&mut dir, 10, "user-42", 10).len(),
+        1,
+        "consistent hashing puts one key on one node"
+    );
+
+    write(&f.balancer, "[balancer]\nalgorithm = \"round_robin\"\n");
+    write(&f.node_a, "[node]\nweight = 7\n");
+    lb.proc.signal("HUP");
+    a.proc.signal("HUP");
+
+    let mut id = 100;
+    wait_for(
+        "lb.nodes shows node a at weight 7",
+        Duration::from_secs(10),
+        || lb.proc.logs() + &a.proc.logs(),
+        || {
+            id += 1;
+            weights(&mut dir, id) == [("a".into(), 7), ("b".into(), 1)]
+        },
+    );
+    let s = status(&admin);
+    assert_eq!(
+        s["algorithm"], "round_robin",
+        "status.json after the reload: {s}"
+    );
+    let page_weights: Vec<(String, u64)> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_owned(),
+                n["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(page_weights, [("a".into(), 7), ("b".into(), 1)]);
+    assert_eq!(
+        assigned(&mut dir, 200, "user-42", 16),
+        ["a".to_string(), "b".to_string()].into(),
+        "round robin spreads one key over both nodes"
+    );
+    // The same connections still answer: nothing was closed by the reload.
+    for i in 0..5 {
+        ping(&mut proxy, 300 + i);
+    }
+    assert_eq!(node_conn.call(2, "sys.ping", json!({}))["ok"], true);
+    assert!(lb.proc.logs().contains("reload: configuration taken live"));
+    assert!(
+        a.proc
+            .logs()
+            .contains("weight changed; the next heartbeat carries it"),
+        "node log:\n{}",
+        a.proc.logs()
+    );
+    assert!(lb.proc.logs().contains("reweighted"), "{}", lb.proc.logs());
+    drop(b);
+}
+
+#[test]
+fn sighup_with_an_invalid_file_keeps_the_running_config_and_names_the_key() {
+    let f = files();
+    let lb_cfg = f.balancer.to_str().unwrap();
+    let lb = Balancer::start(&["--config", lb_cfg, "--admin", "127.0.0.1:0"], &[]);
+    let admin = lb.proc.addr("admin listening on");
+    let a = Node::start(
+        "a",
+        &lb.registration,
+        &["--config", f.node_a.to_str().unwrap()],
+        &[],
+    );
+    lb.wait_healthy(&["a"], Duration::from_secs(10));
+    let mut proxy = Wire::connect(&lb.proxy);
+    let mut dir = Wire::connect(&lb.directory);
+    ping(&mut proxy, 1);
+
+    // An algorithm nobody knows: the balancer refuses the file and names the key.
+    write(&f.balancer, "[balancer]\nalgorithm = \"fastest\"\n");
+    lb.proc.signal("HUP");
+    wait_for(
+        "the balancer refuses the file",
+        Duration::from_secs(10),
+        || lb.proc.logs(),
+        || lb.proc.logs().contains("reload refused"),
+    );
+    let log = lb.proc.logs();
+    let line = log.lines().find(|l| l.contains("reload refused")).unwrap();
+    assert!(line.contains("balancer.algorithm"), "names the key: {line}");
+    assert!(line.contains(lb_cfg), "names the file: {line}");
+    assert_eq!(status(&admin)["algorithm"], "consistent_hash");
+
+    // A value out of range in the node's file: refused, the weight in force stays.
+    write(&f.node_a, "[node]\nweight = 0\n");
+    a.proc.signal("HUP");
+    wait_for(
+        "the node refuses the file",
+        Duration::from_secs(10),
+        || a.proc.logs(),
+        || a.proc.logs().contains("reload refused"),
+    );
+    let log = a.proc.logs();
+    let line = log.lines().find(|l| l.contains("reload refused")).unwrap();
+    assert!(line.contains("node.weight"), "names the key: {line}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(weights(&mut dir, 2), [("a".into(), 1)]);
+
+    // A key that needs a restart is named in one warning; what is live is taken.
+    write(
+        &f.balancer,
+        "[balancer]\nalgorithm = \"least_inflight\"\nproxy_conns_per_node = 2\n[limits]\nrequest_timeout = \"4s\"\n",
+    );
+    lb.proc.signal("HUP");
+    wait_for(
+        "the balancer takes the live part",
+        Duration::from_secs(10),
+        || lb.proc.logs(),
+        || status(&admin)["algorithm"] == "least_inflight",
+    );
+    let log = lb.proc.logs();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("need a restart"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {warnings:?}");
+    assert!(
+        warnings[0].contains("balancer.proxy_conns_per_node")
+            && warnings[0].contains("limits.request_timeout"),
+        "names both keys: {}",
+        warnings[0]
+    );
+    for i in 0..3 {
+        ping(&mut proxy, 10 + i);
+    }
+}
