@@ -223,3 +223,57 @@ pub fn reload_tls(tls: &crate::tls::Tls) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn a_reload_applies_live_keys_and_a_refused_one_keeps_the_running_config() {
+        let next = Arc::new(Mutex::new(Ok::<u32, ()>(3)));
+        let source = next.clone();
+        let reload = Reload::new(Config::default(), "test.toml", move || {
+            let mut cfg = Config::default();
+            match *source.lock().unwrap() {
+                Ok(w) => cfg.node.weight = w,
+                Err(()) => {
+                    return Err(ConfigError::Invalid {
+                        key: "node.weight",
+                        problem: "expected 1 to 1000".into(),
+                    })
+                }
+            }
+            cfg.balancer.proxy = "127.0.0.1:1".into();
+            Ok(cfg)
+        });
+        let seen = Arc::new(AtomicU32::new(0));
+        let s = seen.clone();
+        reload.on_reload(move |_, new| s.store(new.node.weight, Ordering::SeqCst));
+        let Outcome::Applied(c) = reload.reload() else {
+            panic!("refused")
+        };
+        assert_eq!(c.live, ["node.weight"]);
+        assert_eq!(c.restart, ["balancer.proxy"]);
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        let running = reload.current();
+        assert_eq!(running.node.weight, 3);
+        assert_eq!(running.balancer.proxy, Config::default().balancer.proxy);
+
+        *next.lock().unwrap() = Err(());
+        let refused = reload.reload();
+        assert!(matches!(&refused, Outcome::Refused { key, .. } if key == "node.weight"));
+        assert_eq!(reload.current().node.weight, 3, "the running config stays");
+
+        *next.lock().unwrap() = Ok(4);
+        reload.check(|cfg| {
+            if cfg.node.weight == 4 {
+                Err(("node.weight".into(), "four is refused here".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(reload.reload(), Outcome::Refused { .. }));
+        assert_eq!(seen.load(Ordering::SeqCst), 3, "no part ran");
+    }
+}
