@@ -255,3 +255,62 @@ fn sighup_with_an_invalid_file_keeps_the_running_config_and_names_the_key() {
         ping(&mut proxy, 10 + i);
     }
 }
+
+/// Runs `n` statements that each hold a connection for 400 ms, at once; how many
+/// got a connection.
+fn concurrent_sleeps(store: &std::sync::Arc<dyn dsf::store::Store>, n: usize) -> usize {
+    smol::block_on(async {
+        let runs: Vec<_> = (0..n)
+            .map(|_| {
+                let store = store.clone();
+                smol::spawn(async move { store.execute("DO SLEEP(0.4)", Vec::new()).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for r in runs {
+            if r.await.is_ok() {
+                ok += 1;
+            }
+        }
+        ok
+    })
+}
+
+/// A reload of `store.pool_max` gives the running MySQL store a pool of the new size;
+/// the old pool's connections close once returned.
+#[test]
+fn a_reload_resizes_the_mysql_pool() {
+    use common::stores::{db_name, MariaDb, DB_PASSWORD};
+    let db = MariaDb::shared();
+    let url = db.fresh_database();
+    let mut cfg = dsf::config::Config::default();
+    cfg.store.url = url.clone();
+    cfg.store.password = DB_PASSWORD.to_owned();
+    cfg.store.pool_min = 1;
+    cfg.store.pool_max = 1;
+    cfg.store.acquire_timeout = Duration::from_millis(200);
+    let store = smol::block_on(dsf::store::open(&cfg)).expect("open mysql store");
+    assert_eq!(
+        concurrent_sleeps(&store, 3),
+        1,
+        "pool_max = 1: one at a time"
+    );
+
+    cfg.store.pool_max = 3;
+    smol::block_on(store.resize(&cfg.store)).expect("resize");
+    assert_eq!(
+        concurrent_sleeps(&store, 3),
+        3,
+        "pool_max = 3: three at once"
+    );
+    // The first pool is gone: at most the new pool's three connections remain.
+    let name = db_name(&url).to_owned();
+    let t0 = Instant::now();
+    while db.connections_to(&name) > 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "old pool still open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

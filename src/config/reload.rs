@@ -19,6 +19,8 @@ use serde_json::Value;
 ///   per-service settings; selectors are rebuilt over the same members.
 /// - `node.weight`: carried to the balancer on the next heartbeat.
 /// - `cache.ttl`, `cache.negative_ttl`: entries written after the reload.
+/// - `store.pool_min`, `store.pool_max`: a MySQL pool of the new size replaces the
+///   old one, whose connections close as they are returned.
 ///
 /// TLS files are read again on every reload whether or not a key changed; a changed
 /// `tls.*` path needs a restart.
@@ -37,6 +39,8 @@ pub const LIVE_KEYS: &[&str] = &[
     "node.weight",
     "cache.ttl",
     "cache.negative_ttl",
+    "store.pool_min",
+    "store.pool_max",
 ];
 
 /// Keys whose values are secrets: named in logs, never shown.

@@ -1,6 +1,6 @@
 //! What a node takes from a reloaded configuration (PROTOCOL §9): the listener's
 //! limits, its weight (carried to the balancer on the next heartbeat), the cache
-//! TTLs and its certificates.
+//! TTLs, the store's pool sizes and its certificates.
 
 use super::agent::Registration;
 use super::NodeContext;
@@ -20,6 +20,7 @@ pub fn attach(
     let limits = server.limits();
     let weight = registration.weight.clone();
     let cache = node.cache.clone();
+    let store = node.store.clone();
     let id = node.id.clone();
     reload.on_reload(move |old, new| {
         if old.limits != new.limits {
@@ -31,6 +32,13 @@ pub fn attach(
         }
         if (old.cache.ttl, old.cache.negative_ttl) != (new.cache.ttl, new.cache.negative_ttl) {
             cache.set_ttls(new.cache.ttl, new.cache.negative_ttl);
+        }
+        let pool = |c: &crate::config::Config| (c.store.pool_min, c.store.pool_max);
+        if pool(old) != pool(new) {
+            // Reloads run off the loop threads: waiting here blocks no connection.
+            if let Err(e) = smol::block_on(store.resize(&new.store)) {
+                tracing::error!(error = %e, "store pool not resized; the running pool stays");
+            }
         }
         if let Some(tls) = &tls {
             crate::runtime::reload::reload_tls(tls);

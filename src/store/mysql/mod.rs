@@ -13,6 +13,7 @@
 
 mod errors;
 mod migrate;
+mod pool;
 mod startup;
 mod tables;
 
@@ -25,11 +26,14 @@ use super::{
 };
 use crate::config::StoreConfig;
 use crate::runtime::BoxFuture;
+use arc_swap::ArcSwapOption;
 use async_compat::Compat;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, TxOpts};
+use mysql_async::{Conn, Pool, TxOpts};
+use pool::options;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bound on one attempt at the migrations (they wait for each other's lock).
@@ -40,8 +44,9 @@ const MIGRATION_LOCK: &str = "dsf.schema_migrations";
 
 /// The MySQL store.
 pub struct MySqlStore {
-    /// The pool; an `Option` only so that `Drop` can hand it to a tokio context.
-    pool: Option<Pool>,
+    /// The pool; a reload of `store.pool_min`/`pool_max` replaces it, and `Drop`
+    /// takes it out to hand it to a tokio context.
+    pool: ArcSwapOption<Pool>,
     /// Longest wait for a pooled connection.
     acquire_timeout: Duration,
     /// Deadline of one operation.
@@ -66,7 +71,7 @@ impl MySqlStore {
         // The pool spawns its housekeeping task on creation: do it in a tokio context.
         let pool = Compat::new(async move { Pool::new(opts) }).await;
         let store = MySqlStore {
-            pool: Some(pool),
+            pool: ArcSwapOption::from_pointee(pool),
             acquire_timeout: cfg.acquire_timeout,
             query_timeout: cfg.query_timeout,
             stats: StoreStats::default(),
@@ -85,9 +90,9 @@ impl MySqlStore {
         Ok(store)
     }
 
-    fn pool(&self) -> &Pool {
+    fn pool(&self) -> Arc<Pool> {
         // Only `Drop` takes the pool out.
-        self.pool.as_ref().expect("pool present until drop")
+        self.pool.load_full().expect("pool present until drop")
     }
 
     /// A pooled connection, waiting at most `acquire_timeout`.
@@ -124,60 +129,19 @@ impl Drop for MySqlStore {
     fn drop(&mut self) {
         // Dropping the pool may spawn onto tokio: drop it inside a Compat, whose own
         // drop enters the tokio context even when never polled.
-        if let Some(pool) = self.pool.take() {
+        if let Some(pool) = self.pool.swap(None) {
             drop(Compat::new(async move { drop(pool) }));
         }
     }
 }
 
-/// Pool options from `[store]`, with `store.password` (read from `password_file` by
-/// the configuration pipeline, or set through `DSF__STORE__PASSWORD`) when set.
-fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
-    let bad = |e: String| StoreError::Other(format!("store.url: {e}"));
-    let url_opts = Opts::from_url(&cfg.url).map_err(|e| bad(e.to_string()))?;
-    let constraints = PoolConstraints::new(cfg.pool_min, cfg.pool_max)
-        .ok_or_else(|| bad("pool_min must not exceed pool_max".into()))?;
-    let pool_opts = PoolOpts::default()
-        .with_constraints(constraints)
-        .with_inactive_connection_ttl(cfg.idle_timeout)
-        .with_ttl_check_interval(cfg.idle_timeout.min(Duration::from_secs(30)))
-        .with_abs_conn_ttl(Some(cfg.max_lifetime))
-        .with_abs_conn_ttl_jitter(Some(cfg.max_lifetime / 10))
-        // Resetting on every return would drop the prepared-statement cache and cost a
-        // round trip; no code here changes session state.
-        .with_reset_connection(false);
-    let mut b = OptsBuilder::from_opts(url_opts)
-        .pool_opts(pool_opts)
-        .tcp_nodelay(true)
-        // By default the driver reconnects over the server's Unix socket when it finds
-        // one, briefly holding two connections per pool slot; keep the pool's bound
-        // exact and use the address configured.
-        .prefer_socket(false)
-        .stmt_cache_size(64);
-    if !cfg.password.is_empty() {
-        b = b.pass(Some(cfg.password.clone()));
-    }
-    if !cfg.tls_ca.as_os_str().is_empty() {
-        // TLS required: with SSL options set the driver refuses a server that does
-        // not offer TLS, and verifies the server's certificate against this bundle
-        // only (not the built-in web roots) for the host of store.url.
-        let ca = std::fs::read(&cfg.tls_ca).map_err(|e| {
-            StoreError::Other(format!(
-                "store.tls_ca: cannot read {}: {e}",
-                cfg.tls_ca.display()
-            ))
-        })?;
-        let ssl = SslOpts::default()
-            .with_root_certs(vec![ca.into()])
-            .with_disable_built_in_roots(true);
-        b = b.ssl_opts(ssl);
-    }
-    Ok(b.into())
-}
-
 impl Store for MySqlStore {
     fn kind(&self) -> &'static str {
         "mysql"
+    }
+
+    fn resize<'a>(&'a self, cfg: &'a StoreConfig) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.replace_pool(cfg))
     }
 
     fn pool_usage(&self) -> Option<super::PoolUsage> {
