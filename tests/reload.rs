@@ -314,3 +314,49 @@ fn a_reload_resizes_the_mysql_pool() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `log.level` changes on `SIGHUP`: a balancer started at `warn` logs nothing at info
+/// level until its file says `debug`; then its info lines appear.
+#[test]
+fn sighup_changes_the_log_level() {
+    let f = files();
+    write(&f.balancer, "[log]\nlevel = \"warn\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("balancer.log");
+    let mut child = std::process::Command::new(common::cluster::dsf())
+        .args(["balancer", "--config", f.balancer.to_str().unwrap()])
+        .args([
+            "--registration",
+            "127.0.0.1:0",
+            "--directory",
+            "127.0.0.1:0",
+        ])
+        .args(["--proxy", "127.0.0.1:0", "--admin", ""])
+        .env_remove("RUST_LOG")
+        .env_remove("DSF__LOG__LEVEL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !read().contains(" INFO "),
+        "warn level logs no info line:\n{}",
+        read()
+    );
+    write(
+        &f.balancer,
+        "[log]\nlevel = \"debug\"\n[balancer]\nalgorithm = \"p2c\"\n",
+    );
+    common::process::signal(child.id(), "HUP");
+    wait_for(
+        "info lines after the reload",
+        Duration::from_secs(10),
+        read,
+        || read().contains("reload: configuration taken live"),
+    );
+    assert!(read().contains("log level changed"), "{}", read());
+    let _ = child.kill();
+    let _ = child.wait();
+}
