@@ -214,7 +214,7 @@ pub fn reload_tls(tls: &crate::tls::Tls) {
     match tls.reload() {
         Ok(()) => tracing::info!(
             serial = tls.serial().as_deref().unwrap_or("-"),
-            "reload: certificates read again; new handshakes use them"
+            "reload: certificates reloaded; new handshakes use them"
         ),
         Err(e) => tracing::error!(
             error = %e,
