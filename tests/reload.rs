@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Balancer, Node};
+use common::cluster::{bench, bench_report, bench_spawn, Balancer, Node};
 use common::process::http_get;
 use common::wire::Wire;
 use serde_json::{json, Value};
@@ -126,6 +126,12 @@ fn sighup_changes_algorithm_and_weight_and_connections_stay_open() {
         "consistent hashing puts one key on one node"
     );
 
+    // Load across the reload: `dsf bench` through the proxy, and the client library
+    // on one connection, each request counted.
+    let load = bench_spawn(bench(&lb.proxy, "sys.echo", 8, 4, "3s"));
+    let client = library_load(&lb.proxy);
+    std::thread::sleep(Duration::from_millis(1000));
+
     write(&f.balancer, "[balancer]\nalgorithm = \"round_robin\"\n");
     write(&f.node_a, "[node]\nweight = 7\n");
     lb.proc.signal("HUP");
@@ -177,7 +183,61 @@ fn sighup_changes_algorithm_and_weight_and_connections_stay_open() {
         a.proc.logs()
     );
     assert!(lb.proc.logs().contains("reweighted"), "{}", lb.proc.logs());
+    let report = bench_report(load);
+    let (ok, failed) = client.finish();
+    eprintln!("across the reload: bench {report}; client library {ok} ok, {failed} failed");
+    assert_eq!(report["errors"], json!(0), "{report}");
+    assert_eq!(report["failed_conns"], json!(0), "{report}");
+    assert!(
+        ok > 0 && failed == 0,
+        "client library: {ok} ok, {failed} failed"
+    );
     drop(b);
+}
+
+/// Requests sent one after another over one client-library connection until
+/// [`LibraryLoad::finish`].
+struct LibraryLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl LibraryLoad {
+    /// Stops the load; `(succeeded, failed)`.
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn library_load(addr: &str) -> LibraryLoad {
+    use dsf::client::{CallOptions, Connection};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, addr) = (stop.clone(), addr.to_owned());
+    let thread = std::thread::spawn(move || {
+        smol::block_on(async move {
+            let conn = Connection::connect(&addr, Duration::from_secs(2))
+                .await
+                .expect("connect to the proxy");
+            let (mut ok, mut failed) = (0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = conn
+                    .call_timeout(
+                        "sys.ping",
+                        json!({}),
+                        &CallOptions::default(),
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                match r {
+                    Ok(resp) if resp.result.is_ok() => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    });
+    LibraryLoad { stop, thread }
 }
 
 #[test]
