@@ -38,3 +38,71 @@ impl Membership {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::membership::{InMemory, NodeRecord};
+    use crate::balancer::selection::Algorithm;
+    use crate::config::BalancerConfig;
+
+    fn record(node: &str) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            service: "dsf".into(),
+            addr: "127.0.0.1:7001".into(),
+            weight: 1,
+            ops: Vec::new(),
+            idempotent: Vec::new(),
+            draining: false,
+            conns: 0,
+            inflight: 0,
+            heartbeat_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn new_settings_rebuild_the_selectors_over_the_same_members() {
+        let cfg = BalancerConfig::default();
+        let m = Membership::new(Settings::from_config(&cfg).unwrap(), Arc::new(InMemory));
+        m.register(1, record("a")).unwrap();
+        m.register(1, record("b")).unwrap();
+        let before = m.snapshot();
+        assert_eq!(
+            before.service("dsf").unwrap().algorithm,
+            Algorithm::ConsistentHash
+        );
+        let load = before.nodes[0].load.clone();
+        let mut cfg = cfg;
+        cfg.algorithm = "round_robin".into();
+        m.reconfigure(Settings::from_config(&cfg).unwrap());
+        let after = m.snapshot();
+        assert!(after.generation > before.generation);
+        assert_eq!(
+            after.service("dsf").unwrap().algorithm,
+            Algorithm::RoundRobin
+        );
+        assert_eq!(after.nodes.len(), 2, "the members stay");
+        assert!(
+            Arc::ptr_eq(&after.nodes[0].load, &load),
+            "live load is kept"
+        );
+    }
+
+    #[test]
+    fn a_new_weight_rebuilds_only_when_it_differs_and_only_for_the_holder() {
+        let cfg = BalancerConfig::default();
+        let m = Membership::new(Settings::from_config(&cfg).unwrap(), Arc::new(InMemory));
+        m.register(1, record("a")).unwrap();
+        let g = m.snapshot().generation;
+        m.set_weight(1, "a", 1).unwrap();
+        assert_eq!(m.snapshot().generation, g, "same weight: no rebuild");
+        assert!(
+            m.set_weight(2, "a", 9).is_err(),
+            "another connection may not"
+        );
+        m.set_weight(1, "a", 9).unwrap();
+        assert_eq!(m.snapshot().nodes[0].weight, 9);
+        assert!(m.events().iter().any(|e| e.change == "reweighted"));
+    }
+}

@@ -324,11 +324,14 @@ impl Conn {
     fn take_slice(&mut self, bytes: &[u8]) -> usize {
         let mut at = 0;
         let mut frames = 0;
+        let max_inflight = self.shared.limits.load().max_inflight_per_connection;
+        // The frame bound is the connection's own, fixed when it was accepted.
+        let max_frame = self.dec.max_frame();
         while self.stop == Stop::No {
-            if self.inflight >= self.shared.limits.load().max_inflight_per_connection {
+            if self.inflight >= max_inflight {
                 break;
             }
-            match split_frame(&bytes[at..], self.shared.limits.load().max_frame) {
+            match split_frame(&bytes[at..], max_frame) {
                 Ok(Some(range)) => {
                     let payload = &bytes[at + range.start..at + range.end];
                     at += range.end;
