@@ -19,7 +19,7 @@
   liveKeys = {
     log = ["level"];
     limits = ["max_frame" "max_connections" "max_inflight_per_connection" "max_inflight" "idle_timeout" "drain_timeout"];
-    balancer = ["algorithm" "vnodes" "load_factor" "services"];
+    balancer = ["algorithm" "vnodes" "load_factor" "services" "outlier"];
     node = ["weight"];
     cache = ["ttl" "negative_ttl"];
     store = ["pool_min" "pool_max"];

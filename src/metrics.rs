@@ -39,7 +39,7 @@ pub const BYTES_IN: &str = "dsf_bytes_received_total";
 /// Bytes written to clients, by `listener`.
 pub const BYTES_OUT: &str = "dsf_bytes_sent_total";
 
-/// Balancer: members by `state` (healthy, draining, unhealthy).
+/// Balancer: members by `state` (healthy, draining, unhealthy, ejected).
 pub const BALANCER_NODES: &str = "dsf_balancer_nodes";
 /// Balancer: requests the proxy forwarded, by `node`.
 pub const BALANCER_PROXIED: &str = "dsf_balancer_proxied_total";
@@ -51,6 +51,8 @@ pub const BALANCER_RETRIES: &str = "dsf_balancer_retries_total";
 pub const LEASE_EXPIRIES: &str = "dsf_balancer_lease_expiries_total";
 /// Balancer: membership changes, by `change` (joined, left, draining, …).
 pub const MEMBERSHIP_CHANGES: &str = "dsf_balancer_membership_changes_total";
+/// Balancer: outlier ejections (the proxy could not reach a node), by `service` and `node`.
+pub const BALANCER_EJECTIONS: &str = "dsf_balancer_node_ejections_total";
 /// Balancer: members by `service` and `state`.
 pub const BALANCER_SERVICE_NODES: &str = "dsf_balancer_service_nodes";
 
@@ -138,12 +140,12 @@ fn describe() {
     describe_gauge!(
         BALANCER_NODES,
         Unit::Count,
-        "Members of the balancer, by state (healthy, draining, unhealthy)."
+        "Members of the balancer, by state (healthy, draining, unhealthy, ejected)."
     );
     describe_gauge!(
         BALANCER_SERVICE_NODES,
         Unit::Count,
-        "Members of the balancer, by service and state (healthy, draining, unhealthy)."
+        "Members of the balancer, by service and state (healthy, draining, unhealthy, ejected)."
     );
     describe_counter!(
         BALANCER_PROXIED,
@@ -161,6 +163,11 @@ fn describe() {
         "Proxied requests repeated on another node after their node failed."
     );
     describe_counter!(
+        BALANCER_EJECTIONS,
+        Unit::Count,
+        "Nodes taken out of selection because the proxy could not reach them (outlier ejection), by service and node."
+    );
+    describe_counter!(
         LEASE_EXPIRIES,
         Unit::Count,
         "Node leases that ended because no heartbeat came within balancer.lease_ttl."
@@ -168,7 +175,7 @@ fn describe() {
     describe_counter!(
         MEMBERSHIP_CHANGES,
         Unit::Count,
-        "Membership changes, by change (joined, left, draining, unhealthy, recovered)."
+        "Membership changes, by change (joined, left, draining, unhealthy, recovered, ejected, readmitted)."
     );
     describe_gauge!(
         READINESS_CHECK,

@@ -216,6 +216,14 @@ impl Balancer {
                 .max(Duration::from_millis(10)),
             shutdown.clone(),
         ));
+        let prober = rt.spawn(proxy::probe::run(
+            membership.clone(),
+            proxy::probe::ProbeOptions {
+                connect_timeout: b.connect_timeout.min(cfg.limits.request_timeout),
+                tls: tls.as_ref().and_then(|t| t.connector()),
+            },
+            shutdown.clone(),
+        ));
         let watcher =
             shared.map(|r| rt.spawn(r.run(membership.clone(), b.heartbeat, shutdown.clone())));
         // Under systemd (`Type=notify`), STOPPING=1 as soon as the drain begins.
@@ -237,7 +245,7 @@ impl Balancer {
             proxy::ProxyOptions {
                 conns_per_node: b.proxy_conns_per_node,
                 request_timeout: cfg.limits.request_timeout,
-                connect_timeout: Duration::from_secs(1).min(cfg.limits.request_timeout),
+                connect_timeout: b.connect_timeout.min(cfg.limits.request_timeout),
                 max_frame: cfg.limits.max_frame,
                 tls: tls.as_ref().and_then(|t| t.connector()),
             },
@@ -261,6 +269,7 @@ impl Balancer {
             )
             .await;
             sweeper.await;
+            prober.await;
             if let Some(w) = watcher {
                 w.await;
             }

@@ -8,8 +8,9 @@
 use super::selection::{self, Algorithm, Backend, Selector};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A node's place in the membership (PROTOCOL §5, `lb.nodes` field `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -21,6 +22,9 @@ pub enum NodeState {
     Draining,
     /// Missed heartbeats; takes new work only when its service has no healthy node.
     Unhealthy,
+    /// Heartbeats arrive but the proxy cannot reach it (outlier ejection); takes new
+    /// work only when its service has no healthy node, until a probe is answered.
+    Ejected,
 }
 
 impl NodeState {
@@ -30,8 +34,17 @@ impl NodeState {
             NodeState::Healthy => "healthy",
             NodeState::Draining => "draining",
             NodeState::Unhealthy => "unhealthy",
+            NodeState::Ejected => "ejected",
         }
     }
+
+    /// Every state, for metrics that list each.
+    pub const ALL: [NodeState; 4] = [
+        NodeState::Healthy,
+        NodeState::Draining,
+        NodeState::Unhealthy,
+        NodeState::Ejected,
+    ];
 }
 
 /// A load figure as the selectors see it: this balancer's own count plus whatever
@@ -98,9 +111,26 @@ pub struct NodeLoad {
     pub proxied: AtomicU64,
     /// Times the directory assigned this node to a client.
     pub assigned: AtomicU64,
+    /// The proxy's local-origin failures on this node since its last answer.
+    pub failures: AtomicU32,
 }
 
 impl NodeLoad {
+    /// The node answered: its run of failures ends. Called on every response, so it
+    /// writes the shared counter only when there is something to reset.
+    pub fn answered(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// One more failure in a row; returns how many now.
+    pub fn failed(&self) -> u32 {
+        self.failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
     /// Applies a heartbeat's figures.
     pub fn report(&self, conns: u64, inflight: u64) {
         self.reported_conns.store(conns, Ordering::Relaxed);
@@ -125,8 +155,11 @@ pub struct Member {
     pub ops: Vec<String>,
     /// Operations it declared safe to repeat.
     pub idempotent: Vec<String>,
-    /// Healthy, draining or unhealthy.
+    /// Healthy, draining, unhealthy or ejected.
     pub state: NodeState,
+    /// How long the proxy waits for an answer before counting a failure (outlier
+    /// ejection); `None` when ejection is off for the node's service.
+    pub response_timeout: Option<Duration>,
     /// Live load, shared with the membership table and the proxy.
     pub load: Arc<NodeLoad>,
 }
@@ -230,14 +263,15 @@ impl Snapshot {
         let mut services = BTreeMap::new();
         let mut routes = Vec::new();
         for (name, group_members) in by_service {
-            // Unhealthy nodes are a last resort: used only when nothing healthy is left.
+            // Unhealthy and ejected nodes are a last resort: used only when nothing
+            // healthy is left.
             let any_healthy = group_members.iter().any(|m| m.state == NodeState::Healthy);
             let backends: Arc<[Backend]> = group_members
                 .iter()
                 .map(|m| {
                     let weight = match m.state {
                         NodeState::Healthy => m.weight,
-                        NodeState::Unhealthy if !any_healthy => m.weight,
+                        NodeState::Unhealthy | NodeState::Ejected if !any_healthy => m.weight,
                         _ => 0,
                     };
                     Backend {

@@ -126,7 +126,7 @@ fn ring_shares(
                 group
                     .members
                     .iter()
-                    .filter(|m| m.state != NodeState::Unhealthy)
+                    .filter(|m| !matches!(m.state, NodeState::Unhealthy | NodeState::Ejected))
                     .map(|m| (m.id.to_string(), m.weight.max(1))),
                 vnodes,
             );
@@ -184,11 +184,7 @@ fn traffic_shares(snap: &Snapshot, traffic: &Mutex<Traffic>) -> (HashMap<String,
 
 /// Sets the gauges and per-node totals from the snapshot (run before each render).
 fn publish_metrics(snap: &Snapshot) {
-    for state in [
-        NodeState::Healthy,
-        NodeState::Draining,
-        NodeState::Unhealthy,
-    ] {
+    for state in NodeState::ALL {
         let n = snap.nodes.iter().filter(|n| n.state == state).count();
         metrics::gauge!(m::BALANCER_NODES, "state" => state.as_str()).set(n as f64);
     }
@@ -202,11 +198,7 @@ fn publish_metrics(snap: &Snapshot) {
         }
     }
     for service in seen.iter() {
-        for state in [
-            NodeState::Healthy,
-            NodeState::Draining,
-            NodeState::Unhealthy,
-        ] {
+        for state in NodeState::ALL {
             let count = snap
                 .nodes
                 .iter()
@@ -219,6 +211,10 @@ fn publish_metrics(snap: &Snapshot) {
     drop(seen);
     for n in &snap.nodes {
         let node = n.id.to_string();
+        // Every member has its ejection series from the start (at 0), so that an
+        // increase is seen from the first ejection on.
+        metrics::counter!(m::BALANCER_EJECTIONS, "service" => n.service.to_string(), "node" => node.clone())
+            .increment(0);
         metrics::counter!(m::BALANCER_PROXIED, "node" => node.clone())
             .absolute(n.load.proxied.load(Ordering::Relaxed));
         metrics::counter!(m::BALANCER_ASSIGNMENTS, "node" => node)

@@ -10,11 +10,13 @@
 //! at the repository root lists every key with its default.
 
 mod loader;
+mod outlier;
 pub mod reload;
 mod sections;
 mod validate;
 
 pub use loader::Loader;
+pub use outlier::*;
 pub use sections::*;
 
 use serde::{Deserialize, Serialize};

@@ -15,8 +15,9 @@ use serde_json::Value;
 /// - `log.level`: the log filter is swapped.
 /// - `limits.*` except `request_timeout` and `slow_request`: bounds read by the
 ///   listeners; connections accepted after the reload use the new ones.
-/// - the balancer's selection: `algorithm`, `vnodes`, `load_factor` and the
-///   per-service settings; selectors are rebuilt over the same members.
+/// - the balancer's selection: `algorithm`, `vnodes`, `load_factor`, outlier
+///   ejection (`balancer.outlier.*`) and the per-service settings; selectors are
+///   rebuilt over the same members, ejections in progress stay.
 /// - `node.weight`: carried to the balancer on the next heartbeat.
 /// - `cache.ttl`, `cache.negative_ttl`: entries written after the reload.
 /// - `store.pool_min`, `store.pool_max`: a MySQL pool of the new size replaces the
@@ -36,6 +37,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "balancer.vnodes",
     "balancer.load_factor",
     "balancer.services.",
+    "balancer.outlier.",
     "node.weight",
     "cache.ttl",
     "cache.negative_ttl",

@@ -323,6 +323,10 @@ impl ClusterConfig {
     }
 }
 
+/// Default bound on the proxy opening a node connection: a reachable node on a LAN
+/// answers a connect in well under a millisecond, so a second is already generous.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// `[balancer]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -349,6 +353,11 @@ pub struct BalancerConfig {
     pub redis: String,
     /// Pooled proxy connections per node.
     pub proxy_conns_per_node: usize,
+    /// Bound on the proxy opening a node connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Passive health checking: ejecting nodes the proxy cannot reach.
+    pub outlier: super::OutlierConfig,
     /// Per-service overrides.
     pub services: std::collections::BTreeMap<String, ServiceConfig>,
 }
@@ -359,6 +368,8 @@ pub struct BalancerConfig {
 pub struct ServiceConfig {
     /// Selection algorithm for this service; empty = the balancer default.
     pub algorithm: String,
+    /// Outlier ejection keys that differ from `[balancer.outlier]`.
+    pub outlier: super::ServiceOutlierConfig,
 }
 
 impl Default for BalancerConfig {
@@ -374,6 +385,8 @@ impl Default for BalancerConfig {
             load_factor: 1.25,
             redis: String::new(),
             proxy_conns_per_node: 4,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            outlier: Default::default(),
             services: Default::default(),
         }
     }

@@ -150,6 +150,7 @@ fn reload_sorts_changed_keys_into_live_and_restart() {
         "kv".into(),
         ServiceConfig {
             algorithm: "p2c".into(),
+            ..Default::default()
         },
     );
     new.node.weight = 5;
@@ -197,4 +198,43 @@ fn a_refused_value_names_its_key() {
     let f = file("[node]\nweight = \"heavy\"\n");
     let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
     assert_eq!(e.key().as_deref(), Some("node.weight"), "{e}");
+}
+
+/// Per-service outlier keys replace only themselves; nonsense is refused naming the
+/// service and the key.
+#[test]
+fn outlier_settings_per_service_and_checked() {
+    let f = file(
+        "[balancer.outlier]\nconsecutive_failures = 4\n\
+         [balancer.services.reports.outlier]\nresponse_timeout = \"30s\"\n",
+    );
+    let cfg = Loader::new(Some(f.path())).load_from_env([]).unwrap();
+    cfg.validate().unwrap();
+    let reports = cfg
+        .balancer
+        .outlier
+        .with(&cfg.balancer.services["reports"].outlier);
+    assert_eq!(reports.consecutive_failures, 4);
+    assert_eq!(reports.response_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(reports.base_ejection, DEFAULT_BASE_EJECTION);
+
+    let f = file("[balancer.services.reports.outlier]\nmax_ejection_percent = 150\n");
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("reports.outlier.max_ejection_percent"),
+        "{err}"
+    );
+
+    let f = file("[balancer.outlier]\nbase_ejection = \"10s\"\nmax_ejection = \"5s\"\n");
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("balancer.outlier") && err.contains("max_ejection"),
+        "{err}"
+    );
 }

@@ -105,6 +105,23 @@ impl Config {
         if b.vnodes == 0 {
             return Err(invalid("balancer.vnodes", "expected at least 1"));
         }
+        if b.connect_timeout.is_zero() {
+            return Err(invalid(
+                "balancer.connect_timeout",
+                "expected a positive duration such as \"1s\"",
+            ));
+        }
+        if let Some((key, problem)) = b.outlier.problem() {
+            return Err(invalid("balancer.outlier", format!("{key}: {problem}")));
+        }
+        for (name, svc) in &b.services {
+            if let Some((key, problem)) = b.outlier.with(&svc.outlier).problem() {
+                return Err(invalid(
+                    "balancer.services",
+                    format!("{name}.outlier.{key}: {problem}"),
+                ));
+            }
+        }
         if !self.admin.listen.is_empty() {
             check_addr("admin.listen", &self.admin.listen)?;
         }

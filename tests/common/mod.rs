@@ -4,5 +4,6 @@
 pub mod cluster;
 pub mod pki;
 pub mod process;
+pub mod relay;
 pub mod stores;
 pub mod wire;

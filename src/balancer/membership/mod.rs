@@ -10,8 +10,10 @@
 //! A lease ends when its node deregisters, when the registration connection that
 //! holds it closes, or when `lease_ttl` passes without a heartbeat. A node that has
 //! missed two heartbeats (but still holds its lease) is `unhealthy` and takes new work
-//! only if its service has nothing healthy left. Every change is logged with the node
-//! and the reason, and the last [`EVENT_LOG_LEN`] are kept for status views.
+//! only if its service has nothing healthy left. A node the proxy cannot reach is
+//! `ejected` for a while even though it heartbeats ([`outlier`], `eject.rs`). Every
+//! change is logged with the node and the reason, and the last [`EVENT_LOG_LEN`] are
+//! kept for status views.
 //!
 //! A node announced by another balancer reaches this one a little late (its renewal
 //! is written after its heartbeat, and read here once per heartbeat interval), so its
@@ -19,7 +21,9 @@
 //! balancer last saw that heartbeat advance: a late copy is not a missed heartbeat.
 
 pub mod discovery;
+mod eject;
 mod live;
+pub mod outlier;
 mod publish;
 pub mod record;
 pub mod redis;
@@ -75,6 +79,8 @@ struct Table {
     withdrawn: HashMap<String, u64>,
     /// Live load per member, kept across rebuilds.
     loads: HashMap<String, Arc<NodeLoad>>,
+    /// Ejection history of members the proxy has ejected at least once.
+    outliers: HashMap<String, outlier::Ejection>,
     /// The shape the current snapshot was built from.
     shape: Vec<Shape>,
     /// Rebuilds so far.

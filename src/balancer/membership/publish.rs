@@ -13,17 +13,19 @@ impl Membership {
         let settings = self.settings.load_full();
         let unhealthy_after = settings.unhealthy_after();
         let mut view: Vec<(NodeRecord, NodeState)> = Vec::new();
+        let ejected = |id: &str| t.outliers.get(id).is_some_and(|e| e.ejected());
         for lease in t.local.values() {
             let silent = at.saturating_duration_since(lease.renewed);
+            let state = state(&lease.record, silent, unhealthy_after);
             view.push((
                 lease.record.clone(),
-                state(&lease.record, silent, unhealthy_after),
+                eject(state, ejected(&lease.record.node)),
             ));
         }
         for (id, r) in &t.remote {
             if !t.local.contains_key(id) {
                 let state = state(&r.record, r.silent(at), unhealthy_after);
-                view.push((r.record.clone(), state));
+                view.push((r.record.clone(), eject(state, ejected(id))));
             }
         }
         view.sort_by(|a, b| a.0.node.cmp(&b.0.node));
@@ -57,18 +59,22 @@ impl Membership {
             t.shape.iter().map(|s| (s.0.as_str(), s.6)).collect();
         for (r, s) in &view {
             match (before.get(r.node.as_str()), s) {
-                (Some(NodeState::Healthy), NodeState::Unhealthy) => self.event(
-                    &r.node,
-                    "unhealthy",
-                    format!("no heartbeat for over {} ms", unhealthy_after.as_millis()),
-                ),
-                (Some(NodeState::Unhealthy), NodeState::Healthy) => {
+                (Some(NodeState::Healthy | NodeState::Ejected), NodeState::Unhealthy) => self
+                    .event(
+                        &r.node,
+                        "unhealthy",
+                        format!("no heartbeat for over {} ms", unhealthy_after.as_millis()),
+                    ),
+                (Some(NodeState::Unhealthy), NodeState::Healthy | NodeState::Ejected) => {
                     self.event(&r.node, "recovered", "heartbeat resumed".into())
                 }
                 _ => {}
             }
         }
         t.loads
+            .retain(|id, _| view.iter().any(|(r, _)| &r.node == id));
+        // A node that left starts afresh if it comes back (a restarted process).
+        t.outliers
             .retain(|id, _| view.iter().any(|(r, _)| &r.node == id));
         let members: Vec<Arc<Member>> = view
             .iter()
@@ -90,6 +96,10 @@ impl Membership {
                     ops: r.ops.clone(),
                     idempotent: r.idempotent.clone(),
                     state: *s,
+                    response_timeout: {
+                        let o = settings.outlier(&r.service);
+                        o.enabled.then_some(o.response_timeout)
+                    },
                     load,
                 })
             })
@@ -104,6 +114,16 @@ impl Membership {
             "membership snapshot rebuilt"
         );
         self.current.store(Arc::new(snapshot));
+    }
+}
+
+/// A node the proxy ejected shows `ejected` while its heartbeats say healthy; drain
+/// and missed heartbeats say more and win.
+fn eject(state: NodeState, ejected: bool) -> NodeState {
+    if ejected && state == NodeState::Healthy {
+        NodeState::Ejected
+    } else {
+        state
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::balancer::error::BalancerError;
 use crate::balancer::selection::{self, Algorithm};
 use crate::balancer::snapshot::BuildOptions;
-use crate::config::BalancerConfig;
+use crate::config::{BalancerConfig, OutlierConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,8 +16,8 @@ pub struct Event {
     pub unix_ms: u64,
     /// Which node.
     pub node: String,
-    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy`, `recovered` or
-    /// `reweighted`.
+    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy`, `recovered`, `ejected`,
+    /// `readmitted` or `reweighted`.
     pub change: &'static str,
     /// Why, for the operator reading the log.
     pub reason: String,
@@ -32,6 +32,10 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// How selectors are built.
     pub build: BuildOptions,
+    /// Outlier ejection for services without their own.
+    pub outlier: OutlierConfig,
+    /// Outlier ejection of services that override some of it.
+    pub service_outliers: BTreeMap<String, OutlierConfig>,
 }
 
 impl Settings {
@@ -43,7 +47,11 @@ impl Settings {
         };
         let default_algorithm = parse("algorithm".into(), &cfg.algorithm)?;
         let mut service_algorithms = BTreeMap::new();
+        let mut service_outliers = BTreeMap::new();
         for (name, svc) in &cfg.services {
+            if svc.outlier != Default::default() {
+                service_outliers.insert(name.clone(), cfg.outlier.with(&svc.outlier));
+            }
             if !svc.algorithm.is_empty() {
                 let alg = parse(format!("services.{name}.algorithm"), &svc.algorithm)?;
                 service_algorithms.insert(name.clone(), alg);
@@ -60,7 +68,14 @@ impl Settings {
                     load_factor: cfg.load_factor,
                 },
             },
+            outlier: cfg.outlier.clone(),
+            service_outliers,
         })
+    }
+
+    /// The outlier ejection settings of `service`.
+    pub fn outlier(&self, service: &str) -> &OutlierConfig {
+        self.service_outliers.get(service).unwrap_or(&self.outlier)
     }
 
     /// Silence after which a node counts as unhealthy: two missed heartbeats.

@@ -18,6 +18,8 @@ fn settings(alg: Algorithm) -> Settings {
             service_algorithms: BTreeMap::new(),
             selection: selection::Options::default(),
         },
+        outlier: Default::default(),
+        service_outliers: BTreeMap::new(),
     }
 }
 

@@ -37,6 +37,14 @@ pub struct Job {
     pub deadline: Instant,
     /// Whether this is already the second try.
     pub retried: bool,
+    /// When the node holding it should have answered (outlier ejection); `None` when
+    /// ejection is off for its service.
+    pub answer_by: Option<Instant>,
+    /// Its lateness was already dealt with (counted, moved on).
+    pub overdue: bool,
+    /// Responses its connection had received when it was sent there (wrapping; 32
+    /// bits keep the job, which is moved at every hand-off, small).
+    pub answers_mark: u32,
     /// The node holding the request, counted in its in-flight load meanwhile.
     at: Option<Arc<Member>>,
     /// Taken when the job is answered.
@@ -58,6 +66,9 @@ impl Job {
             conn,
             deadline,
             retried: false,
+            answer_by: None,
+            overdue: false,
+            answers_mark: 0,
             at: None,
             reply: Some(reply),
             payload,
@@ -74,9 +85,12 @@ impl Job {
         scan::encode_with_id(out, &self.payload, &self.id_span, wire_id);
     }
 
-    /// Records that `member` holds the request, counting it in the node's in-flight load.
-    pub fn place(&mut self, member: Arc<Member>) {
+    /// Records that `member` holds the request from `now`, counting it in the node's
+    /// in-flight load.
+    pub fn place(&mut self, member: Arc<Member>, now: Instant) {
         member.load.inflight.add();
+        self.answer_by = member.response_timeout.map(|t| now + t);
+        self.overdue = false;
         if let Some(old) = self.at.replace(member) {
             old.load.inflight.sub();
         }
@@ -87,6 +101,11 @@ impl Job {
         let m = self.at.take()?;
         m.load.inflight.sub();
         Some(m)
+    }
+
+    /// The node holding the request.
+    pub fn member(&self) -> Option<&Arc<Member>> {
+        self.at.as_ref()
     }
 
     /// The id of the node holding the request, for errors and logs.
@@ -100,7 +119,9 @@ impl Job {
     /// Answers with a node's response `payload`, whose id at `span` becomes the
     /// client's.
     pub fn respond(mut self, payload: &[u8], span: &Range<usize>) {
-        self.unplace();
+        if let Some(m) = self.unplace() {
+            m.load.answered();
+        }
         let mut frame = Vec::new();
         scan::encode_with_id(&mut frame, payload, span, self.client_id);
         self.deliver(frame);

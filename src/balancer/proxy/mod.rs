@@ -12,6 +12,12 @@
 //! otherwise the client gets
 //! `unavailable`. Every request is bounded by `limits.request_timeout`.
 //!
+//! Passive health checking: connect failures, connect timeouts and requests left
+//! unanswered for the service's `outlier.response_timeout` are reported to the
+//! membership, which ejects a node after enough of them in a row; an unanswered
+//! request the node declared idempotent moves to the next node at that point.
+//! [`probe`] brings ejected nodes back.
+//!
 //! Requests are relayed as bytes: [`scan`](crate::protocol::scan) reads `id`, `type` and `key`
 //! (checking that the payload is valid JSON), and [`pool`] swaps ids in
 //! place. No JSON value is built and no task is spawned per request. Payloads of an
@@ -22,9 +28,11 @@ use crate::balancer::error::BalancerError;
 use crate::tls::Connector;
 pub mod job;
 pub mod pool;
+pub mod probe;
 
+use crate::balancer::membership::outlier::Failure;
 use crate::balancer::membership::Membership;
-use crate::balancer::snapshot::{Group, Member, NodeLoad, Snapshot};
+use crate::balancer::snapshot::{Group, Member, NodeLoad, NodeState, Snapshot};
 use crate::protocol::scan;
 use crate::protocol::{ApiError, Request, Response};
 use crate::runtime::{mailbox::Mailbox, BoxFuture, ConnMeta, Service};
@@ -269,9 +277,13 @@ impl Inner {
         let keep: HashMap<Arc<str>, Arc<NodePool>> = current
             .iter()
             .filter(|(id, pool)| {
+                // An ejected node's connections go too: when it is readmitted, fresh
+                // ones are opened rather than reusing ones that may be dead.
                 snap.nodes
                     .binary_search_by(|m| (*m.id).cmp(id))
-                    .is_ok_and(|i| snap.nodes[i].addr == pool.addr)
+                    .is_ok_and(|i| {
+                        snap.nodes[i].addr == pool.addr && snap.nodes[i].state != NodeState::Ejected
+                    })
             })
             .map(|(id, pool)| (id.clone(), pool.clone()))
             .collect();
@@ -317,7 +329,7 @@ impl Inner {
     fn send(&self, mut job: Job, member: Arc<Member>) {
         let pool = self.pool(&member);
         member.load.proxied.fetch_add(1, Ordering::Relaxed);
-        job.place(member);
+        job.place(member, Instant::now());
         let affinity = Some(job.conn);
         pool.send(job, affinity);
     }
@@ -366,6 +378,34 @@ impl Failover for Inner {
             Ok(second) => self.send(job, second),
             Err(e) => job.fail(&e),
         }
+    }
+
+    /// An unanswered request moves to another node only if it is harmless to repeat
+    /// and another node can take it; otherwise it keeps waiting for its node until
+    /// the request deadline.
+    fn alternative(&self, job: &Job) -> Option<Arc<Member>> {
+        let node = job.member()?;
+        let head = job.head()?;
+        if !node.idempotent(head.op) {
+            return None;
+        }
+        let snap = self.membership.snapshot();
+        self.choose(job.conn, &snap, head.op, head.key, Some(&node.id))
+            .ok()
+            .filter(|second| second.id != node.id)
+    }
+
+    fn resend(&self, mut job: Job, to: Arc<Member>) {
+        if let Some(node) = job.unplace() {
+            tracing::debug!(node = %node.id, to = %to.id, "no answer within the response timeout; request repeated on another node");
+        }
+        metrics::counter!(crate::metrics::BALANCER_RETRIES).increment(1);
+        job.retried = true;
+        self.send(job, to);
+    }
+
+    fn node_failed(&self, member: &Member, failure: Failure) {
+        self.membership.failed(member, failure);
     }
 }
 

@@ -14,6 +14,8 @@
 
 use super::job::Job;
 use crate::balancer::error::BalancerError;
+use crate::balancer::membership::outlier::Failure;
+use crate::balancer::snapshot::Member;
 use crate::protocol::scan;
 use crate::protocol::FrameDecoder;
 use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
@@ -62,6 +64,16 @@ type Pending = HashMap<u64, Job, BuildHasherDefault<WireIdHasher>>;
 pub trait Failover: Send + Sync + 'static {
     /// `job`'s connection failed; `sent` if the request may have reached the node.
     fn failed(&self, job: Job, sent: bool);
+
+    /// Another node for `job`, which got no answer within its node's response
+    /// timeout, if repeating it there is harmless (it is not moved yet).
+    fn alternative(&self, job: &Job) -> Option<Arc<Member>>;
+
+    /// Sends `job` to `to`, the [`alternative`](Self::alternative) found for it.
+    fn resend(&self, job: Job, to: Arc<Member>);
+
+    /// Traffic to `member` failed locally (counts towards ejecting it).
+    fn node_failed(&self, member: &Member, failure: Failure);
 }
 
 /// How a pool's connections behave.
@@ -168,6 +180,10 @@ struct ConnState {
     retired: bool,
     /// The socket once connected, to shut it down from any task.
     stream: Option<async_net::TcpStream>,
+    /// Responses received so far. A request overdue while this has not moved since
+    /// it was sent met a silent connection, which is what counts against the node: a
+    /// slow request on a connection that keeps answering others is not a lost path.
+    answers: u32,
 }
 
 struct Shared {
@@ -180,8 +196,9 @@ impl Shared {
         self.state.lock().expect("node connection lock")
     }
 
-    /// Marks the connection failed and hands every pending job to the failover.
-    fn fail(&self) {
+    /// Marks the connection failed and hands every pending job to the failover;
+    /// `cause`, when the node is to blame, counts once against it.
+    fn fail(&self, cause: Option<Failure>) {
         let (pending, written, waker, stream) = {
             let mut s = self.lock();
             s.phase = Phase::Closed;
@@ -200,6 +217,11 @@ impl Shared {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
         let failover = self.failover.upgrade();
+        if let (Some(f), Some(cause)) = (&failover, cause) {
+            if let Some(m) = pending.values().find_map(Job::member) {
+                f.node_failed(m, cause);
+            }
+        }
         for (wire_id, job) in pending {
             let sent = wire_id <= written;
             match &failover {
@@ -220,7 +242,7 @@ impl Shared {
             s.retired && s.pending.is_empty() && s.phase != Phase::Closed
         };
         if done {
-            self.fail();
+            self.fail(None);
         }
     }
 }
@@ -251,6 +273,7 @@ impl NodeConn {
                 writer: None,
                 retired: false,
                 stream: None,
+                answers: 0,
             }),
             failover,
         });
@@ -260,12 +283,13 @@ impl NodeConn {
     }
 
     /// Queues `job`'s frame for the writer; `Err(job)` if the connection has failed.
-    fn submit(&self, job: Job) -> Result<(), Job> {
+    fn submit(&self, mut job: Job) -> Result<(), Job> {
         let waker = {
             let mut s = self.shared.lock();
             if s.phase == Phase::Closed {
                 return Err(job);
             }
+            job.answers_mark = s.answers;
             let id = s.next_id;
             s.next_id += 1;
             job.encode(&mut s.out, id);
@@ -286,7 +310,11 @@ async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed to open");
-            shared.fail();
+            shared.fail(Some(if e.kind() == io::ErrorKind::TimedOut {
+                Failure::ConnectTimeout
+            } else {
+                Failure::ConnectFailed
+            }));
             return;
         }
     };
@@ -303,7 +331,7 @@ async fn run(shared: Arc<Shared>, addr: Arc<str>, opts: ConnOptions) {
     if let Err(e) = write_loop(&shared, writer).await {
         tracing::debug!(addr = %addr, error = %e, "proxy connection to node failed on write");
     }
-    shared.fail();
+    shared.fail(None);
 }
 
 async fn write_loop(shared: &Shared, mut stream: WriteHalf) -> io::Result<()> {
@@ -372,7 +400,7 @@ async fn read_loop(shared: Arc<Shared>, mut stream: ReadHalf, max_frame: usize) 
     if let Err(e) = result {
         tracing::debug!(error = %e, "proxy connection to node failed on read");
     }
-    shared.fail();
+    shared.fail(None);
 }
 
 /// Hands one response to its job.
@@ -383,7 +411,11 @@ fn answer(shared: &Shared, payload: &[u8]) {
         tracing::debug!("node sent a response without id");
         return;
     };
-    let job = shared.lock().pending.remove(&id);
+    let job = {
+        let mut s = shared.lock();
+        s.answers = s.answers.wrapping_add(1);
+        s.pending.remove(&id)
+    };
     // None: the job timed out already.
     if let Some(job) = job {
         job.respond(payload, &span);
@@ -391,14 +423,18 @@ fn answer(shared: &Shared, payload: &[u8]) {
 }
 
 /// Answers `timeout` for jobs past their deadline, every `tick` while the connection
-/// lives.
+/// lives; counts jobs past their response timeout against the node, and moves the
+/// ones that may be repeated to another node.
 async fn sweep(shared: Weak<Shared>, tick: Duration) {
     let mut expired = Vec::new();
+    let mut moved = Vec::new();
+    let mut blamed: Vec<Arc<Member>> = Vec::new();
     loop {
         async_io::Timer::after(tick).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let failover = shared.failover.upgrade();
         let now = Instant::now();
         {
             let mut s = shared.lock();
@@ -408,18 +444,51 @@ async fn sweep(shared: Weak<Shared>, tick: Duration) {
             if s.pending.is_empty() {
                 continue;
             }
-            let late: Vec<u64> = s
-                .pending
-                .iter()
-                .filter(|(_, j)| j.deadline <= now)
-                .map(|(&id, _)| id)
-                .collect();
+            let mut late = Vec::new();
+            let mut movable = Vec::new();
+            let answers = s.answers;
+            for (&id, j) in s.pending.iter_mut() {
+                if j.deadline <= now {
+                    late.push(id);
+                }
+                let overdue = j.answer_by.is_some_and(|a| a <= now || j.deadline <= now);
+                if !overdue || j.overdue {
+                    continue;
+                }
+                // Counted once, and only if the connection has stayed silent since
+                // it was sent; a job that may be repeated moves on while its own
+                // deadline leaves time, and is taken out of `pending` only once
+                // another node is found, so an answer arriving meanwhile is not lost.
+                j.overdue = true;
+                if j.answers_mark == answers {
+                    blamed.extend(j.member().cloned());
+                }
+                if j.deadline > now && !j.retried {
+                    if let Some(to) = failover.as_ref().and_then(|f| f.alternative(j)) {
+                        movable.push((id, to));
+                    }
+                }
+            }
             expired.extend(late.into_iter().filter_map(|id| s.pending.remove(&id)));
+            moved.extend(
+                movable
+                    .into_iter()
+                    .filter_map(|(id, to)| s.pending.remove(&id).map(|j| (j, to))),
+            );
         }
         for job in expired.drain(..) {
             let node = job.node_id();
             job.fail(&BalancerError::Timeout { node });
         }
+        if let Some(failover) = &failover {
+            for m in blamed.drain(..) {
+                failover.node_failed(&m, Failure::ResponseTimeout);
+            }
+            for (job, to) in moved.drain(..) {
+                failover.resend(job, to);
+            }
+        }
+        blamed.clear();
         shared.close_if_done();
     }
 }

@@ -57,6 +57,12 @@ fn proxy(rt: &Runtime) -> String {
 
 /// A proxy over nodes `n1`, `n2`, … at `addrs`; returns its address.
 fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
+    proxy_with(rt, addrs, TIMEOUT).0
+}
+
+/// A proxy over nodes `n1`, `n2`, … at `addrs` with request deadline `timeout`;
+/// returns its address and membership.
+fn proxy_with(rt: &Runtime, addrs: &[String], timeout: Duration) -> (String, Arc<Membership>) {
     let build = BuildOptions {
         default_algorithm: Algorithm::ConsistentHash,
         service_algorithms: BTreeMap::new(),
@@ -66,6 +72,8 @@ fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
         lease_ttl: Duration::from_secs(60),
         heartbeat: Duration::from_secs(20),
         build,
+        outlier: Default::default(),
+        service_outliers: BTreeMap::new(),
     };
     let membership = Arc::new(Membership::new(settings, Arc::new(InMemory)));
     for (i, addr) in addrs.iter().enumerate() {
@@ -86,25 +94,25 @@ fn proxy_over(rt: &Runtime, addrs: &[String]) -> String {
         membership.register(i as u64 + 1, record).unwrap();
     }
     let limits = LimitsConfig {
-        request_timeout: TIMEOUT,
+        request_timeout: timeout,
         ..LimitsConfig::default()
     };
     let server = Server::bind("127.0.0.1:0", rt, ServerOptions::new("proxy", limits)).unwrap();
     let addr = server.local_addr().to_string();
     let opts = ProxyOptions {
         conns_per_node: 2,
-        request_timeout: TIMEOUT,
-        connect_timeout: TIMEOUT,
+        request_timeout: timeout,
+        connect_timeout: timeout,
         max_frame: frame::DEFAULT_MAX_FRAME,
         tls: None,
     };
-    let service = Arc::new(Proxy::new(membership, opts));
+    let service = Arc::new(Proxy::new(membership.clone(), opts));
     let (trigger, shutdown) = crate::runtime::shutdown::channel();
     std::mem::forget(trigger);
     let rt2 = rt.clone();
     rt.spawn(async move { server.run(&rt2, service, shutdown).await })
         .detach();
-    addr
+    (addr, membership)
 }
 
 /// Reads `n` response frames as JSON values.
@@ -209,4 +217,99 @@ fn a_request_no_node_could_take_is_unreachable_not_in_flight() {
     assert_eq!(r["error"]["code"], json!("unavailable"), "{r}");
     let message = r["error"]["message"].as_str().unwrap();
     assert!(message.ends_with("could not be reached"), "{message}");
+}
+
+/// A node that completes connections but never answers (a listener nobody accepts
+/// from): requests that may be repeated move to the other node once the response
+/// timeout (1 s) passes, and three of them in a row eject the silent node.
+#[test]
+fn a_silent_node_is_ejected_and_its_repeatable_requests_move() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let rt = Runtime::new("proxy-test", 1).unwrap();
+    let addrs = [silent.local_addr().unwrap().to_string(), scripted_node()];
+    let (addr, membership) = proxy_with(&rt, &addrs, Duration::from_secs(4));
+    let snap = membership.snapshot();
+    let group = snap.service("dsf").unwrap();
+    let keys: Vec<String> = (0..)
+        .map(|k| format!("k{k}"))
+        .filter(|k| &*group.members[group.pick(Some(k.as_bytes())).unwrap()].id == "n1")
+        .take(3)
+        .collect();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let req = json!({"id": i, "type": "sys.echo", "key": key, "body": {"i": i}});
+        frame::encode(&mut out, req.to_string().as_bytes());
+    }
+    let sent = Instant::now();
+    stream.write_all(&out).unwrap();
+    let got = responses(&mut stream, 3);
+    let elapsed = sent.elapsed();
+    for r in &got {
+        assert_eq!(r["ok"], json!(true), "{r}");
+    }
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+    let state = membership
+        .snapshot()
+        .nodes
+        .iter()
+        .map(|n| (n.id.to_string(), n.state))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        state,
+        [
+            ("n1".into(), NodeState::Ejected),
+            ("n2".into(), NodeState::Healthy)
+        ]
+    );
+    drop(silent);
+}
+
+/// Requests a node is slow to answer do not eject it while its connection keeps
+/// answering others: that is a slow operation, not a lost path.
+#[test]
+fn slow_requests_on_an_answering_connection_do_not_eject() {
+    let rt = Runtime::new("proxy-test", 1).unwrap();
+    let addrs = [scripted_node(), scripted_node()];
+    let (addr, membership) = proxy_with(&rt, &addrs, Duration::from_secs(2));
+    let snap = membership.snapshot();
+    let group = snap.service("dsf").unwrap();
+    let key = (0..)
+        .map(|k| format!("k{k}"))
+        .find(|k| &*group.members[group.pick(Some(k.as_bytes())).unwrap()].id == "n1")
+        .unwrap();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let req = json!({"id": i, "type": "sys.hang", "key": key, "body": {}});
+        frame::encode(&mut out, req.to_string().as_bytes());
+    }
+    stream.write_all(&out).unwrap();
+    for i in 10..20 {
+        let mut out = Vec::new();
+        let req = json!({"id": i, "type": "sys.echo", "key": key, "body": {}});
+        frame::encode(&mut out, req.to_string().as_bytes());
+        stream.write_all(&out).unwrap();
+        assert_eq!(responses(&mut stream, 1)[0]["ok"], json!(true));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let hung = responses(&mut stream, 3);
+    assert!(
+        hung.iter().all(|r| r["error"]["code"] == "timeout"),
+        "{hung:?}"
+    );
+    assert!(membership
+        .snapshot()
+        .nodes
+        .iter()
+        .all(|n| n.state == NodeState::Healthy));
 }
