@@ -420,3 +420,47 @@ fn sighup_changes_the_log_level() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A `SIGHUP` while a node still waits for its database neither ends it nor reloads
+/// half-built parts: it is logged and ignored.
+#[test]
+fn sighup_while_starting_is_ignored() {
+    let port = common::cluster::free_port();
+    let url = format!("mysql://dsf@127.0.0.1:{port}/nothing_here");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut proc = common::cluster::Proc::spawn(
+        "waiting",
+        &[
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--mysql",
+            &url,
+            "--data",
+            data,
+        ],
+        &[],
+    );
+    wait_for(
+        "the node waits for its database",
+        Duration::from_secs(10),
+        || proc.logs(),
+        || proc.logs().contains(&port.to_string()),
+    );
+    proc.signal("HUP");
+    wait_for(
+        "the SIGHUP is logged",
+        Duration::from_secs(10),
+        || proc.logs(),
+        || proc.logs().contains("SIGHUP while starting: ignored"),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        proc.child.try_wait().unwrap().is_none(),
+        "still running:\n{}",
+        proc.logs()
+    );
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(10));
+}

@@ -192,6 +192,7 @@ impl Balancer {
             [&registration, &directory, &proxy],
             tls.clone(),
         );
+        reload.set_ready();
         rt.spawn(reload.watch(shutdown.clone())).detach();
         if let Some(listener) = admin {
             crate::admin::spawn(

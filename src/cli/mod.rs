@@ -311,6 +311,15 @@ fn reloader(
             level(&new.log.level);
         }
     });
+    // Watch from now on: a SIGHUP while the process starts is logged and ignored
+    // instead of ending it.
+    let watcher = reload.clone();
+    let spawned = std::thread::Builder::new()
+        .name("dsf-reload".into())
+        .spawn(move || smol::block_on(watcher.watch(shutdown::Shutdown::never())));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the SIGHUP watcher early");
+    }
     reload
 }
 

@@ -248,6 +248,7 @@ impl NodeBuilder {
         let mut registration = agent::Registration::new(&cfg, &id, addr, announced, idempotent);
         registration.tls = tls.as_ref().and_then(|t| t.connector());
         live::attach(&reload, &node, &server, tls.clone(), &registration);
+        reload.set_ready();
         rt.spawn(reload.watch(shutdown.clone())).detach();
         let (server_shutdown, agent) =
             agent::attach(registration, server.registry(), &rt, shutdown.clone());

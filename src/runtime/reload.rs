@@ -37,6 +37,8 @@ struct Inner {
     parts: Mutex<Vec<Apply>>,
     /// Whether a `SIGHUP` watcher runs for this value.
     watching: AtomicBool,
+    /// Whether every part is registered: a `SIGHUP` before that is logged and ignored.
+    ready: AtomicBool,
 }
 
 /// The process's configuration and what takes a new one; clones share it.
@@ -85,6 +87,7 @@ impl Reload {
                 checks: Mutex::default(),
                 parts: Mutex::default(),
                 watching: AtomicBool::new(false),
+                ready: AtomicBool::new(false),
             }),
         }
     }
@@ -163,8 +166,16 @@ impl Reload {
         Outcome::Applied(changed)
     }
 
+    /// Marks every part registered: from now on a `SIGHUP` reloads. One that arrives
+    /// earlier (a node still waiting for its database) is logged and ignored, rather
+    /// than ending the process as an unhandled `SIGHUP` would.
+    pub fn set_ready(&self) {
+        self.inner.ready.store(true, Ordering::SeqCst);
+    }
+
     /// Reloads on every `SIGHUP` until `shutdown`; only the first call per value
-    /// starts a watcher (a process with several parts watches once).
+    /// starts a watcher (a process with several parts watches once). A binary calls
+    /// it as early as it can, so that no `SIGHUP` finds the default action (exit).
     pub async fn watch(self, shutdown: super::Shutdown) {
         use async_signal::{Signal, Signals};
         use futures_lite::StreamExt;
@@ -186,6 +197,13 @@ impl Reload {
             .await;
             if !got {
                 return;
+            }
+            if !self.inner.ready.load(Ordering::SeqCst) {
+                tracing::warn!(
+                    config = %self.inner.origin,
+                    "SIGHUP while starting: ignored; send it again once the process is ready"
+                );
+                continue;
             }
             tracing::info!(config = %self.inner.origin, "SIGHUP: reloading the configuration");
             // Parts may block briefly (reading certificates, building a pool): keep
