@@ -24,7 +24,7 @@ type Check = Box<dyn Fn(&Config) -> Result<(), (String, String)> + Send + Sync>;
 type Apply = Box<dyn Fn(&Config, &Config) + Send + Sync>;
 
 struct Inner {
-    /// Where the configuration comes from, for log lines (`file /etc/dsf.toml`).
+    /// Where the configuration comes from, for log lines (`/etc/dsf/balancer.toml`).
     origin: String,
     /// The pipeline; `None` = the configuration is fixed and a reload only reads
     /// files again.
