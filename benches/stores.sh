@@ -4,6 +4,7 @@
 #   (in-process cache on and off), then user.login with the OWASP argon2id cost.
 #
 # Usage: benches/stores.sh [DURATION] [CONNS]     (defaults: 10s 64)
+#        PARTS=mysql benches/stores.sh …   only the two MariaDB rows (cached vs uncached)
 # Needs mariadb-server and redis-server (installed with apt-get when missing). Starts
 # private servers on free ports in a temporary folder and removes them at the end.
 # Nodes are measured one at a time, each with the whole machine.
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${1:-10s}
 CONNS=${2:-64}
+PARTS=${PARTS:-all}
 KEYS=1000        # id-0 … id-999 are queried; id-0 … id-499 are listed
 LOGIN_USERS=100  # logins are spread over this many names (no per-name throttling)
 
@@ -114,6 +116,7 @@ start_node mysql-nocache DSF__CACHE__ENABLED=false -- --mysql "$MYSQL" --redis "
 bench_query "MariaDB, cache disabled"
 stop_node
 
+if [ "$PARTS" != mysql ]; then
 # Embedded: SQLite + in-process cache, then with the cache off.
 start_node embedded -- --data "$WORK/embedded"
 populate
@@ -139,6 +142,7 @@ done
     --keys "$LOGIN_USERS" --conns 16 --depth 1 --duration "$DURATION" --json \
     --label "user.login, 16 connections" | tee -a "$RESULTS"
 stop_node
+fi
 
 echo
 echo "| run | op | conns | req/s | p50 µs | p99 µs | errors |"

@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::blackhole::Relay;
 use common::cluster::{call, Balancer, Node};
 use common::process::{http_get, metric};
-use common::relay::Relay;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -45,7 +45,13 @@ const NODE_ENV: [(&str, &str); 5] = [
 ];
 
 /// Codes a write may fail with while a fault is on (PROTOCOL §2).
-const WRITE_CODES: [&str; 4] = ["unavailable", "timeout", "no_backend", "overloaded"];
+const WRITE_CODES: [&str; 5] = [
+    "unavailable",
+    "timeout",
+    "outcome_unknown",
+    "no_backend",
+    "overloaded",
+];
 /// Codes a read may end with, only while MariaDB is out.
 const READ_CODES: [&str; 2] = ["unavailable", "timeout"];
 
@@ -321,7 +327,9 @@ fn drive(t: usize, proxy: String, token: String, stop: Arc<AtomicBool>, t0: Inst
                             *names = vec![name];
                             names.extend(sticky.get(&id).into_iter().flatten().cloned());
                         }
-                        Outcome::Code(c) if c != "timeout" => names.push(name),
+                        Outcome::Code(c) if c != "timeout" && c != "outcome_unknown" => {
+                            names.push(name)
+                        }
                         Outcome::NotSent => {}
                         _ => {
                             names.push(name.clone());

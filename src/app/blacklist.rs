@@ -1,14 +1,15 @@
 //! `blacklist.*`: insert, update, delete, search and the cached `query` (PROTOCOL §3).
 //!
-//! Writes go to the store, then invalidate the key's cache entry; only then is the
-//! write acknowledged, so no node's cache serves a value older than it (see
-//! [`crate::cache`] for why the order and the guards make that hold).
+//! Writes fence the key in the cache, write the store, then release the fence with an
+//! invalidation; only then is the write acknowledged, so no node's cache serves a
+//! value older than it, even when this node loses Redis in between (see
+//! [`crate::cache::write`] and docs/stores.md for why).
 
 use super::{validate, App};
 use crate::framework::Access;
 use crate::node::Routes;
 use crate::protocol::ApiError;
-use crate::store::{Entry, SearchFilter, StoreError, StoreResult};
+use crate::store::{Entry, SearchFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -68,9 +69,9 @@ pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
         |app, _ctx, b: Listing| async move {
             validate::id_card(&b.id_card)?;
             validate::person_name(&b.name)?;
-            let r = app.store.blacklist_insert(&b.id_card, &b.name).await;
-            after_write(&app, &b.id_card, &r).await;
-            Ok(Inserted { id: r? })
+            let write = app.store.blacklist_insert(&b.id_card, &b.name);
+            let id = app.cache.write(&cache_key(&b.id_card), write).await?;
+            Ok(Inserted { id })
         },
     );
     routes.route_with(
@@ -80,9 +81,8 @@ pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
         |app, _ctx, b: Listing| async move {
             validate::id_card(&b.id_card)?;
             validate::person_name(&b.name)?;
-            let r = app.store.blacklist_update(&b.id_card, &b.name).await;
-            after_write(&app, &b.id_card, &r).await;
-            r?;
+            let write = app.store.blacklist_update(&b.id_card, &b.name);
+            app.cache.write(&cache_key(&b.id_card), write).await?;
             Ok(json!({}))
         },
     );
@@ -92,9 +92,8 @@ pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
         app,
         |app, _ctx, b: IdCard| async move {
             validate::id_card(&b.id_card)?;
-            let r = app.store.blacklist_delete(&b.id_card).await;
-            after_write(&app, &b.id_card, &r).await;
-            r?;
+            let write = app.store.blacklist_delete(&b.id_card);
+            app.cache.write(&cache_key(&b.id_card), write).await?;
             Ok(json!({}))
         },
     );
@@ -127,24 +126,6 @@ pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
             query(&app, &b.id_card).await
         },
     );
-}
-
-/// Invalidates after a write that may have committed. A write that timed out may
-/// still commit later, so it is invalidated once more when it can no longer be running.
-async fn after_write<T>(app: &Arc<App>, id_card: &str, r: &StoreResult<T>) {
-    match r {
-        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
-        Err(StoreError::Timeout(_)) => {
-            app.cache.invalidate(&cache_key(id_card)).await;
-            let (app, key) = (app.clone(), cache_key(id_card));
-            crate::runtime::spawn_local(async move {
-                async_io::Timer::after(app.query_timeout).await;
-                app.cache.invalidate(&key).await;
-            })
-            .detach();
-        }
-        _ => app.cache.invalidate(&cache_key(id_card)).await,
-    }
 }
 
 /// `blacklist.query` through the cache. Cached form: `+name` when listed, `-` when not.

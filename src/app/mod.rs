@@ -47,8 +47,6 @@ pub struct App {
     pub max_failed_logins: u32,
     /// The login throttling window.
     pub login_window: Duration,
-    /// Deadline of a store call (a timed-out write is invalidated again after it).
-    pub query_timeout: Duration,
 }
 
 impl App {
@@ -63,7 +61,6 @@ impl App {
             session_ttl: cfg.auth.session_ttl,
             max_failed_logins: cfg.auth.max_failed_logins,
             login_window: cfg.auth.login_window,
-            query_timeout: cfg.store.query_timeout,
         }))
     }
 }

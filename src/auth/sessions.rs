@@ -3,13 +3,16 @@
 //!
 //! The store is the truth, so a token issued by one node is valid on all of them and
 //! survives a Redis restart; the cache (Redis, or in-process in embedded mode) spares
-//! the store a read per authenticated request. A logout deletes the row and then
-//! invalidates the cached copy with the same guarded protocol as blacklist writes
-//! ([`crate::cache`]), so once `user.logout` is acknowledged no node accepts the token.
-//! While Redis is down, sessions are read from the store. Tokens are stored only as
-//! their SHA-256, so a copy of the store or of Redis holds no usable token.
+//! the store a read per authenticated request. A logout fences the cached copy,
+//! deletes the row and releases the fence, the same protocol as blacklist writes
+//! ([`crate::cache::write`]), so once `user.logout` is acknowledged no node accepts
+//! the token, even if this node lost Redis after the fence. While Redis is down,
+//! sessions are read from the store and a logout answers `unavailable`. Tokens are
+//! stored only as their SHA-256, so a copy of the store or of Redis holds no usable
+//! token.
 
 use crate::cache::aside::CacheAside;
+use crate::protocol::ApiError;
 use crate::store::{now_ms, SessionRecord, Store, StoreError, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,11 +68,11 @@ impl Sessions {
         Ok((s.expires_at_ms > now_ms()).then_some(s))
     }
 
-    /// Ends the session on every node.
-    pub async fn revoke(&self, token_hash: &str) -> StoreResult<()> {
-        self.store.session_delete(token_hash).await?;
-        self.cache.invalidate(&cache_key(token_hash)).await;
-        Ok(())
+    /// Ends the session on every node: the delete runs under the cache's fence
+    /// ([`CacheAside::write`]), so once this returns `Ok` no node accepts the token.
+    pub async fn revoke(&self, token_hash: &str) -> Result<(), ApiError> {
+        let delete = self.store.session_delete(token_hash);
+        self.cache.write(&cache_key(token_hash), delete).await
     }
 
     /// Counts a login attempt against `name` (forgotten again on success); returns the

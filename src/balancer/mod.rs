@@ -75,6 +75,8 @@ pub struct Balancer {
     proxy: Server,
     /// The admin HTTP listener, if enabled.
     admin: Option<std::net::TcpListener>,
+    /// The upgrade socket: a predecessor to confirm to, a successor to hand over to.
+    upgrade: runtime::handover::Upgrade,
     /// The cluster secret registrations must present.
     secret: Option<String>,
     /// TLS settings of the listeners and of the proxy's node connections.
@@ -86,6 +88,13 @@ pub struct Balancer {
 impl Balancer {
     /// Binds the three listeners of `cfg.balancer`.
     pub fn bind(cfg: Config) -> Result<Balancer, BalancerError> {
+        Balancer::bind_with(cfg, false)
+    }
+
+    /// Like [`bind`](Self::bind); with `take_over` (`--upgrade`), takes the listening
+    /// sockets and the leases of the balancer serving `runtime.upgrade_socket`, which
+    /// drains and exits once this one serves (PROTOCOL §9).
+    pub fn bind_with(cfg: Config, take_over: bool) -> Result<Balancer, BalancerError> {
         let settings = membership::Settings::from_config(&cfg.balancer)?;
         let secret = cfg.cluster.secret().map(str::to_owned);
         if secret.is_none() {
@@ -108,6 +117,25 @@ impl Balancer {
         let membership = Arc::new(Membership::new(settings, discovery));
         let rt = Runtime::new("dsf-lb", cfg.runtime.loop_threads())?;
         let tls = Tls::from_config(&cfg.tls)?;
+        let upgrade_path = runtime::handover::socket_path(
+            &cfg.runtime,
+            "balancer",
+            &cfg.balancer.registration,
+            &cfg.node.data_dir,
+        );
+        let (upgrade, inherited, state) =
+            runtime::handover::Upgrade::start(upgrade_path, take_over, "")?;
+        let inherited = std::cell::RefCell::new(inherited);
+        let take = |listener: &'static str, addr: &str| {
+            inherited
+                .borrow_mut()
+                .take(listener)
+                .map_err(|source| BalancerError::Bind {
+                    listener,
+                    addr: addr.to_owned(),
+                    source,
+                })
+        };
         let bind = |listener: &'static str, addr: &str| {
             let kind = match listener {
                 "registration" => Listener::Registration,
@@ -120,7 +148,8 @@ impl Balancer {
                 reuse_port: cfg.runtime.reuse_port,
                 tls: tls.as_ref().and_then(|t| t.acceptor(kind)),
             };
-            Server::bind(addr, &rt, opts).map_err(|source| BalancerError::Bind {
+            let taken = take(listener, addr)?;
+            Server::bind_or_inherit(addr, &rt, opts, taken).map_err(|source| BalancerError::Bind {
                 listener,
                 addr: addr.to_owned(),
                 source,
@@ -129,13 +158,25 @@ impl Balancer {
         let registration = bind("registration", &cfg.balancer.registration)?;
         let directory = bind("directory", &cfg.balancer.directory)?;
         let proxy = bind("proxy", &cfg.balancer.proxy)?;
-        let admin =
-            crate::admin::bind(&cfg.admin.listen).map_err(|source| BalancerError::Bind {
-                listener: "admin",
-                addr: cfg.admin.listen.clone(),
-                source,
-            })?;
+        let admin = match take("admin", &cfg.admin.listen)? {
+            Some(mut sockets) => sockets.pop(),
+            None => {
+                crate::admin::bind(&cfg.admin.listen).map_err(|source| BalancerError::Bind {
+                    listener: "admin",
+                    addr: cfg.admin.listen.clone(),
+                    source,
+                })?
+            }
+        };
+        if let Ok(records) = serde_json::from_value::<Vec<membership::NodeRecord>>(state) {
+            tracing::info!(
+                nodes = records.len(),
+                "leases taken over from the running balancer"
+            );
+            membership.adopt(records);
+        }
         Ok(Balancer {
+            upgrade,
             admin,
             rt,
             membership,
@@ -175,6 +216,7 @@ impl Balancer {
     /// (PROTOCOL §9): the selection settings, limits and certificates change live.
     pub fn run_reloading(self, shutdown: Shutdown, reload: Reload) -> Result<(), BalancerError> {
         let Balancer {
+            upgrade,
             rt,
             membership,
             shared,
@@ -186,6 +228,36 @@ impl Balancer {
             tls,
             cfg,
         } = self;
+        // A hand-over stops this process like a signal does.
+        let (handover, shutdown) = runtime::shutdown::linked(&shutdown);
+        let dup = |s: &Server| s.dup_listeners();
+        let offer = runtime::handover::Offer {
+            listeners: vec![
+                ("registration", dup(&registration)?),
+                ("directory", dup(&directory)?),
+                ("proxy", dup(&proxy)?),
+                (
+                    "admin",
+                    admin
+                        .iter()
+                        .map(std::net::TcpListener::try_clone)
+                        .collect::<Result<_, _>>()?,
+                ),
+            ],
+            state: {
+                let m = membership.clone();
+                Box::new(move || serde_json::to_value(m.handover_records()).unwrap_or_default())
+            },
+        };
+        upgrade.serve(offer, move || handover.trigger(), shutdown.clone())?;
+        // Draining: nodes leaving for a successor stay selectable for what is answered here.
+        let draining = (shutdown.clone(), membership.clone());
+        rt.spawn(async move {
+            draining.0.wait().await;
+            draining.1.freeze();
+        })
+        .detach();
+        // SIGHUP: the whole configuration again, certificates included (PROTOCOL §9).
         live::attach(
             &reload,
             &membership,
@@ -282,24 +354,27 @@ impl Balancer {
 }
 
 /// Binds, reports the addresses to `on_ready`, and serves until `shutdown`.
+/// With `take_over` (`--upgrade`), the listeners come from the running balancer.
 pub fn run(
     cfg: Config,
+    take_over: bool,
     shutdown: Shutdown,
     on_ready: impl FnOnce(&Started),
 ) -> Result<(), BalancerError> {
     let reload = Reload::fixed(cfg.clone());
-    run_reloading(cfg, shutdown, reload, on_ready)
+    run_reloading(cfg, take_over, shutdown, reload, on_ready)
 }
 
 /// Like [`run`], taking new configurations from `reload` on `SIGHUP`.
 pub fn run_reloading(
     cfg: Config,
+    take_over: bool,
     shutdown: Shutdown,
     reload: Reload,
     on_ready: impl FnOnce(&Started),
 ) -> Result<(), BalancerError> {
     runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
-    let balancer = Balancer::bind(cfg)?;
+    let balancer = Balancer::bind_with(cfg, take_over)?;
     on_ready(&balancer.started());
     // Under systemd (`Type=notify`) the unit is started once the listeners are bound.
     crate::admin::notify_ready();

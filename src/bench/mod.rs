@@ -6,7 +6,7 @@
 //! so their numbers compare directly.
 
 use crate::protocol::frame::{self, FrameDecoder};
-use crate::protocol::{Request, Response};
+use crate::protocol::{Notice, Request, Response};
 use clap::Args;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use hdrhistogram::Histogram;
@@ -88,6 +88,12 @@ pub struct BenchReport {
     pub max_us: u64,
     /// Connections that failed (connect or I/O).
     pub failed_conns: usize,
+    /// Connections the server ended with `goaway` (PROTOCOL §7), replaced by new ones.
+    pub goaways: u64,
+    /// Requests sent in the measured window and never answered.
+    pub lost: u64,
+    /// Reconnections (after a `goaway`) that were refused, then tried again.
+    pub refused_conns: u64,
 }
 
 struct ConnResult {
@@ -95,6 +101,12 @@ struct ConnResult {
     ok: u64,
     errors: HashMap<String, u64>,
     failed: bool,
+    /// Connections the server ended with `goaway`, replaced by new ones.
+    goaways: u64,
+    /// Requests sent and never answered (the connection ended first).
+    lost: u64,
+    /// Reconnections refused.
+    refused: u64,
 }
 
 /// Runs the benchmark and prints the report.
@@ -108,6 +120,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.label, report.op, report.conns, report.depth, report.rps, report.p50_us,
             report.p99_us, report.max_us, report.errors
         );
+        if report.goaways + report.lost + report.refused_conns > 0 {
+            println!(
+                "{:<24} goaways={} lost={} refused_conns={} failed_conns={}",
+                "", report.goaways, report.lost, report.refused_conns, report.failed_conns
+            );
+        }
     }
     Ok(())
 }
@@ -149,7 +167,11 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let mut ok = 0;
     let mut error_codes: HashMap<String, u64> = HashMap::new();
     let mut failed_conns = 0;
+    let (mut goaways, mut lost, mut refused_conns) = (0, 0, 0);
     for r in results {
+        goaways += r.goaways;
+        lost += r.lost;
+        refused_conns += r.refused;
         hist.add(&r.hist)?;
         ok += r.ok;
         for (k, v) in r.errors {
@@ -173,6 +195,9 @@ pub fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         p99_us: hist.value_at_quantile(0.99),
         max_us: hist.max(),
         failed_conns,
+        goaways,
+        lost,
+        refused_conns,
     })
 }
 
@@ -203,35 +228,90 @@ async fn one_conn(
         ok: 0,
         errors: HashMap::new(),
         failed: false,
+        goaways: 0,
+        lost: 0,
+        refused: 0,
     };
-    let connected =
-        crate::tls::ClientStream::connect(&args.target, tls.as_ref(), Duration::from_secs(10));
-    let Ok(mut stream) = connected.await else {
-        result.failed = true;
-        return result;
+    let mut load = Load {
+        rng: <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
+        next_id: 1,
     };
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+    let mut first = true;
+    while Instant::now() < end {
+        let connected =
+            crate::tls::ClientStream::connect(&args.target, tls.as_ref(), Duration::from_secs(10));
+        let Ok(stream) = connected.await else {
+            if first {
+                result.failed = true;
+                return result;
+            }
+            // A refused reconnection (after goaway) is counted, and tried again.
+            result.refused += 1;
+            async_io::Timer::after(Duration::from_millis(20)).await;
+            continue;
+        };
+        first = false;
+        match one_stream(&args, stream, &mut load, &mut result, measure_from, end).await {
+            Ended::GoAway => result.goaways += 1,
+            Ended::Done => return result,
+            Ended::Failed => {
+                result.failed = Instant::now() < end;
+                return result;
+            }
+        }
+    }
+    result
+}
+
+/// What a bench connection keeps across reconnections.
+struct Load {
+    rng: rand::rngs::StdRng,
+    next_id: u64,
+}
+
+/// How one bench connection ended.
+enum Ended {
+    /// The server sent `goaway` and answered everything sent: connect again.
+    GoAway,
+    /// The run is over.
+    Done,
+    /// The connection failed (requests still waiting are counted as lost).
+    Failed,
+}
+
+/// Drives one connection until the run ends, it fails, or the server's `goaway`
+/// (PROTOCOL §7) has been followed by the answers to everything sent before it.
+async fn one_stream(
+    args: &BenchArgs,
+    mut stream: crate::tls::ClientStream,
+    load: &mut Load,
+    result: &mut ConnResult,
+    measure_from: Instant,
+    end: Instant,
+) -> Ended {
     let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(args.depth * 2);
-    let mut next_id = 1u64;
     let mut out = Vec::new();
     let mut dec = FrameDecoder::new(crate::protocol::DEFAULT_MAX_FRAME * 16);
-    let mut push =
-        |out: &mut Vec<u8>, sent: &mut HashMap<u64, Instant>, rng: &mut rand::rngs::StdRng| {
-            let mut req = Request::new(next_id, args.op.clone(), body_for(&args, rng));
-            req.token = args.token.clone();
-            req.encode(out);
-            sent.insert(next_id, Instant::now());
-            next_id += 1;
-        };
+    let mut goaway = false;
+    let push = |out: &mut Vec<u8>, sent: &mut HashMap<u64, Instant>, load: &mut Load| {
+        let mut req = Request::new(load.next_id, args.op.clone(), body_for(args, &mut load.rng));
+        req.token = args.token.clone();
+        req.encode(out);
+        sent.insert(load.next_id, Instant::now());
+        load.next_id += 1;
+    };
     for _ in 0..args.depth.max(1) {
-        push(&mut out, &mut sent, &mut rng);
+        push(&mut out, &mut sent, load);
     }
+    let lose = |result: &mut ConnResult, sent: &HashMap<u64, Instant>| {
+        result.lost += sent.values().filter(|t0| **t0 >= measure_from).count() as u64;
+    };
     loop {
         if !out.is_empty() {
             // A TLS stream holds records until flushed; plain TCP's flush is a no-op.
             if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
-                result.failed = true;
-                return result;
+                lose(result, &sent);
+                return Ended::Failed;
             }
             out.clear();
         }
@@ -244,14 +324,32 @@ async fn one_conn(
             n
         };
         if n == 0 {
-            result.failed = Instant::now() < end;
-            return result;
+            lose(result, &sent);
+            if goaway && sent.is_empty() {
+                return Ended::GoAway;
+            }
+            return if Instant::now() < end {
+                Ended::Failed
+            } else {
+                Ended::Done
+            };
         }
         let now = Instant::now();
         while let Ok(Some(payload)) = dec.next_frame() {
-            let Ok(resp) = Response::parse(payload) else {
-                result.failed = true;
-                return result;
+            let resp = match Response::parse(payload) {
+                Ok(resp) => resp,
+                Err(_) => match Notice::parse(payload) {
+                    // No new request on this connection; the rest are answered.
+                    Some(notice) if notice.is_goaway() => {
+                        goaway = true;
+                        continue;
+                    }
+                    Some(_) => continue,
+                    None => {
+                        lose(result, &sent);
+                        return Ended::Failed;
+                    }
+                },
             };
             let Some(t0) = resp.id.and_then(|id| sent.remove(&id)) else {
                 continue;
@@ -267,15 +365,24 @@ async fn one_conn(
                     Err(e) => *result.errors.entry(e.code.as_str().to_owned()).or_default() += 1,
                 }
             }
-            if now < end {
-                push(&mut out, &mut sent, &mut rng);
+            if now < end && !goaway {
+                push(&mut out, &mut sent, load);
             }
         }
+        if goaway && sent.is_empty() {
+            // Everything sent was answered: this connection is done.
+            return if now < end {
+                Ended::GoAway
+            } else {
+                Ended::Done
+            };
+        }
         if now >= end && sent.is_empty() {
-            return result;
+            return Ended::Done;
         }
         if now >= end + Duration::from_secs(5) {
-            return result;
+            lose(result, &sent);
+            return Ended::Done;
         }
     }
 }

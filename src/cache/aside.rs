@@ -8,11 +8,14 @@
 //! flight's guard and the joiner's, hence the flight's store read already includes
 //! every write acknowledged before the joiner arrived.
 //!
+//! Writes go through [`CacheAside::write`] (in [`super::write`]): fence, store write,
+//! release.
+//!
 //! When the cache is disabled or unreachable there is no guard to compare, so reads go
 //! straight to the store (that is the "uncached" baseline, and the fallback while
 //! Redis is down).
 
-use super::{Cache, Guard, Lookup};
+use super::{Cache, Guard, Lookup, WriteDeadlines};
 use crate::store::StoreResult;
 use async_lock::OnceCell;
 use std::collections::HashMap;
@@ -34,17 +37,25 @@ pub struct CacheAside {
     ttl_ms: AtomicU64,
     /// `cache.negative_ttl` in milliseconds; a reload replaces it.
     negative_ttl_ms: AtomicU64,
+    /// The deadlines fenced writes are measured against.
+    pub(crate) deadlines: WriteDeadlines,
 }
 
 impl CacheAside {
-    /// Reads through `cache` (`None`: always the store).
+    /// Reads through `cache` (`None`: always the store), with the default deadlines.
     pub fn new(cache: Option<Arc<dyn Cache>>) -> CacheAside {
+        CacheAside::with_deadlines(cache, WriteDeadlines::default())
+    }
+
+    /// Reads through `cache`; writes fence for as long as `deadlines` require.
+    pub fn with_deadlines(cache: Option<Arc<dyn Cache>>, deadlines: WriteDeadlines) -> CacheAside {
         let defaults = crate::config::CacheConfig::default();
         let aside = CacheAside {
             cache,
             flights: Mutex::new(HashMap::new()),
             ttl_ms: AtomicU64::new(0),
             negative_ttl_ms: AtomicU64::new(0),
+            deadlines,
         };
         aside.set_ttls(defaults.ttl, defaults.negative_ttl);
         aside

@@ -7,12 +7,16 @@
 //! putting back a value read before a write, after that write invalidated it — is the
 //! [`Guard`] a miss hands out: a fill is only kept if no invalidation of the key
 //! happened since the guard was taken, which was *before* the store read. The backends
-//! explain how they keep that promise ([`redis`], [`local`]).
+//! explain how they keep that promise ([`redis`], [`local`]). With Redis, a write also
+//! *fences* its key before it touches the store ([`Cache::fence`]), so that a writer
+//! cut off from Redis after the fence cannot leave an older value servable anywhere.
 
 pub mod aside;
 pub mod local;
 pub mod redis;
+pub mod script;
 pub mod sharded;
+pub mod write;
 
 use crate::runtime::BoxFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,8 +52,62 @@ pub struct Guard(pub(crate) GuardState);
 pub(crate) enum GuardState {
     /// The in-process cache's generation.
     Local(u64),
-    /// The Redis generation key's value (`None`: absent).
-    Redis(Option<String>),
+    /// The Redis generation key's value (`None`: absent), and whether a write held
+    /// the key's lock (then the miss must not fill).
+    Redis(Option<String>, bool),
+}
+
+/// One write's hold on a fenced key: a random token that only this write's release
+/// removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence(pub(crate) String);
+
+impl Fence {
+    /// A fresh random token.
+    pub fn random() -> Fence {
+        use rand::RngCore;
+        let mut b = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut b);
+        Fence(hex::encode(b))
+    }
+
+    /// The token.
+    pub fn token(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Added to the computed hold of a fence, for the difference between the node's and
+/// the Redis server's clock rates and scheduling delays.
+pub const HOLD_MARGIN: Duration = Duration::from_secs(1);
+
+/// The deadlines a fenced write is bounded by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteDeadlines {
+    /// `store.query_timeout`: the longest a store call is waited for.
+    pub store: Duration,
+    /// `cache.op_timeout`: the longest a cache command (the fence too) is waited for.
+    pub cache: Duration,
+}
+
+impl Default for WriteDeadlines {
+    fn default() -> Self {
+        WriteDeadlines {
+            store: Duration::from_secs(3),
+            cache: Duration::from_millis(250),
+        }
+    }
+}
+
+impl WriteDeadlines {
+    /// How long a fence must keep fills out: from the moment Redis applies it, the
+    /// fence's answer may take up to `cache`; the store write then runs up to `store`
+    /// on this node's clock, and a write that timed out here may go on in the database
+    /// for up to `store` again (the same bound the delayed re-invalidation assumes);
+    /// plus [`HOLD_MARGIN`]. With the defaults: 2 × 3 s + 0.25 s + 1 s = 7.25 s.
+    pub fn hold(&self) -> Duration {
+        self.store * 2 + self.cache + HOLD_MARGIN
+    }
 }
 
 /// Counters every cache keeps (for tests, logs and metrics).
@@ -98,6 +156,33 @@ pub trait Cache: Send + Sync + 'static {
     /// store commits. A backend that cannot reach its server keeps the invalidation
     /// and applies it before it serves anything again.
     fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>>;
+
+    /// Fences `key` before a store write that will change it: drops the value, makes
+    /// every outstanding guard stale and refuses fills for at least `hold` or until
+    /// [`Cache::release`] with the returned fence. An error means the write must not
+    /// be attempted. A cache that is one process (or one host) needs no fence: its
+    /// invalidation after the write cannot be lost on the way, so the default does
+    /// nothing.
+    fn fence<'a>(
+        &'a self,
+        key: &'a str,
+        hold: Duration,
+    ) -> BoxFuture<'a, Result<Fence, CacheError>> {
+        let _ = (key, hold);
+        Box::pin(async { Ok(Fence(String::new())) })
+    }
+
+    /// Ends a fenced write that is no longer running: invalidates `key` as
+    /// [`Cache::invalidate`] does and lifts `fence`. If this fails the fence stays
+    /// until its hold ran out.
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        fence: &'a Fence,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        let _ = fence;
+        self.invalidate(key)
+    }
 
     /// The cache's counters.
     fn stats(&self) -> &CacheStats;

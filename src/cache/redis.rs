@@ -1,25 +1,30 @@
 //! One Redis server: a self-reconnecting multiplexed connection, health tracking and
 //! the commands of the guarded cache protocol.
 //!
-//! # Guarded fills (closing the reader/writer race)
+//! # Guarded fills and fenced writes
 //!
-//! A cached key `K` lives in two Redis keys on the same server (and the same cluster
-//! slot): the value `dsf:{K}:v` and a *generation* `dsf:{K}:g`.
+//! The keys and scripts are in [`super::script`]; docs/stores.md gives the whole
+//! argument. In short:
 //!
-//! - A reader `MGET`s both. On a miss it keeps the generation it saw (maybe none),
-//!   reads the store, then fills with a script that `SET`s the value only if the
-//!   generation is still the one it saw.
-//! - A writer, after the store commits, atomically sets the generation to a fresh
-//!   random value and deletes the value (`MULTI`/`EXEC`).
+//! - A reader `MGET`s value, generation and write lock (one round trip). On a miss it
+//!   keeps the generation it saw, reads the store, and fills with a script that sets
+//!   the value only if the generation is unchanged and no write holds the lock. A
+//!   reader that saw the lock does not fill at all.
+//! - A writer first *fences* the key (fresh generation, no value, lock counted up with
+//!   a TTL longer than the write can last), then writes the store, then *releases*
+//!   (fresh generation, no value, lock counted down). The write is not attempted
+//!   unless the fence was acknowledged.
 //!
-//! Take a reader whose store read returned data older than a write W. Its generation
-//! read came before its store read, hence before W's commit, hence before W's
-//! invalidation. Either its fill runs before the invalidation — then the invalidation
-//! deletes what it put — or after — then the generation has changed and the fill is
-//! refused. So once W is acknowledged, no reader can leave a value older than W in
-//! the cache. Generations are random, not counters, so a generation that expired and
-//! came back cannot look unchanged; they outlive any reader (a request lasts at most
-//! `limits.request_timeout`) by keeping them [`GENERATION_TTL`].
+//! A reader whose store read missed a write W took its guard before W's commit. If
+//! it took it before W's fence, the fence changed the generation: its fill is
+//! refused. If after, it saw the lock (or the lock is still there when it fills):
+//! no fill. The lock goes only when W released (with a new generation again) or
+//! when its TTL ran out, after W can no longer be running. So once W is acknowledged
+//! no cache on any node holds, or can later be given, a value older than W — even if
+//! W's node lost Redis between fence and release. Generations are random, not
+//! counters, so a generation that expired and came back cannot look unchanged; they
+//! outlive any reader (a request lasts at most `limits.request_timeout`) by keeping
+//! them [`GENERATION_TTL`].
 //!
 //! # Outages
 //!
@@ -29,17 +34,20 @@
 //! the server again if it is back. Warnings are rate-limited to one per
 //! [`WARN_EVERY`] per server, with the number of failures since the last one.
 //! An invalidation that cannot be delivered is kept and delivered before this node
-//! sends that server anything else.
+//! sends that server anything else. A fence is never skipped silently: while the
+//! server is down it fails at once, and the write it guards is not attempted.
 
+pub use super::script::{generation_key, holders_key, lock_key, value_key};
+use super::script::{FENCE, FILL, INVALIDATE, RELEASE};
 use super::CacheError;
 use rand::RngCore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, RedisResult, Script};
+use redis::{RedisError, RedisResult};
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a generation key outlives the last invalidation of its key.
@@ -50,29 +58,6 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// At most one warning per server this often.
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// `KEYS[1]` value, `KEYS[2]` generation; `ARGV[1]` "1" if a generation was seen,
-/// `ARGV[2]` that generation, `ARGV[3]` the value, `ARGV[4]` the TTL in ms.
-static FILL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local g = redis.call('GET', KEYS[2])
-if (ARGV[1] == '0' and g == false) or (ARGV[1] == '1' and g == ARGV[2]) then
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-  return 1
-end
-return 0",
-    )
-});
-
-/// The value key of cache key `key`.
-pub fn value_key(key: &str) -> String {
-    format!("dsf:{{{key}}}:v")
-}
-
-/// The generation key of cache key `key`.
-pub fn generation_key(key: &str) -> String {
-    format!("dsf:{{{key}}}:g")
-}
 
 /// One Redis server.
 pub struct RedisInstance {
@@ -241,7 +226,7 @@ impl RedisInstance {
             p.drain().collect()
         };
         for (i, key) in keys.iter().enumerate() {
-            if let Err(e) = self.call(|c| invalidate_cmd(c, key)).await {
+            if let Err(e) = self.call(|c| script_cmd(c, &INVALIDATE, key, &[])).await {
                 self.keep_pending(keys[i..].iter().cloned());
                 return Err(e);
             }
@@ -258,19 +243,28 @@ impl RedisInstance {
         self.has_pending.store(true, Ordering::Release);
     }
 
-    /// `MGET` of a cache key's value and generation.
+    /// `MGET` of a cache key's value, generation and write lock (whether a write
+    /// holds it).
     pub async fn get_guarded(
         &self,
         key: &str,
-    ) -> Result<(Option<String>, Option<String>), CacheError> {
-        let (v, g) = (value_key(key), generation_key(key));
-        self.run(
-            |mut c| async move { redis::cmd("MGET").arg(&v).arg(&g).query_async(&mut c).await },
-        )
-        .await
+    ) -> Result<(Option<String>, Option<String>, bool), CacheError> {
+        let (v, g, w) = (value_key(key), generation_key(key), lock_key(key));
+        let (value, generation, lock): (Option<String>, Option<String>, Option<String>) = self
+            .run(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(&v)
+                    .arg(&g)
+                    .arg(&w)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok((value, generation, lock.is_some()))
     }
 
-    /// Sets a cache key's value if its generation is still `seen`.
+    /// Sets a cache key's value if its generation is still `seen` and no write holds
+    /// its lock.
     pub async fn fill_guarded(
         &self,
         key: &str,
@@ -278,12 +272,12 @@ impl RedisInstance {
         value: &str,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let (v, g) = (value_key(key), generation_key(key));
         let ttl_ms = ttl.as_millis().max(1) as u64;
         self.run(|mut c| async move {
             let n: i64 = FILL
-                .key(&v)
-                .key(&g)
+                .key(value_key(key))
+                .key(generation_key(key))
+                .key(lock_key(key))
                 .arg(if seen.is_some() { "1" } else { "0" })
                 .arg(seen.unwrap_or(""))
                 .arg(value)
@@ -295,6 +289,23 @@ impl RedisInstance {
         .await
     }
 
+    /// Fences a cache key before a store write: a fresh generation, no value, and the
+    /// write lock held by `token` for at least `hold`. An error means the fence may not
+    /// be in place, so the write must not be attempted. Bounded by `cache.op_timeout`;
+    /// fails at once while the server is marked down.
+    pub async fn fence(&self, key: &str, token: &str, hold: Duration) -> Result<(), CacheError> {
+        let hold_ms = (hold.as_millis().max(1) as u64).to_string();
+        let extra = [hold_ms.as_str(), token];
+        self.run(|c| script_cmd(c, &FENCE, key, &extra)).await
+    }
+
+    /// Ends a fenced write: invalidates the key and removes `token` from its lock. If
+    /// the server cannot be reached, a plain invalidation is kept for later delivery
+    /// and the lock is left to expire.
+    pub async fn release(&self, key: &str, token: &str) -> Result<(), CacheError> {
+        self.invalidate_with(key, &RELEASE, token).await
+    }
+
     /// Invalidates a cache key; kept for later delivery if the server is unreachable.
     ///
     /// Unlike reads, an invalidation is attempted even while the server is marked
@@ -302,11 +313,21 @@ impl RedisInstance {
     /// another node filled before this write committed, and skipping would leave that
     /// value in place after the write is acknowledged.
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
+        self.invalidate_with(key, &INVALIDATE, "").await
+    }
+
+    async fn invalidate_with(
+        &self,
+        key: &str,
+        script: &redis::Script,
+        token: &str,
+    ) -> Result<(), CacheError> {
         let r = async {
             if self.has_pending.load(Ordering::Acquire) {
                 self.deliver_pending().await?;
             }
-            self.call(|c| invalidate_cmd(c, key)).await
+            let extra: &[&str] = if token.is_empty() { &[] } else { &[token] };
+            self.call(|c| script_cmd(c, script, key, extra)).await
         }
         .await;
         if let Err(CacheError::Unavailable(_)) = &r {
@@ -316,22 +337,27 @@ impl RedisInstance {
     }
 }
 
-async fn invalidate_cmd(mut c: ConnectionManager, key: &str) -> RedisResult<()> {
+/// Runs `script` (one of [`FENCE`], [`RELEASE`], [`INVALIDATE`]) on `key`'s four keys
+/// with a fresh generation and its TTL, then `extra` arguments.
+async fn script_cmd(
+    mut c: ConnectionManager,
+    script: &redis::Script,
+    key: &str,
+    extra: &[&str],
+) -> RedisResult<()> {
     let mut nonce = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
-    redis::pipe()
-        .atomic()
-        .cmd("SET")
-        .arg(generation_key(key))
+    let mut inv = script.key(value_key(key));
+    inv.key(generation_key(key))
+        .key(lock_key(key))
+        .key(holders_key(key))
         .arg(hex::encode(nonce))
-        .arg("PX")
-        .arg(GENERATION_TTL.as_millis() as u64)
-        .ignore()
-        .cmd("DEL")
-        .arg(value_key(key))
-        .ignore()
-        .query_async(&mut c)
-        .await
+        .arg(GENERATION_TTL.as_millis() as u64);
+    for a in extra {
+        inv.arg(*a);
+    }
+    let _: i64 = inv.invoke_async(&mut c).await?;
+    Ok(())
 }
 
 /// Whether an error means the server is unreachable (rather than a bad command).
@@ -352,13 +378,6 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_share_a_hash_tag_and_never_collide() {
-        assert_eq!(value_key("bl:a"), "dsf:{bl:a}:v");
-        assert_eq!(generation_key("bl:a"), "dsf:{bl:a}:g");
-        assert_ne!(value_key("x}:g"), generation_key("x"));
-    }
 
     #[test]
     fn credentials_are_redacted() {

@@ -3,7 +3,7 @@
 //! server cools only its share of keys. [`RedisCache`] is the [`Cache`] over them.
 
 use super::redis::RedisInstance;
-use super::{Cache, CacheError, CacheStats, Guard, GuardState, Lookup};
+use super::{Cache, CacheError, CacheStats, Fence, Guard, GuardState, Lookup};
 use crate::ring::{Ring, DEFAULT_VNODES};
 use crate::runtime::BoxFuture;
 use std::collections::HashMap;
@@ -91,7 +91,7 @@ impl Cache for RedisCache {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>> {
         Box::pin(async move {
-            let (value, generation) =
+            let (value, generation, locked) =
                 self.count(self.shards.for_key(key).get_guarded(key).await)?;
             Ok(match value {
                 Some(v) => {
@@ -100,7 +100,7 @@ impl Cache for RedisCache {
                 }
                 None => {
                     CacheStats::bump(&self.stats.misses);
-                    Lookup::Miss(Guard(GuardState::Redis(generation)))
+                    Lookup::Miss(Guard(GuardState::Redis(generation, locked)))
                 }
             })
         })
@@ -114,7 +114,10 @@ impl Cache for RedisCache {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
         Box::pin(async move {
-            let GuardState::Redis(seen) = guard.0 else {
+            let GuardState::Redis(seen, false) = guard.0 else {
+                // A write held the key when the miss was seen: its store read may be
+                // older than that write, so it is not kept.
+                CacheStats::bump(&self.stats.stale_fills);
                 return Ok(false);
             };
             let inst = self.shards.for_key(key);
@@ -128,6 +131,30 @@ impl Cache for RedisCache {
 
     fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move { self.count(self.shards.for_key(key).invalidate(key).await) })
+    }
+
+    fn fence<'a>(
+        &'a self,
+        key: &'a str,
+        hold: Duration,
+    ) -> BoxFuture<'a, Result<Fence, CacheError>> {
+        Box::pin(async move {
+            let fence = Fence::random();
+            let inst = self.shards.for_key(key);
+            self.count(inst.fence(key, fence.token(), hold).await)?;
+            Ok(fence)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        fence: &'a Fence,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            let inst = self.shards.for_key(key);
+            self.count(inst.release(key, fence.token()).await)
+        })
     }
 
     fn stats(&self) -> &CacheStats {

@@ -1,13 +1,15 @@
 //! The `dsf` command line (PROTOCOL §6): one function per subcommand.
 
 mod cert;
+mod reload;
 mod telemetry;
 mod up;
 
 use clap::{Args, Parser, Subcommand};
 use dsf::client::{CallOptions, ClientError, Connection, DirectoryClient};
 use dsf::config::{Config, ConfigError, Loader};
-use dsf::runtime::{shutdown, Reload};
+use dsf::runtime::shutdown;
+use reload::reloader;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -81,6 +83,10 @@ pub struct NodeArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Replace the running node of this configuration without refusing a connection:
+    /// take its listeners over runtime.upgrade_socket; it then drains and exits.
+    #[arg(long)]
+    pub upgrade: bool,
     /// Certificates (the [tls] section).
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -169,6 +175,10 @@ pub struct BalancerArgs {
     /// Event-loop threads (runtime.threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Replace the running balancer of this configuration without refusing a
+    /// connection: take its listeners and leases over runtime.upgrade_socket.
+    #[arg(long)]
+    pub upgrade: bool,
     /// Certificates (the [tls] section).
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -288,50 +298,16 @@ pub fn node_config(args: &NodeArgs) -> Result<Config, ConfigError> {
     loader.load()
 }
 
-/// Where a process's configuration comes from, for reload log lines.
-fn origin(file: Option<&std::path::Path>) -> String {
-    match file {
-        Some(f) => f.display().to_string(),
-        None => "environment and flags".into(),
-    }
-}
-
-/// The live-reload handle of a `dsf node` or `dsf balancer` process: the same
-/// pipeline as at start, with the log level among the parts that take a new value.
-fn reloader(
-    cfg: &Config,
-    file: Option<&std::path::Path>,
-    log: &telemetry::LogGuard,
-    load: impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
-) -> Reload {
-    let reload = Reload::new(cfg.clone(), origin(file), load);
-    let level = log.level_handle();
-    reload.on_reload(move |old, new| {
-        if old.log.level != new.log.level {
-            level(&new.log.level);
-        }
-    });
-    // Watch from now on: a SIGHUP while the process starts is logged and ignored
-    // instead of ending it.
-    let watcher = reload.clone();
-    let spawned = std::thread::Builder::new()
-        .name("dsf-reload".into())
-        .spawn(move || smol::block_on(watcher.watch(shutdown::Shutdown::never())));
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the SIGHUP watcher early");
-    }
-    reload
-}
-
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let cfg = node_config(&args)?;
     let log = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    let file = args.config.clone();
+    let (file, upgrade) = (args.config.clone(), args.upgrade);
     let reload = reloader(&cfg, file.as_deref(), &log, move || node_config(&args));
     dsf::app::builder(cfg)
         .reload(reload)
+        .upgrade(upgrade)
         .run(shutdown, |started| {
             println!("node {} listening on {}", started.id, started.addr);
             if let Some(admin) = started.admin {
@@ -361,9 +337,9 @@ fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let log = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    let file = args.config.clone();
+    let (file, upgrade) = (args.config.clone(), args.upgrade);
     let reload = reloader(&cfg, file.as_deref(), &log, move || balancer_config(&args));
-    dsf::balancer::run_reloading(cfg, shutdown, reload, |s| {
+    dsf::balancer::run_reloading(cfg, upgrade, shutdown, reload, |s| {
         println!("balancer registration listening on {}", s.registration);
         println!("balancer directory listening on {}", s.directory);
         println!("balancer proxy listening on {}", s.proxy);

@@ -1,7 +1,7 @@
 //! A pipelined client connection: many calls in flight on one socket, matched by id.
 
 use crate::protocol::frame::{self, FrameDecoder};
-use crate::protocol::{ApiError, Request, Response, DEFAULT_MAX_FRAME};
+use crate::protocol::{ApiError, Notice, Request, Response, DEFAULT_MAX_FRAME};
 use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
 use futures_lite::AsyncWriteExt;
 use serde_json::Value;
@@ -31,6 +31,17 @@ pub enum ClientError {
     /// No response within the call's timeout.
     #[error("no response within {0:?}")]
     Timeout(Duration),
+    /// The server announced `goaway` (PROTOCOL §7) before this request was written:
+    /// it never left, and may go on a new connection whatever the operation.
+    #[error("the server announced goaway; the request was not sent")]
+    GoneAway,
+}
+
+impl ClientError {
+    /// Whether the request certainly never reached the server (safe to send again).
+    pub fn never_sent(&self) -> bool {
+        matches!(self, ClientError::GoneAway)
+    }
 }
 
 /// Optional request fields.
@@ -56,6 +67,8 @@ pub struct Connection {
     peer: SocketAddr,
     /// Set once the reader has stopped; later calls fail at once instead of waiting.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by the server's `goaway` (or by the end of the connection), and signalled.
+    gone: Arc<Gone>,
     /// Reads responses and completes pending calls; dropped with the connection.
     _reader: smol::Task<()>,
 }
@@ -83,11 +96,18 @@ impl Connection {
         let (read_half, write_half) = stream.split();
         let pending: Pending = Arc::default();
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reader = smol::spawn(read_loop(read_half, pending.clone(), closed.clone()));
+        let gone = Arc::new(Gone::default());
+        let reader = smol::spawn(read_loop(
+            read_half,
+            pending.clone(),
+            closed.clone(),
+            gone.clone(),
+        ));
         Ok(Connection {
             writer: async_lock::Mutex::new(write_half),
             pending,
             closed,
+            gone,
             next_id: AtomicU64::new(1),
             peer,
             _reader: reader,
@@ -102,6 +122,31 @@ impl Connection {
     /// Whether the server closed the connection (or it failed); calls then fail at once.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the server announced `goaway`: no new request goes on this connection
+    /// (calls fail with [`ClientError::GoneAway`]); those already sent are answered.
+    pub fn saw_goaway(&self) -> bool {
+        self.gone.flag.load(Ordering::SeqCst)
+    }
+
+    /// Whether a new request may use this connection (open, no `goaway`).
+    pub fn is_usable(&self) -> bool {
+        !self.is_closed() && !self.saw_goaway()
+    }
+
+    /// Resolves once the connection is no longer usable: `goaway`, or closed.
+    pub async fn unusable(&self) {
+        loop {
+            if !self.is_usable() {
+                return;
+            }
+            let listener = self.gone.event.listen();
+            if !self.is_usable() {
+                return;
+            }
+            listener.await;
+        }
     }
 
     /// Calls `op` with `body`; the response carries the wire id this call used.
@@ -133,6 +178,12 @@ impl Connection {
         req.encode(&mut bytes);
         let written = {
             let mut w = self.writer.lock().await;
+            // Checked under the write lock: a request written after `goaway` was read
+            // would still be answered within the grace, but the notice says not to.
+            if self.saw_goaway() {
+                self.pending.lock().expect("pending lock").remove(&id);
+                return Err(ClientError::GoneAway);
+            }
             // A TLS stream holds records until flushed; plain TCP's flush is a no-op.
             match w.write_all(&bytes).await {
                 Ok(()) => w.flush().await,
@@ -169,10 +220,30 @@ impl Connection {
     }
 }
 
+/// The "no longer usable" signal: a flag and the event that announces it.
+#[derive(Default)]
+struct Gone {
+    /// `goaway` seen.
+    flag: std::sync::atomic::AtomicBool,
+    /// Notified when `flag` is set or the connection ends.
+    event: event_listener::Event,
+}
+
 async fn read_loop(
+    stream: ReadHalf,
+    pending: Pending,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    gone: Arc<Gone>,
+) {
+    read_frames(stream, pending, closed, &gone).await;
+    gone.event.notify(usize::MAX);
+}
+
+async fn read_frames(
     mut stream: ReadHalf,
     pending: Pending,
     closed: Arc<std::sync::atomic::AtomicBool>,
+    gone: &Gone,
 ) {
     let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME * 64);
     let fail_all = |e: &dyn Fn() -> ClientError| {
@@ -197,6 +268,15 @@ async fn read_loop(
         let resp = match Response::parse(&payload) {
             Ok(r) => r,
             Err(e) => {
+                if let Some(notice) = Notice::parse(&payload) {
+                    // Unknown notices are ignored; `goaway` stops new requests here.
+                    if notice.is_goaway() {
+                        tracing::debug!(?notice, "server announced goaway");
+                        gone.flag.store(true, Ordering::SeqCst);
+                        gone.event.notify(usize::MAX);
+                    }
+                    continue;
+                }
                 closed.store(true, Ordering::SeqCst);
                 return fail_all(&|| ClientError::Protocol(e.clone()));
             }

@@ -127,6 +127,12 @@ impl DirectoryClient {
                 .await
             {
                 Ok(resp) => return Ok(resp),
+                Err(e @ ClientError::GoneAway) => {
+                    // The node drains or hands over: ask again; the request never left.
+                    tracing::debug!(node = %node.node, "node sent goaway; asking the directory again");
+                    self.forget(&cache_key, &node.addr).await;
+                    last_err = Some(e);
+                }
                 Err(e @ (ClientError::Io(_) | ClientError::Closed)) => {
                     tracing::debug!(node = %node.node, error = %e, "node connection failed");
                     self.forget(&cache_key, &node.addr).await;
@@ -157,10 +163,23 @@ impl DirectoryClient {
             body["key"] = Value::String(k.to_owned());
         }
         let conn = self.dir_conn().await?;
-        let resp = match conn
-            .call_timeout("lb.assign", body, &CallOptions::default(), self.timeout)
-            .await
-        {
+        let mut resp = conn
+            .call_timeout(
+                "lb.assign",
+                body.clone(),
+                &CallOptions::default(),
+                self.timeout,
+            )
+            .await;
+        if matches!(resp, Err(ClientError::GoneAway)) {
+            // The balancer drains or hands over: the next connection reaches its successor.
+            *self.dir_conn.lock().await = None;
+            let conn = self.dir_conn().await?;
+            resp = conn
+                .call_timeout("lb.assign", body, &CallOptions::default(), self.timeout)
+                .await;
+        }
+        let resp = match resp {
             Ok(r) => r,
             Err(e) => {
                 *self.dir_conn.lock().await = None;
@@ -185,7 +204,7 @@ impl DirectoryClient {
 
     async fn dir_conn(&self) -> Result<Arc<Connection>, ClientError> {
         let mut slot = self.dir_conn.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(c) = slot.as_ref().filter(|c| c.is_usable()) {
             return Ok(c.clone());
         }
         let tls = self.tls.as_ref().map(|t| &t.0);
@@ -196,7 +215,7 @@ impl DirectoryClient {
 
     async fn node_conn(&self, addr: &str) -> Result<Arc<Connection>, ClientError> {
         let mut nodes = self.nodes.lock().await;
-        if let Some(c) = nodes.get(addr).filter(|c| !c.is_closed()) {
+        if let Some(c) = nodes.get(addr).filter(|c| c.is_usable()) {
             return Ok(c.clone());
         }
         let tls = self.tls.as_ref().map(|t| &t.1);

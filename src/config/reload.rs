@@ -33,6 +33,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "limits.max_inflight",
     "limits.idle_timeout",
     "limits.drain_timeout",
+    "limits.goaway_grace",
     "balancer.algorithm",
     "balancer.vnodes",
     "balancer.load_factor",

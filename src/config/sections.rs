@@ -60,6 +60,9 @@ pub struct RuntimeConfig {
     pub blocking_threads: usize,
     /// One SO_REUSEPORT listener per loop (true) or one dispatching acceptor (false).
     pub reuse_port: bool,
+    /// Unix socket an in-place upgrade (`--upgrade`) takes the listeners over from;
+    /// empty = `$XDG_RUNTIME_DIR/dsf-<role>-<port>.sock`, else in `node.data_dir`.
+    pub upgrade_socket: PathBuf,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +71,7 @@ impl Default for RuntimeConfig {
             threads: 0,
             blocking_threads: DEFAULT_BLOCKING_THREADS,
             reuse_port: true,
+            upgrade_socket: PathBuf::new(),
         }
     }
 }
@@ -101,9 +105,13 @@ pub struct LimitsConfig {
     /// Deadline of one request.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// How long in-flight work may take after SIGTERM.
+    /// How long a drain (SIGTERM, hand-over) may take; then connections are closed.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// At a drain, how long each connection still takes requests after its `goaway`
+    /// notice (PROTOCOL §7), within `drain_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub goaway_grace: Duration,
     /// Requests slower than this are logged at warn level.
     #[serde(with = "humantime_serde")]
     pub slow_request: Duration,
@@ -119,6 +127,7 @@ impl Default for LimitsConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            goaway_grace: Duration::from_secs(1),
             slow_request: Duration::from_millis(500),
         }
     }

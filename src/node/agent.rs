@@ -30,6 +30,8 @@ pub const DRAIN_GRACE: Duration = Duration::from_millis(300);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Bound on connecting and on each registration call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a hand-over, how long the old process holds the lease for its successor.
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 
 /// Who the node says it is, and what it serves (the body of `lb.register`).
 #[derive(Debug, Clone)]
@@ -53,6 +55,10 @@ pub struct Registration {
     /// TLS to the balancer (verified against `tls.ca`, presenting the node's
     /// certificate); `None` = plain TCP.
     pub tls: Option<Connector>,
+    /// Set when the node handed its listeners to a new process (in-place upgrade):
+    /// the successor registers the same id, so this one neither drains nor
+    /// deregisters it, and keeps its lease until the successor holds it.
+    pub handed_over: Arc<AtomicBool>,
 }
 
 impl Registration {
@@ -74,6 +80,7 @@ impl Registration {
             idempotent,
             secret: cfg.cluster.secret().map(str::to_owned),
             tls: None,
+            handed_over: Arc::default(),
         }
     }
 }
@@ -161,6 +168,9 @@ enum Ended {
     Shutdown(Connection),
     /// The connection or registration failed.
     Lost(String),
+    /// The balancer sent `goaway` (it drains or hands its listeners to a successor):
+    /// connect and register again at once.
+    Moved,
 }
 
 async fn run(
@@ -189,6 +199,11 @@ async fn run(
                 conn = Some(c);
                 break;
             }
+            Ended::Moved => {
+                registered.store(false, Ordering::Relaxed);
+                tracing::info!(balancer = %id.register, "balancer sent goaway; registering again");
+                backoff = FIRST_BACKOFF;
+            }
             Ended::Lost(why) => {
                 registered.store(false, Ordering::Relaxed);
                 tracing::warn!(balancer = %id.register, reason = %why, retry_in_ms = backoff.as_millis() as u64, "not registered");
@@ -198,6 +213,14 @@ async fn run(
         }
     }
     let node = json!({ "node": id.node });
+    if id.handed_over.load(Ordering::SeqCst) {
+        stop_server.trigger();
+        if let Some(c) = &conn {
+            await_successor(c, &id.node).await;
+        }
+        server_done.wait().await;
+        return;
+    }
     if let Some(c) = &conn {
         match call(c, "lb.drain", node.clone()).await {
             Ok(_) => {
@@ -215,6 +238,34 @@ async fn run(
             Err(e) => tracing::warn!(error = %e, "lb.deregister failed"),
         }
     }
+}
+
+/// After a hand-over: keeps the lease (heartbeats) until the successor registered the
+/// same node id, which the balancer tells by refusing this connection's heartbeat,
+/// so the node never leaves the balancer's selection in between.
+async fn await_successor(conn: &Connection, node: &str) {
+    let until = std::time::Instant::now() + SUCCESSOR_WAIT;
+    while std::time::Instant::now() < until {
+        let body = json!({"node": node, "load": {"conns": 0, "inflight": 0}});
+        match call(conn, "lb.heartbeat", body).await {
+            Ok(_) => {
+                async_io::Timer::after(Duration::from_millis(50)).await;
+            }
+            Err(CallError::Refused(_)) => {
+                tracing::info!(node, "the new process holds the lease");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(node, error = %e, "registration connection ended after the hand-over");
+                return;
+            }
+        }
+    }
+    tracing::warn!(
+        node,
+        wait_ms = SUCCESSOR_WAIT.as_millis() as u64,
+        "the new process did not register in time; leaving the lease"
+    );
 }
 
 /// Connects, registers, heartbeats until shutdown or failure.
@@ -236,8 +287,16 @@ async fn session(
     registered.store(true, Ordering::Relaxed);
     *backoff = FIRST_BACKOFF;
     loop {
-        if shutdown.sleep(*heartbeat).await {
-            return Ended::Shutdown(conn);
+        let woke = future::or(async { Some(shutdown.sleep(*heartbeat).await) }, async {
+            conn.unusable().await;
+            None
+        })
+        .await;
+        match woke {
+            Some(true) => return Ended::Shutdown(conn),
+            Some(false) => {}
+            None if conn.saw_goaway() => return Ended::Moved,
+            None => return Ended::Lost("registration connection closed".into()),
         }
         let (conns, inflight) = load();
         let weight = id.weight.load(Ordering::Relaxed);

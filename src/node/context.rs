@@ -7,7 +7,7 @@ use crate::auth::Verifier;
 use crate::cache::aside::CacheAside;
 use crate::cache::local::LocalCache;
 use crate::cache::sharded::{RedisCache, RedisShards};
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Cache, CacheError, WriteDeadlines};
 use crate::config::Config;
 use crate::store::{self, Store};
 use std::sync::Arc;
@@ -79,7 +79,11 @@ impl NodeContext {
             cache = cache.as_ref().map_or("off", |c| c.kind()),
             "store and cache open"
         );
-        let cache = Arc::new(CacheAside::new(cache));
+        let deadlines = WriteDeadlines {
+            store: cfg.store.query_timeout,
+            cache: cfg.cache.op_timeout,
+        };
+        let cache = Arc::new(CacheAside::with_deadlines(cache, deadlines));
         cache.set_ttls(cfg.cache.ttl, cfg.cache.negative_ttl);
         let sessions = Arc::new(Sessions::new(store.clone(), cache.clone()));
         Ok(NodeContext {

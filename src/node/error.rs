@@ -19,6 +19,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The in-place upgrade's hand-over failed (the message names the socket).
+    #[error("in-place upgrade: {0}")]
+    Upgrade(std::io::Error),
     /// The store could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),

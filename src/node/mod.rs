@@ -98,6 +98,7 @@ impl Node {
             tables: Vec::new(),
             installs: Vec::new(),
             reload: None,
+            upgrade: false,
         }
     }
 }
@@ -114,6 +115,8 @@ pub struct NodeBuilder {
     installs: Vec<Install>,
     /// Where new configurations come from on `SIGHUP`; `None` = certificates only.
     reload: Option<Reload>,
+    /// Take the listeners over from the running node (`--upgrade`).
+    upgrade: bool,
 }
 
 impl NodeBuilder {
@@ -148,6 +151,14 @@ impl NodeBuilder {
     /// Without it a `SIGHUP` only reads the certificates again.
     pub fn reload(mut self, reload: Reload) -> Self {
         self.reload = Some(reload);
+        self
+    }
+
+    /// Starts as an in-place upgrade (PROTOCOL §9): takes the listening sockets of
+    /// the node serving `runtime.upgrade_socket`, which drains and exits once this
+    /// one serves.
+    pub fn upgrade(mut self, take_over: bool) -> Self {
+        self.upgrade = take_over;
         self
     }
 
@@ -222,10 +233,31 @@ impl NodeBuilder {
                 source,
             }
         };
-        let server = Server::bind(&cfg.node.listen, &rt, opts)
+        let upgrade_path = runtime::handover::socket_path(
+            &cfg.runtime,
+            "node",
+            &cfg.node.listen,
+            &cfg.node.data_dir,
+        );
+        let (upgrade, mut inherited, _) =
+            runtime::handover::Upgrade::start(upgrade_path, self.upgrade, "node")
+                .map_err(NodeError::Upgrade)?;
+        let taken = inherited
+            .take("node")
             .map_err(bind_err("node", &cfg.node.listen))?;
-        let admin =
-            crate::admin::bind(&cfg.admin.listen).map_err(bind_err("admin", &cfg.admin.listen))?;
+        let server = Server::bind_or_inherit(&cfg.node.listen, &rt, opts, taken)
+            .map_err(bind_err("node", &cfg.node.listen))?;
+        let admin = match inherited
+            .take("admin")
+            .map_err(bind_err("admin", &cfg.admin.listen))?
+        {
+            Some(mut sockets) => sockets.pop(),
+            None => crate::admin::bind(&cfg.admin.listen)
+                .map_err(bind_err("admin", &cfg.admin.listen))?,
+        };
+        if !inherited.is_empty() {
+            tracing::warn!(listeners = ?inherited.names(), "passed listeners a node does not use; ignored");
+        }
         let addr = server.local_addr();
         let admin_addr = admin.as_ref().and_then(crate::admin::local_addr);
         let id: Arc<str> = if cfg.node.id.is_empty() {
@@ -244,8 +276,36 @@ impl NodeBuilder {
             announced,
             idempotent,
         } = opened;
-        // Every listener is bound: only now may the balancer send work.
+        // Ready to serve: a predecessor may stop accepting now (the kernel queues
+        // connections on the shared sockets until this process's loops accept them).
+        let (handover, shutdown) = runtime::shutdown::linked(&shutdown);
         let mut registration = agent::Registration::new(&cfg, &id, addr, announced, idempotent);
+        let offer = runtime::handover::Offer {
+            listeners: vec![
+                ("node", server.dup_listeners().map_err(NodeError::Upgrade)?),
+                (
+                    "admin",
+                    admin
+                        .iter()
+                        .map(std::net::TcpListener::try_clone)
+                        .collect::<Result<_, _>>()
+                        .map_err(NodeError::Upgrade)?,
+                ),
+            ],
+            state: Box::new(|| serde_json::Value::Null),
+        };
+        let handed_over = registration.handed_over.clone();
+        upgrade
+            .serve(
+                offer,
+                move || {
+                    handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+                    handover.trigger();
+                },
+                shutdown.clone(),
+            )
+            .map_err(NodeError::Upgrade)?;
+        // Every listener is bound: only now may the balancer send work.
         registration.tls = tls.as_ref().and_then(|t| t.connector());
         live::attach(&reload, &node, &server, tls.clone(), &registration);
         reload.set_ready();

@@ -29,8 +29,12 @@ pub enum ErrorCode {
     Overloaded,
     /// The operation's deadline passed.
     Timeout,
-    /// A backing store is down and the answer cannot be given safely.
+    /// A backing store is down and the answer cannot be given safely; nothing was
+    /// applied.
     Unavailable,
+    /// A write's outcome is unknown: it may or may not be applied (the store did not
+    /// confirm it in time). Retrying is safe only for idempotent writes.
+    OutcomeUnknown,
     /// Balancer: no healthy node for the service.
     NoBackend,
     /// Anything else; detail is logged server-side only.
@@ -53,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::NoBackend => "no_backend",
             ErrorCode::Internal => "internal",
         }

@@ -17,6 +17,8 @@ pub enum Outbound {
     Response(Vec<u8>),
     /// Encoded frame(s) the server pushes on its own.
     Push(Vec<u8>),
+    /// Send `goaway` (PROTOCOL §7) and keep answering until `Drain` (shutdown).
+    GoAway,
     /// Stop reading new requests, answer those in flight, then close (shutdown).
     Drain,
     /// Close now (idle timeout, drain deadline, admin).

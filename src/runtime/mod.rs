@@ -4,6 +4,8 @@
 
 pub mod connection;
 pub mod executors;
+pub mod handover;
+pub mod listeners;
 pub mod mailbox;
 pub mod registry;
 pub mod reload;
@@ -11,6 +13,7 @@ pub mod server;
 pub mod shutdown;
 
 pub use executors::{blocking, spawn_local, Runtime};
+pub use listeners::Inherited;
 pub use registry::{ConnSnapshot, Outbound, Registry};
 pub use reload::Reload;
 pub use server::{LiveLimits, Server, ServerOptions};

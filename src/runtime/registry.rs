@@ -209,6 +209,13 @@ impl Registry {
         }
     }
 
+    /// Tells every connection to send `goaway` and keep answering for the grace.
+    pub fn goaway_all(&self) {
+        for id in self.ids() {
+            self.send(id, Outbound::GoAway);
+        }
+    }
+
     /// Tells every connection to finish what is in flight and close.
     pub fn drain_all(&self) {
         for id in self.ids() {

@@ -120,6 +120,45 @@ impl Server {
         })
     }
 
+    /// A server on listening sockets this process inherited (socket activation, or
+    /// an upgrade's hand-over) instead of binding them: each socket gets an acceptor,
+    /// on the loops in turn.
+    pub fn from_listeners(listeners: Vec<StdListener>, opts: ServerOptions) -> io::Result<Server> {
+        let first = listeners
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no inherited socket"))?;
+        let local_addr = first.local_addr()?;
+        for l in &listeners {
+            l.set_nonblocking(true)?;
+        }
+        Ok(Server {
+            listeners,
+            local_addr,
+            registry: Arc::new(Registry::new(opts.name)),
+            limits: LiveLimits::new(opts.name, opts.limits.clone()),
+            opts,
+        })
+    }
+
+    /// Binds `addr`, or uses `inherited` sockets when there are some.
+    pub fn bind_or_inherit(
+        addr: &str,
+        rt: &Runtime,
+        opts: ServerOptions,
+        inherited: Option<Vec<StdListener>>,
+    ) -> io::Result<Server> {
+        match inherited {
+            Some(sockets) => Server::from_listeners(sockets, opts),
+            None => Server::bind(addr, rt, opts),
+        }
+    }
+
+    /// Copies of the listening sockets (same sockets, new descriptors), to hand to a
+    /// successor process.
+    pub fn dup_listeners(&self) -> io::Result<Vec<StdListener>> {
+        self.listeners.iter().map(StdListener::try_clone).collect()
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -135,9 +174,10 @@ impl Server {
         self.registry.clone()
     }
 
-    /// Accepts until `shutdown`, answering with `service`, then drains: stops reading
-    /// new requests, lets in-flight ones finish within `limits.drain_timeout`, and
-    /// closes everything.
+    /// Accepts until `shutdown`, answering with `service`, then drains: sends `goaway`
+    /// on every connection, takes requests for `limits.goaway_grace` more, then stops
+    /// reading, lets in-flight ones finish within `limits.drain_timeout` (counted from
+    /// the shutdown), and closes everything.
     pub async fn run(
         self,
         rt: &Runtime,
@@ -244,11 +284,20 @@ impl Server {
             a.await?;
         }
         sweeper.await;
-        // Connections that registered before the trigger get a drain message; later
-        // ones see the trigger themselves before they wait for input.
+        // Every connection announces the drain with `goaway` (PROTOCOL §7) and still
+        // takes requests for the grace; connections that registered after this see
+        // the trigger themselves before they wait for input. Clients that speak the
+        // protocol close their side once answered, which ends the grace early.
+        let limits = shared.limits.load();
+        let started = Instant::now();
+        let deadline = started + limits.drain_timeout;
+        let grace_end = started + limits.goaway_grace.min(limits.drain_timeout);
+        shared.registry.goaway_all();
+        while !shared.registry.is_empty() && Instant::now() < grace_end {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+        }
+        // Then no new requests: answer those in flight and close.
         shared.registry.drain_all();
-        // Connections saw the same shutdown and are draining; wait for them.
-        let deadline = Instant::now() + shared.limits.load().drain_timeout;
         while !shared.registry.is_empty() && Instant::now() < deadline {
             async_io::Timer::after(Duration::from_millis(10)).await;
         }

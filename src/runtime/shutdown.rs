@@ -36,6 +36,19 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
     )
 }
 
+/// A trigger/observer pair that also fires when `parent` does: a process that may be
+/// stopped by a signal or by something of its own (a hand-over) watches the child.
+pub fn linked(parent: &Shutdown) -> (ShutdownTrigger, Shutdown) {
+    let (trigger, child) = channel();
+    let (forward, parent) = (trigger.clone(), parent.clone());
+    smol::spawn(async move {
+        parent.wait().await;
+        forward.trigger();
+    })
+    .detach();
+    (trigger, child)
+}
+
 impl ShutdownTrigger {
     /// Fires the shutdown; later calls do nothing.
     pub fn trigger(&self) {

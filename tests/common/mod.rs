@@ -1,6 +1,7 @@
 //! Shared helpers for the whole-system tests.
 #![allow(dead_code)]
 
+pub mod blackhole;
 pub mod cluster;
 pub mod pki;
 pub mod process;

@@ -1,11 +1,10 @@
-//! A TCP relay in front of one process that a test can switch into a black hole: it
-//! keeps accepting connections but forwards nothing either way and answers nothing,
-//! which is what a cut data path looks like to the side that sends.
+//! A TCP relay that can be *paused* the way a network partition looks to both ends:
+//! connections stay open, bytes sent are accepted, and nothing arrives until the
+//! partition heals (then everything does, in order, as TCP retransmission would).
 //!
-//! A connection that lost bytes to the black hole stays silent after the relay heals
-//! (its streams are no longer whole); connections opened after healing forward again.
-
-#![allow(dead_code)]
+//! A pause can also be armed on a byte pattern: the relay pauses, both ways, just
+//! before it forwards the first client chunk containing the pattern, so a test can cut
+//! a connection between two chosen commands.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -13,87 +12,129 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A relay listening on 127.0.0.1.
+/// Shared switches of one relay.
+#[derive(Default)]
+struct State {
+    /// Nothing is forwarded while set.
+    paused: AtomicBool,
+    /// Pause before forwarding a client chunk that contains this.
+    pause_on: Mutex<Option<Vec<u8>>>,
+    /// Set when the relay is dropped.
+    closed: AtomicBool,
+}
+
+/// A relay from a local port to `upstream`.
 pub struct Relay {
-    /// Where clients connect (advertise this as the node's address).
+    /// `127.0.0.1:PORT` to connect to instead of the upstream.
     pub addr: String,
-    /// Where accepted connections are forwarded; set once the target is up.
-    target: Arc<Mutex<Option<String>>>,
-    /// Forward nothing while set.
-    blackhole: Arc<AtomicBool>,
+    state: Arc<State>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Relay {
-    /// A relay on a free port, forwarding nowhere until [`forward_to`](Self::forward_to).
-    pub fn start() -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let target: Arc<Mutex<Option<String>>> = Arc::default();
-        let blackhole = Arc::new(AtomicBool::new(false));
-        let (t, b) = (target.clone(), blackhole.clone());
+    /// Starts relaying connections made to [`Relay::addr`] to `upstream`.
+    pub fn start(upstream: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay listener");
+        let addr = listener.local_addr().expect("relay address").to_string();
+        let state = Arc::new(State::default());
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (st, cs, up) = (state.clone(), conns.clone(), upstream.to_owned());
         std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (t, b) = (t.clone(), b.clone());
-                std::thread::spawn(move || serve(client, &t, b));
+            for client in listener.incoming() {
+                if st.closed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let server = match TcpStream::connect(&up) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("relay: cannot reach upstream {up}: {e}");
+                        continue;
+                    }
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut c = cs.lock().unwrap();
+                    c.push(client.try_clone().expect("clone"));
+                    c.push(server.try_clone().expect("clone"));
+                }
+                pump(
+                    &st,
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                    true,
+                );
+                pump(&st, server, client, false);
             }
         });
-        Relay {
-            addr,
-            target,
-            blackhole,
-        }
+        Relay { addr, state, conns }
     }
 
-    /// Forwards connections to `target` from now on.
-    pub fn forward_to(&self, target: &str) {
-        *self.target.lock().unwrap() = Some(target.to_owned());
+    /// `redis://ADDR` of the relay.
+    pub fn redis_url(&self) -> String {
+        format!("redis://{}", self.addr)
     }
 
-    /// Drops everything from now on (`true`), or forwards again (`false`).
-    pub fn set_blackhole(&self, on: bool) {
-        self.blackhole.store(on, Ordering::SeqCst);
+    /// Cuts the path: bytes are accepted and held, nothing is delivered.
+    pub fn pause(&self) {
+        self.state.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Heals the path: held bytes are delivered in order.
+    pub fn resume(&self) {
+        *self.state.pause_on.lock().unwrap() = None;
+        self.state.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Pauses before the first client chunk containing `pattern` is forwarded.
+    pub fn pause_on(&self, pattern: &[u8]) {
+        *self.state.pause_on.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// Whether the relay is paused now.
+    pub fn is_paused(&self) -> bool {
+        self.state.paused.load(Ordering::SeqCst)
     }
 }
 
-fn serve(client: TcpStream, target: &Mutex<Option<String>>, blackhole: Arc<AtomicBool>) {
-    let to = loop {
-        if let Some(t) = target.lock().unwrap().clone() {
-            break t;
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.state.closed.store(true, Ordering::SeqCst);
+        self.state.paused.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
         }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let Ok(upstream) = TcpStream::connect(&to) else {
-        return;
-    };
-    let _ = upstream.set_nodelay(true);
-    let _ = client.set_nodelay(true);
-    let broken = Arc::new(AtomicBool::new(false));
-    let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-    let (b2, k2) = (blackhole.clone(), broken.clone());
-    std::thread::spawn(move || pump(c2, u2, &b2, &k2));
-    pump(upstream, client, &blackhole, &broken);
+        let _ = TcpStream::connect(&self.addr);
+    }
 }
 
-/// Copies `from` to `to`, dropping what arrives while the relay is a black hole (and,
-/// once anything was dropped, everything after it).
-fn pump(mut from: TcpStream, mut to: TcpStream, blackhole: &AtomicBool, broken: &AtomicBool) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if blackhole.load(Ordering::SeqCst) {
-                    broken.store(true, Ordering::SeqCst);
-                }
-                if broken.load(Ordering::SeqCst) {
-                    continue;
-                }
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
+/// Copies `from` to `to` on a thread, holding bytes while the relay is paused.
+fn pump(state: &Arc<State>, mut from: TcpStream, mut to: TcpStream, client_side: bool) {
+    let state = state.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if client_side {
+                let mut armed = state.pause_on.lock().unwrap();
+                if let Some(p) = armed.as_ref() {
+                    if buf[..n].windows(p.len()).any(|w| w == p.as_slice()) {
+                        state.paused.store(true, Ordering::SeqCst);
+                        *armed = None;
+                    }
                 }
             }
+            while state.paused.load(Ordering::SeqCst) && !state.closed.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
         }
-    }
-    let _ = to.shutdown(Shutdown::Both);
-    let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }

@@ -22,6 +22,7 @@
 
 pub mod discovery;
 mod eject;
+mod handover;
 mod live;
 pub mod outlier;
 mod publish;
@@ -120,6 +121,9 @@ pub struct Membership {
     events: Mutex<VecDeque<Event>>,
     /// Where local lease changes are published (Redis, or nowhere).
     discovery: Arc<dyn Discovery>,
+    /// Set when this balancer drains or hands over: leases no longer end (see
+    /// [`Membership::freeze`]).
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl Membership {
@@ -131,6 +135,7 @@ impl Membership {
             current: ArcSwap::from_pointee(Snapshot::default()),
             events: Mutex::default(),
             discovery,
+            frozen: Default::default(),
         }
     }
 
@@ -264,6 +269,9 @@ impl Membership {
 
     /// Ends every lease held by registration connection `conn` (it closed).
     pub fn connection_closed(&self, conn: u64) {
+        if self.is_frozen() {
+            return;
+        }
         let mut t = self.lock();
         let gone: Vec<String> = t
             .local
@@ -286,6 +294,9 @@ impl Membership {
     }
 
     fn sweep_at(&self, at: Instant) {
+        if self.is_frozen() {
+            return;
+        }
         let ttl = self.settings.load().lease_ttl;
         let mut t = self.lock();
         let expired: Vec<(String, Duration)> = t

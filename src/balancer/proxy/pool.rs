@@ -10,14 +10,15 @@
 //! request queued since its last write in one write, a reader that answers jobs
 //! straight from its read buffer, and a sweeper that answers `timeout` for jobs past
 //! their deadline. Submitting a request is synchronous: append its frame to the
-//! connection's buffer and wake the writer if it sleeps.
+//! connection's buffer and wake the writer if it sleeps. A node's `goaway` (PROTOCOL
+//! §7) retires its connection: the next request opens a new one (or fails over).
 
 use super::job::Job;
 use crate::balancer::error::BalancerError;
 use crate::balancer::membership::outlier::Failure;
 use crate::balancer::snapshot::Member;
 use crate::protocol::scan;
-use crate::protocol::FrameDecoder;
+use crate::protocol::{FrameDecoder, Notice};
 use crate::tls::{ClientStream, Connector, ReadHalf, WriteHalf};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::collections::HashMap;
@@ -176,7 +177,8 @@ struct ConnState {
     pending: Pending,
     /// The writer, when it sleeps for want of requests.
     writer: Option<Waker>,
-    /// The pool let go of the connection: close it once nothing is pending.
+    /// The pool let go of the connection, or the node sent `goaway`: no new
+    /// requests; close it once nothing is pending.
     retired: bool,
     /// The socket once connected, to shut it down from any task.
     stream: Option<async_net::TcpStream>,
@@ -286,7 +288,7 @@ impl NodeConn {
     fn submit(&self, mut job: Job) -> Result<(), Job> {
         let waker = {
             let mut s = self.shared.lock();
-            if s.phase == Phase::Closed {
+            if s.phase == Phase::Closed || s.retired {
                 return Err(job);
             }
             job.answers_mark = s.answers;
@@ -406,9 +408,13 @@ async fn read_loop(shared: Arc<Shared>, mut stream: ReadHalf, max_frame: usize) 
 /// Hands one response to its job.
 fn answer(shared: &Shared, payload: &[u8]) {
     let Some((id, span)) = scan::response_id(payload) else {
-        // An answer without an id is about the connection (e.g. overloaded); the
-        // node closes it next, which fails the jobs.
-        tracing::debug!("node sent a response without id");
+        if Notice::parse(payload).is_some_and(|n| n.is_goaway()) {
+            shared.lock().retired = true;
+        } else {
+            // An answer without an id is about the connection (e.g. overloaded); the
+            // node closes it next, which fails the jobs.
+            tracing::debug!("node sent a response without id");
+        }
         return;
     };
     let job = {

@@ -66,7 +66,8 @@ struct TlsSession {
 enum Stop {
     /// Keep reading.
     No,
-    /// Peer closed, legacy exit, or shutdown: finish in-flight work, then close.
+    /// Peer closed, legacy exit, or the drain after `goaway`: finish in-flight work,
+    /// then close.
     Graceful,
     /// Idle or I/O error: close after flushing what is queued.
     Now,
@@ -125,6 +126,7 @@ pub fn run(
         out: Vec::new(),
         inflight: 0,
         stop: Stop::No,
+        goaway: false,
     });
     Conn::drive(conn, shutdown)
 }
@@ -149,6 +151,8 @@ struct Conn {
     /// Spawned requests not yet answered.
     inflight: usize,
     stop: Stop,
+    /// `goaway` was sent: the server drains; requests are still read until `Drain`.
+    goaway: bool,
 }
 
 impl Conn {
@@ -198,8 +202,10 @@ impl Conn {
             Box::pin(self.write_out()).await?;
         }
         loop {
-            if self.stop == Stop::No && shutdown.is_triggered() {
-                self.stop = Stop::Graceful;
+            if self.stop == Stop::No && !self.goaway && shutdown.is_triggered() {
+                // Accepted after the server announced its drain: announce it here too.
+                self.go_away();
+                Box::pin(self.write_out()).await?;
             }
             if matches!(self.stop, Stop::Now | Stop::Refused)
                 || (self.stop == Stop::Graceful && self.inflight == 0)
@@ -446,6 +452,7 @@ impl Conn {
                 self.shared.metrics.inflight.decrement(1.0);
             }
             Outbound::Push(bytes) => self.out.extend_from_slice(&bytes),
+            Outbound::GoAway => self.go_away(),
             Outbound::Drain => {
                 if self.stop == Stop::No {
                     self.stop = Stop::Graceful;
@@ -455,6 +462,15 @@ impl Conn {
                 tracing::debug!(reason, "closing");
                 self.stop = Stop::Now;
             }
+        }
+    }
+
+    /// Sends `goaway` once (PROTOCOL §7); reading goes on until the server's `Drain`.
+    fn go_away(&mut self) {
+        if !self.goaway {
+            self.goaway = true;
+            let grace = self.shared.limits.load().goaway_grace;
+            crate::protocol::notice::encode_goaway(&mut self.out, grace);
         }
     }
 

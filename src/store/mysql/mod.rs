@@ -245,22 +245,29 @@ impl Store for MySqlStore {
         let what = "blacklist entry";
         Box::pin(self.run(what, async move {
             let mut c = self.conn(what).await?;
-            // Without CLIENT_FOUND_ROWS, renaming to the same name reports 0 changed
-            // rows; look the row up in that case rather than answer not_found.
-            c.exec_drop(
-                "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
-                (name, now_ms(), id_card),
-            )
-            .await
-            .map_err(|e| classify(e, what))?;
-            if c.affected_rows() > 0 {
-                return Ok(());
-            }
-            let exists: Option<u8> = c
-                .exec_first("SELECT 1 FROM blacklist WHERE id_card = ?", (id_card,))
+            // 0 changed rows: absent (not_found) or already this name (done). Another
+            // name means an insert committed after the UPDATE saw nothing: run it again
+            // rather than acknowledge a rename never applied.
+            loop {
+                c.exec_drop(
+                    "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
+                    (name, now_ms(), id_card),
+                )
                 .await
                 .map_err(|e| classify(e, what))?;
-            exists.map(|_| ()).ok_or(StoreError::NotFound(what))
+                if c.affected_rows() > 0 {
+                    return Ok(());
+                }
+                let found: Option<Vec<u8>> = c
+                    .exec_first("SELECT name FROM blacklist WHERE id_card = ?", (id_card,))
+                    .await
+                    .map_err(|e| classify(e, what))?;
+                match found {
+                    None => return Err(StoreError::NotFound(what)),
+                    Some(n) if n == name.as_bytes() => return Ok(()),
+                    Some(_) => continue,
+                }
+            }
         }))
     }
 
