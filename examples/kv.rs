@@ -109,16 +109,25 @@ async fn get(store: Arc<dyn Store>, req: Get) -> Result<Value, ApiError> {
     }
 }
 
+/// The configuration pipeline: file, `DSF__` environment, flags. Run at start and
+/// again on every `SIGHUP`.
+fn config(args: &Args) -> Result<dsf::config::Config, dsf::config::ConfigError> {
+    Loader::new(args.config.as_deref())
+        .set_opt("node.listen", args.listen.clone())
+        .set_opt("node.register", args.register.clone())
+        .set_opt("store.url", args.mysql.clone())
+        .set_opt(
+            "node.data_dir",
+            args.data.as_ref().map(|p| p.display().to_string()),
+        )
+        .set_opt("admin.listen", args.admin.clone())
+        .set_opt("node.id", args.id.clone())
+        .load()
+}
+
 fn main() {
     let args = Args::parse();
-    let cfg = Loader::new(args.config.as_deref())
-        .set_opt("node.listen", args.listen)
-        .set_opt("node.register", args.register)
-        .set_opt("store.url", args.mysql)
-        .set_opt("node.data_dir", args.data.map(|p| p.display().to_string()))
-        .set_opt("admin.listen", args.admin)
-        .set_opt("node.id", args.id)
-        .load();
+    let cfg = config(&args);
     let cfg = match cfg {
         Ok(c) => c,
         Err(e) => {
@@ -135,7 +144,15 @@ fn main() {
         eprintln!("kv: signals: {e}");
         std::process::exit(1);
     }
+    // SIGHUP runs the pipeline again: weight, limits, cache TTLs, pool sizes and
+    // certificates change live (PROTOCOL §9).
+    let origin = args
+        .config
+        .as_ref()
+        .map_or("environment and flags".into(), |p| p.display().to_string());
+    let reload = dsf::runtime::Reload::new(cfg.clone(), origin, move || config(&args));
     let node = Node::builder(cfg)
+        .reload(reload)
         .service("kv", &["kv."])
         .tables(TABLES)
         .routes(|node, routes| {

@@ -135,7 +135,44 @@
     ++ lib.concatMap (n: [n.port] ++ lib.optional (n.adminPort != null) n.adminPort) (lib.attrValues nodes);
   duplicatePorts = lib.unique (lib.filter (p: lib.count (q: q == p) allPorts > 1) allPorts);
 
-  service = import ./service.nix {inherit cfg lib secretFile useSecret;};
+  service = import ./service.nix {inherit cfg lib pkgs secretFile useSecret;};
+  sock = import ./sockets.nix {inherit cfg lib addr;};
+
+  # The listeners of each process, for its .socket units (named as dsf expects them).
+  balancerListeners =
+    map (l: {
+      fdName = l;
+      address = cfg.balancer.listenAddress;
+      port = cfg.balancer.ports.${l};
+    }) ["registration" "directory" "proxy"]
+    ++ [
+      {
+        fdName = "admin";
+        address = "127.0.0.1";
+        port = cfg.balancer.adminPort;
+      }
+    ];
+  nodeListeners = node: [
+    {
+      fdName = "node";
+      address = node.listenAddress;
+      inherit (node) port;
+    }
+    {
+      fdName = "admin";
+      address = "127.0.0.1";
+      port = node.adminPort;
+    }
+  ];
+  nodeSockets = name: node: sock.sockets "dsf-node-${name}" (nodeListeners node);
+  balancerSockets = lib.optionalAttrs cfg.balancer.enable (sock.sockets "dsf-balancer" balancerListeners);
+  allSockets = balancerSockets // lib.concatMapAttrs nodeSockets nodes;
+  # A process bound by its .socket units binds nothing itself (no capability for
+  # ports below 1024).
+  selfBound = ports:
+    if cfg.socketActivation
+    then []
+    else ports;
   tls = import ./tls.nix {inherit cfg lib;};
 
   # Every process's rendered settings, for the checks that look for secrets in them.
@@ -151,7 +188,15 @@
         name = "node-${name}";
         description = "DSF node ${name}";
         command = "node";
-        config = configFile "node-${name}" settings;
+        sockets = lib.attrNames (nodeSockets name node);
+        inherit
+          (sock.triggers {
+            inherit settings;
+            file = configFile "node-${name}" settings;
+          })
+          reloadTriggers
+          restartTriggers
+          ;
         after =
           lib.optional cfg.balancer.enable "dsf-balancer.service"
           ++ lib.optional generateSecret "dsf-secret.service"
@@ -163,7 +208,7 @@
           ++ lib.optional cfg.redis.createLocally "redis-dsf.service";
         wants = lib.optional cfg.balancer.enable "dsf-balancer.service";
         network = nodeNeedsNetwork settings;
-        ports = [node.port] ++ lib.optional (node.adminPort != null) node.adminPort;
+        ports = selfBound ([node.port] ++ lib.optional (node.adminPort != null) node.adminPort);
         timeoutStart = cfg.nodes.startTimeout;
         groups = lib.optional cfg.redis.createLocally localRedisGroup;
         credentials = lib.optional redisPassword "redis-password:${toString cfg.redis.passwordFile}" ++ tlsFiles.credentials;
@@ -276,6 +321,20 @@ in {
         matching keys; per-process keys (listen addresses, data folders, pool sizes) are
         set from {option}`services.dsf.nodes` and {option}`services.dsf.balancer`. Never put
         secrets here: the file lands in the world-readable Nix store.
+      '';
+    };
+
+    socketActivation = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Let systemd bind every listener of the balancer and the nodes in `.socket` units
+        (`dsf-balancer.socket`, `dsf-balancer-directory.socket`, …, `dsf-node-<name>.socket`,
+        `dsf-node-<name>-admin.socket`) and pass them to the processes (`LISTEN_FDS`,
+        named by `FileDescriptorName=`). The sockets stay open while a unit restarts,
+        so `nixos-rebuild switch` and `systemctl restart` refuse no connection; and a
+        port below 1024 needs no capability in the service. Off: each process binds its
+        own listeners, and connections are refused while it restarts.
       '';
     };
 
@@ -570,6 +629,7 @@ in {
       storeUrls = lib.unique (lib.filter (u: u != "") (map (s: s.store.url or "") allSettings));
       redisUrlsInSettings = lib.unique (lib.concatMap (s: (s.cache.redis or []) ++ lib.optional ((s.balancer.redis or "") != "") s.balancer.redis) allSettings);
       inlinePasswords = lib.filter (s: (s.store.password or "") != "") allSettings;
+      badSocketAddresses = lib.unique (lib.optionals cfg.balancer.enable (sock.badAddresses balancerListeners) ++ lib.concatMap (n: sock.badAddresses (nodeListeners n)) (lib.attrValues nodes));
     in
       [
         {
@@ -643,6 +703,10 @@ in {
         {
           assertion = cfg.balancer.enable || nodes == {} || cfg.nodes.register == null || cfg.cluster.secretFile != null || cfg.environmentFile != null;
           message = "services.dsf: the nodes register with a remote balancer but have no cluster secret; set services.dsf.cluster.secretFile to a file holding that balancer's secret.";
+        }
+        {
+          assertion = badSocketAddresses == [];
+          message = "services.dsf.socketActivation: ${lib.concatStringsSep ", " badSocketAddresses} is not an IP address, which a .socket unit needs (ListenStream=); use the address itself, or set socketActivation = false.";
         }
         {
           assertion = !cfg.prometheus.enable || adminTargets != [];
@@ -743,6 +807,14 @@ in {
 
     environment.systemPackages = [cfg.package];
 
+    # Each process's settings, at the path its unit names: a new file alone leaves the
+    # unit unchanged, so that a switch reloads (SIGHUP) instead of restarting.
+    environment.etc =
+      lib.optionalAttrs cfg.balancer.enable {"dsf/balancer.toml".source = configFile "balancer" balancerSettings;}
+      // lib.mapAttrs' (name: node: lib.nameValuePair "dsf/node-${name}.toml" {source = configFile "node-${name}" (nodeSettings name node);}) nodes;
+
+    systemd.sockets = allSockets;
+
     networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall (
       lib.optionals (cfg.balancer.enable && !isLoopback cfg.balancer.listenAddress) (lib.attrValues cfg.balancer.ports)
       ++ lib.concatMap (n: lib.optional (!isLoopback n.listenAddress) n.port) (lib.attrValues nodes)
@@ -759,12 +831,20 @@ in {
             name = "balancer";
             description = "DSF balancer";
             command = "balancer";
-            config = configFile "balancer" balancerSettings;
+            sockets = lib.attrNames balancerSockets;
+            inherit
+              (sock.triggers {
+                settings = balancerSettings;
+                file = configFile "balancer" balancerSettings;
+              })
+              reloadTriggers
+              restartTriggers
+              ;
             after = lib.optional generateSecret "dsf-secret.service";
             requires = lib.optional generateSecret "dsf-secret.service";
             before = nodeUnits;
             network = balancerNeedsNetwork;
-            ports = lib.attrValues cfg.balancer.ports ++ lib.optional (cfg.balancer.adminPort != null) cfg.balancer.adminPort;
+            ports = selfBound (lib.attrValues cfg.balancer.ports ++ lib.optional (cfg.balancer.adminPort != null) cfg.balancer.adminPort);
             inherit (tls.unit {balancer = true;}) credentials;
             extraEnvironment = (tls.unit {balancer = true;}).environment;
           }

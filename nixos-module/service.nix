@@ -1,23 +1,31 @@
 # The systemd unit shared by the balancer and every node: Type=notify, secrets as
-# credentials, and the hardening set.
+# credentials, reload by SIGHUP, listeners from .socket units, and the hardening set.
 {
   cfg,
   lib,
+  pkgs,
   secretFile,
   useSecret,
 }: {
   unit = {
     name,
     description,
+    # The process reads its settings from /etc/dsf/NAME.toml (environment.etc), so
+    # that a new settings file alone does not change the unit: see reloadTriggers.
     command,
-    config,
     after ? [],
     before ? [],
     requires ? [],
     wants ? [],
     # Whether the process reaches other hosts (or binds a configured address).
     network ? false,
+    # Ports the process binds itself (not passed by a .socket unit).
     ports ? [],
+    # Its .socket units (names without the suffix), whose listeners it inherits.
+    sockets ? [],
+    # Settings changes that a SIGHUP applies, and those that need a restart.
+    reloadTriggers ? [],
+    restartTriggers ? [],
     timeoutStart ? null,
     # Extra groups (the local Redis socket's).
     groups ? [],
@@ -35,9 +43,11 @@
     lowPort = lib.any (p: p < 1024) ports;
     online = lib.optional network "network-online.target";
     envFiles = lib.optional (cfg.environmentFile != null) (toString cfg.environmentFile) ++ environmentFiles;
+    socketUnits = map (s: "${s}.socket") sockets;
   in {
-    inherit description before requires;
-    after = ["network.target"] ++ online ++ after;
+    inherit description before reloadTriggers restartTriggers;
+    requires = socketUnits ++ requires;
+    after = ["network.target"] ++ online ++ socketUnits ++ after;
     wants = online ++ wants;
     wantedBy = ["dsf.target"];
     partOf = ["dsf.target"];
@@ -53,7 +63,12 @@
       Type = "notify";
       NotifyAccess = "main";
       ExecStartPre = lib.mkIf (execStartPre != []) execStartPre;
-      ExecStart = "${lib.getExe cfg.package} ${command} --config ${config}";
+      ExecStart = "${lib.getExe cfg.package} ${command} --config /etc/dsf/${name}.toml";
+      # dsf re-reads its settings file and environment on SIGHUP, takes what it can
+      # live and names in one warning the keys that need a restart. Credentials are
+      # copied by systemd at start: a changed credential file needs a restart.
+      ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+      Sockets = lib.mkIf (socketUnits != []) socketUnits;
       EnvironmentFile = lib.mkIf (envFiles != []) envFiles;
       LoadCredential =
         lib.optional useSecret "cluster-secret:${secretFile}"

@@ -134,8 +134,8 @@ async fn query(app: &App, id_card: &str) -> Result<Value, ApiError> {
         .cache
         .get_or_load(&cache_key(id_card), || async {
             Ok(match app.store.blacklist_get(id_card).await? {
-                Some(name) => (format!("+{name}"), app.ttl),
-                None => ("-".to_owned(), app.negative_ttl),
+                Some(name) => (format!("+{name}"), app.cache.ttl()),
+                None => ("-".to_owned(), app.cache.negative_ttl()),
             })
         })
         .await?;

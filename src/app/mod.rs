@@ -47,10 +47,6 @@ pub struct App {
     pub max_failed_logins: u32,
     /// The login throttling window.
     pub login_window: Duration,
-    /// TTL of a cached "listed" answer.
-    pub ttl: Duration,
-    /// TTL of a cached "not listed" answer.
-    pub negative_ttl: Duration,
 }
 
 impl App {
@@ -65,8 +61,6 @@ impl App {
             session_ttl: cfg.auth.session_ttl,
             max_failed_logins: cfg.auth.max_failed_logins,
             login_window: cfg.auth.login_window,
-            ttl: cfg.cache.ttl,
-            negative_ttl: cfg.cache.negative_ttl,
         }))
     }
 }

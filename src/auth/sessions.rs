@@ -23,9 +23,8 @@ const ABSENT: &str = "-";
 /// Sessions and login throttling.
 pub struct Sessions {
     store: Arc<dyn Store>,
+    /// Read-through cache; its `cache.ttl` bounds how long a session stays cached.
     cache: Arc<CacheAside>,
-    /// Longest time a session stays cached.
-    cache_ttl: Duration,
 }
 
 fn cache_key(token_hash: &str) -> String {
@@ -34,12 +33,8 @@ fn cache_key(token_hash: &str) -> String {
 
 impl Sessions {
     /// Sessions in `store`, read through `cache`.
-    pub fn new(store: Arc<dyn Store>, cache: Arc<CacheAside>, cache_ttl: Duration) -> Self {
-        Sessions {
-            store,
-            cache,
-            cache_ttl,
-        }
+    pub fn new(store: Arc<dyn Store>, cache: Arc<CacheAside>) -> Self {
+        Sessions { store, cache }
     }
 
     /// Stores a new session.
@@ -59,7 +54,7 @@ impl Sessions {
                         let left = Duration::from_millis(s.expires_at_ms.saturating_sub(now_ms()));
                         let json = serde_json::to_string(&s)
                             .map_err(|e| StoreError::Other(e.to_string()))?;
-                        (json, left.min(self.cache_ttl))
+                        (json, left.min(self.cache.ttl()))
                     }
                     None => (ABSENT.to_owned(), Duration::ZERO),
                 })

@@ -17,6 +17,7 @@
 
 pub mod directory;
 pub mod error;
+mod live;
 pub mod membership;
 pub mod proxy;
 pub mod registration;
@@ -28,7 +29,7 @@ pub use error::BalancerError;
 pub use membership::Membership;
 
 use crate::config::{Config, Listener};
-use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
+use crate::runtime::{self, Reload, Runtime, Server, ServerOptions, Shutdown};
 use crate::tls::Tls;
 use futures_lite::future;
 use membership::redis::RedisShared;
@@ -204,8 +205,16 @@ impl Balancer {
         self.membership.clone()
     }
 
-    /// Serves until `shutdown`, then drains all three listeners.
+    /// Serves until `shutdown`, then drains all three listeners. A `SIGHUP` reads the
+    /// certificates again.
     pub fn run(self, shutdown: Shutdown) -> Result<(), BalancerError> {
+        let reload = Reload::fixed(self.cfg.clone());
+        self.run_reloading(shutdown, reload)
+    }
+
+    /// Like [`run`](Self::run), taking new configurations from `reload` on `SIGHUP`
+    /// (PROTOCOL §9): the selection settings, limits and certificates change live.
+    pub fn run_reloading(self, shutdown: Shutdown, reload: Reload) -> Result<(), BalancerError> {
         let Balancer {
             upgrade,
             rt,
@@ -248,13 +257,15 @@ impl Balancer {
             draining.1.freeze();
         })
         .detach();
-        if let Some(tls) = &tls {
-            rt.spawn(runtime::shutdown::reload_tls_on_sighup(
-                tls.clone(),
-                shutdown.clone(),
-            ))
-            .detach();
-        }
+        // SIGHUP: the whole configuration again, certificates included (PROTOCOL §9).
+        live::attach(
+            &reload,
+            &membership,
+            [&registration, &directory, &proxy],
+            tls.clone(),
+        );
+        reload.set_ready();
+        rt.spawn(reload.watch(shutdown.clone())).detach();
         if let Some(listener) = admin {
             crate::admin::spawn(
                 &rt,
@@ -350,12 +361,24 @@ pub fn run(
     shutdown: Shutdown,
     on_ready: impl FnOnce(&Started),
 ) -> Result<(), BalancerError> {
+    let reload = Reload::fixed(cfg.clone());
+    run_reloading(cfg, take_over, shutdown, reload, on_ready)
+}
+
+/// Like [`run`], taking new configurations from `reload` on `SIGHUP`.
+pub fn run_reloading(
+    cfg: Config,
+    take_over: bool,
+    shutdown: Shutdown,
+    reload: Reload,
+    on_ready: impl FnOnce(&Started),
+) -> Result<(), BalancerError> {
     runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
     let balancer = Balancer::bind_with(cfg, take_over)?;
     on_ready(&balancer.started());
     // Under systemd (`Type=notify`) the unit is started once the listeners are bound.
     crate::admin::notify_ready();
-    balancer.run(shutdown)
+    balancer.run_reloading(shutdown, reload)
 }
 
 async fn sweep(membership: Arc<Membership>, every: Duration, shutdown: Shutdown) {

@@ -59,6 +59,9 @@ struct HeartbeatBody {
     node: String,
     #[serde(default)]
     load: Load,
+    /// The node's weight now (a reload may have changed it); absent = unchanged.
+    #[serde(default)]
+    weight: Option<u32>,
 }
 
 /// The load a heartbeat carries.
@@ -130,6 +133,14 @@ impl Registration {
             "lb.heartbeat" => {
                 let b: HeartbeatBody = body(req.body)?;
                 m.heartbeat(conn.id, &b.node, b.load.conns, b.load.inflight)?;
+                if let Some(weight) = b.weight {
+                    if !(1..=1000).contains(&weight) {
+                        return Err(BalancerError::BadRequest(
+                            "`weight` must be 1 to 1000".into(),
+                        ));
+                    }
+                    m.set_weight(conn.id, &b.node, weight)?;
+                }
             }
             "lb.drain" => m.drain(conn.id, &body::<NodeBody>(req.body)?.node)?,
             "lb.deregister" => m.deregister(conn.id, &body::<NodeBody>(req.body)?.node)?,

@@ -20,6 +20,7 @@ use crate::store::StoreResult;
 use async_lock::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +33,10 @@ pub struct CacheAside {
     cache: Option<Arc<dyn Cache>>,
     /// Reads in progress, by key and guard.
     flights: Mutex<HashMap<(String, Guard), Flight>>,
+    /// `cache.ttl` in milliseconds; a reload replaces it.
+    ttl_ms: AtomicU64,
+    /// `cache.negative_ttl` in milliseconds; a reload replaces it.
+    negative_ttl_ms: AtomicU64,
     /// The deadlines fenced writes are measured against.
     pub(crate) deadlines: WriteDeadlines,
 }
@@ -44,11 +49,34 @@ impl CacheAside {
 
     /// Reads through `cache`; writes fence for as long as `deadlines` require.
     pub fn with_deadlines(cache: Option<Arc<dyn Cache>>, deadlines: WriteDeadlines) -> CacheAside {
-        CacheAside {
+        let defaults = crate::config::CacheConfig::default();
+        let aside = CacheAside {
             cache,
             flights: Mutex::new(HashMap::new()),
+            ttl_ms: AtomicU64::new(0),
+            negative_ttl_ms: AtomicU64::new(0),
             deadlines,
-        }
+        };
+        aside.set_ttls(defaults.ttl, defaults.negative_ttl);
+        aside
+    }
+
+    /// Sets how long entries written from now on are cached (`cache.ttl` for a
+    /// positive answer, `cache.negative_ttl` for a negative one).
+    pub fn set_ttls(&self, ttl: Duration, negative_ttl: Duration) {
+        self.ttl_ms.store(ttl.as_millis() as u64, Ordering::Relaxed);
+        self.negative_ttl_ms
+            .store(negative_ttl.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// TTL of a positive entry (`cache.ttl`).
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// TTL of a negative entry (`cache.negative_ttl`).
+    pub fn negative_ttl(&self) -> Duration {
+        Duration::from_millis(self.negative_ttl_ms.load(Ordering::Relaxed))
     }
 
     /// The cache, if any.

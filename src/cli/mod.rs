@@ -1,13 +1,15 @@
 //! The `dsf` command line (PROTOCOL §6): one function per subcommand.
 
 mod cert;
+mod reload;
 mod telemetry;
 mod up;
 
 use clap::{Args, Parser, Subcommand};
 use dsf::client::{CallOptions, ClientError, Connection, DirectoryClient};
-use dsf::config::{Config, Loader};
+use dsf::config::{Config, ConfigError, Loader};
 use dsf::runtime::shutdown;
+use reload::reloader;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -272,7 +274,7 @@ fn chain(e: &anyhow::Error) -> String {
 }
 
 /// Loads configuration for `dsf node` through the documented pipeline.
-pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
+pub fn node_config(args: &NodeArgs) -> Result<Config, ConfigError> {
     let mut loader = Loader::new(args.config.as_deref())
         .set_opt("node.listen", args.listen.clone())
         .set_opt("node.register", args.register.clone())
@@ -293,16 +295,19 @@ pub fn node_config(args: &NodeArgs) -> anyhow::Result<Config> {
     if !args.ops.is_empty() {
         loader = loader.set("node.ops", args.ops.clone());
     }
-    Ok(loader.load()?)
+    loader.load()
 }
 
 fn node(args: NodeArgs) -> anyhow::Result<()> {
     let cfg = node_config(&args)?;
-    let _guard = telemetry::init(&cfg.log)?;
+    let log = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
+    let (file, upgrade) = (args.config.clone(), args.upgrade);
+    let reload = reloader(&cfg, file.as_deref(), &log, move || node_config(&args));
     dsf::app::builder(cfg)
-        .upgrade(args.upgrade)
+        .reload(reload)
+        .upgrade(upgrade)
         .run(shutdown, |started| {
             println!("node {} listening on {}", started.id, started.addr);
             if let Some(admin) = started.admin {
@@ -314,9 +319,9 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 /// Loads configuration for `dsf balancer` through the documented pipeline.
-pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
+pub fn balancer_config(args: &BalancerArgs) -> Result<Config, ConfigError> {
     let loader = args.tls.apply(Loader::new(args.config.as_deref()));
-    Ok(loader
+    loader
         .set_opt("balancer.registration", args.registration.clone())
         .set_opt("balancer.directory", args.directory.clone())
         .set_opt("balancer.proxy", args.proxy.clone())
@@ -324,15 +329,17 @@ pub fn balancer_config(args: &BalancerArgs) -> anyhow::Result<Config> {
         .set_opt("balancer.algorithm", args.algorithm.clone())
         .set_opt("admin.listen", args.admin.clone())
         .set_opt("runtime.threads", args.threads.map(|t| t as i64))
-        .load()?)
+        .load()
 }
 
 fn balancer(args: BalancerArgs) -> anyhow::Result<()> {
     let cfg = balancer_config(&args)?;
-    let _guard = telemetry::init(&cfg.log)?;
+    let log = telemetry::init(&cfg.log)?;
     let (trigger, shutdown) = shutdown::channel();
     shutdown::on_signals(trigger)?;
-    dsf::balancer::run(cfg, args.upgrade, shutdown, |s| {
+    let (file, upgrade) = (args.config.clone(), args.upgrade);
+    let reload = reloader(&cfg, file.as_deref(), &log, move || balancer_config(&args));
+    dsf::balancer::run_reloading(cfg, upgrade, shutdown, reload, |s| {
         println!("balancer registration listening on {}", s.registration);
         println!("balancer directory listening on {}", s.directory);
         println!("balancer proxy listening on {}", s.proxy);

@@ -11,6 +11,7 @@
 
 mod loader;
 mod outlier;
+pub mod reload;
 mod sections;
 mod validate;
 
@@ -46,6 +47,26 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl ConfigError {
+    /// The dotted key at fault, when the error names one (reload logs name it).
+    pub fn key(&self) -> Option<String> {
+        fn inner(e: &config::ConfigError) -> Option<String> {
+            match e {
+                config::ConfigError::Type { key, .. } => key.clone(),
+                config::ConfigError::At { key, error, .. } => key.clone().or_else(|| inner(error)),
+                config::ConfigError::NotFound(key) => Some(key.clone()),
+                _ => None,
+            }
+        }
+        match self {
+            ConfigError::Load(e) => inner(e),
+            ConfigError::Invalid { key, .. } | ConfigError::SecretFile { key, .. } => {
+                Some((*key).to_owned())
+            }
+        }
+    }
 }
 
 /// The whole configuration of a node or balancer process.

@@ -140,6 +140,66 @@ fn tls_keys_that_need_each_other_are_named() {
     );
 }
 
+#[test]
+fn reload_sorts_changed_keys_into_live_and_restart() {
+    use super::reload::changes;
+    let old = Config::default();
+    let mut new = old.clone();
+    new.balancer.algorithm = "round_robin".into();
+    new.balancer.services.insert(
+        "kv".into(),
+        ServiceConfig {
+            algorithm: "p2c".into(),
+            ..Default::default()
+        },
+    );
+    new.node.weight = 5;
+    new.limits.max_connections = 9;
+    new.limits.request_timeout = std::time::Duration::from_secs(1);
+    new.balancer.proxy = "127.0.0.1:1".into();
+    new.cluster.secret = "s".into();
+    let c = changes(&old, &new);
+    assert_eq!(
+        c.live,
+        [
+            "balancer.algorithm",
+            "balancer.services.kv",
+            "limits.max_connections",
+            "node.weight"
+        ]
+    );
+    assert_eq!(
+        c.restart,
+        ["balancer.proxy", "cluster.secret", "limits.request_timeout"]
+    );
+    assert!(changes(&old, &old).is_empty());
+}
+
+#[test]
+fn reload_keeps_running_values_of_restart_keys() {
+    let old = Config::default();
+    let mut new = old.clone();
+    new.node.weight = 5;
+    new.balancer.proxy = "127.0.0.1:1".into();
+    new.limits.request_timeout = std::time::Duration::from_secs(1);
+    let c = super::reload::changes(&old, &new);
+    let taken = new.keep_running(&old, &c.restart);
+    assert_eq!(taken.node.weight, 5, "live key taken");
+    assert_eq!(taken.balancer.proxy, old.balancer.proxy, "restart key kept");
+    assert_eq!(taken.limits.request_timeout, old.limits.request_timeout);
+    assert!(super::reload::changes(&old, &taken).restart.is_empty());
+}
+
+#[test]
+fn a_refused_value_names_its_key() {
+    let f = file("[node]\nweight = 0\n");
+    let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("node.weight"));
+    let f = file("[node]\nweight = \"heavy\"\n");
+    let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("node.weight"), "{e}");
+}
+
 /// Per-service outlier keys replace only themselves; nonsense is refused naming the
 /// service and the key.
 #[test]

@@ -19,7 +19,7 @@ use crate::tls::Connector;
 use futures_lite::future;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +44,8 @@ pub struct Registration {
     pub service: String,
     /// Address announced to clients.
     pub addr: String,
-    /// Selection weight.
-    pub weight: u32,
+    /// Selection weight; a reload changes it and the next heartbeat carries it.
+    pub weight: Arc<AtomicU32>,
     /// Operation prefixes served.
     pub ops: Vec<String>,
     /// Operations safe to send twice.
@@ -75,7 +75,7 @@ impl Registration {
             node: node.to_owned(),
             service: cfg.node.service.clone(),
             addr: advertise(cfg, bound),
-            weight: cfg.node.weight,
+            weight: Arc::new(AtomicU32::new(cfg.node.weight)),
             ops,
             idempotent,
             secret: cfg.cluster.secret().map(str::to_owned),
@@ -299,7 +299,12 @@ async fn session(
             None => return Ended::Lost("registration connection closed".into()),
         }
         let (conns, inflight) = load();
-        let body = json!({"node": id.node, "load": {"conns": conns, "inflight": inflight}});
+        let weight = id.weight.load(Ordering::Relaxed);
+        let body = json!({
+            "node": id.node,
+            "load": {"conns": conns, "inflight": inflight},
+            "weight": weight,
+        });
         match call(&conn, "lb.heartbeat", body).await {
             Ok(_) => {}
             Err(CallError::Refused(e)) if e.code == ErrorCode::NotFound => {
@@ -322,7 +327,7 @@ async fn register(
         "node": id.node,
         "service": id.service,
         "addr": id.addr,
-        "weight": id.weight,
+        "weight": id.weight.load(Ordering::Relaxed),
         "ops": id.ops,
         "idempotent": id.idempotent,
     });

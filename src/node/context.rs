@@ -84,7 +84,8 @@ impl NodeContext {
             cache: cfg.cache.op_timeout,
         };
         let cache = Arc::new(CacheAside::with_deadlines(cache, deadlines));
-        let sessions = Arc::new(Sessions::new(store.clone(), cache.clone(), cfg.cache.ttl));
+        cache.set_ttls(cfg.cache.ttl, cfg.cache.negative_ttl);
+        let sessions = Arc::new(Sessions::new(store.clone(), cache.clone()));
         Ok(NodeContext {
             id,
             config: cfg,

@@ -33,6 +33,7 @@ pub mod agent;
 pub mod context;
 pub mod error;
 pub mod health;
+mod live;
 pub mod routes;
 pub mod sys;
 
@@ -44,7 +45,7 @@ use crate::config::Config;
 use crate::config::Listener;
 use crate::framework::middleware::{AccessLog, Auth};
 use crate::framework::Router;
-use crate::runtime::{self, Runtime, Server, ServerOptions, Shutdown};
+use crate::runtime::{self, Reload, Runtime, Server, ServerOptions, Shutdown};
 use crate::store::Tables;
 use crate::tls::Tls;
 use futures_lite::future;
@@ -96,6 +97,7 @@ impl Node {
             prefixes: Vec::new(),
             tables: Vec::new(),
             installs: Vec::new(),
+            reload: None,
             upgrade: false,
         }
     }
@@ -111,6 +113,8 @@ pub struct NodeBuilder {
     tables: Vec<Tables>,
     /// The applications' operations.
     installs: Vec<Install>,
+    /// Where new configurations come from on `SIGHUP`; `None` = certificates only.
+    reload: Option<Reload>,
     /// Take the listeners over from the running node (`--upgrade`).
     upgrade: bool,
 }
@@ -139,6 +143,14 @@ impl NodeBuilder {
         install: impl FnOnce(&Arc<NodeContext>, &mut Routes<'_>) -> Result<(), String> + Send + 'static,
     ) -> Self {
         self.installs.push(Box::new(install));
+        self
+    }
+
+    /// Takes new configurations from `reload` on `SIGHUP` (PROTOCOL §9): limits,
+    /// `node.weight`, cache TTLs, store pool sizes and certificates change live.
+    /// Without it a `SIGHUP` only reads the certificates again.
+    pub fn reload(mut self, reload: Reload) -> Self {
+        self.reload = Some(reload);
         self
     }
 
@@ -198,6 +210,10 @@ impl NodeBuilder {
     /// `on_ready` is called once it accepts work.
     pub fn run(self, shutdown: Shutdown, on_ready: impl FnOnce(&Started)) -> Result<(), NodeError> {
         let cfg = self.cfg.clone();
+        let reload = self
+            .reload
+            .clone()
+            .unwrap_or_else(|| Reload::fixed(cfg.clone()));
         runtime::executors::set_blocking_limit(cfg.runtime.blocking_threads);
         crate::metrics::install();
         let rt =
@@ -291,13 +307,9 @@ impl NodeBuilder {
             .map_err(NodeError::Upgrade)?;
         // Every listener is bound: only now may the balancer send work.
         registration.tls = tls.as_ref().and_then(|t| t.connector());
-        if let Some(tls) = &tls {
-            rt.spawn(runtime::shutdown::reload_tls_on_sighup(
-                tls.clone(),
-                shutdown.clone(),
-            ))
-            .detach();
-        }
+        live::attach(&reload, &node, &server, tls.clone(), &registration);
+        reload.set_ready();
+        rt.spawn(reload.watch(shutdown.clone())).detach();
         let (server_shutdown, agent) =
             agent::attach(registration, server.registry(), &rt, shutdown.clone());
         if let Some(listener) = admin {

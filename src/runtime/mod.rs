@@ -8,13 +8,15 @@ pub mod handover;
 pub mod listeners;
 pub mod mailbox;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 
 pub use executors::{blocking, spawn_local, Runtime};
 pub use listeners::Inherited;
 pub use registry::{ConnSnapshot, Outbound, Registry};
-pub use server::{Server, ServerOptions};
+pub use reload::Reload;
+pub use server::{LiveLimits, Server, ServerOptions};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 use crate::protocol::{Request, Response};

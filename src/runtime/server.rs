@@ -10,6 +10,7 @@ use super::{Runtime, Service, Shutdown};
 use crate::config::LimitsConfig;
 use crate::protocol::{ApiError, Response};
 use crate::tls::Acceptor;
+use arc_swap::ArcSwap;
 use futures_lite::{future, AsyncWriteExt};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -46,6 +47,38 @@ impl ServerOptions {
     }
 }
 
+/// The limits of one server, shared with its connections and replaced whole by a
+/// reload: the connection count and in-flight bounds apply at once, a new frame
+/// bound and idle timeout to connections accepted afterwards.
+#[derive(Clone)]
+pub struct LiveLimits {
+    /// Listener name (metrics).
+    name: &'static str,
+    /// The bounds in force.
+    current: Arc<ArcSwap<LimitsConfig>>,
+}
+
+impl LiveLimits {
+    /// Limits `limits` for listener `name`.
+    pub fn new(name: &'static str, limits: LimitsConfig) -> LiveLimits {
+        LiveLimits {
+            name,
+            current: Arc::new(ArcSwap::from_pointee(limits)),
+        }
+    }
+
+    /// The bounds in force (lock-free).
+    pub fn load(&self) -> arc_swap::Guard<Arc<LimitsConfig>> {
+        self.current.load()
+    }
+
+    /// Replaces the bounds; the exported limit gauges follow.
+    pub fn store(&self, limits: LimitsConfig) {
+        crate::metrics::set_limits(self.name, limits.max_connections, limits.max_inflight);
+        self.current.store(Arc::new(limits));
+    }
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     /// One listener per loop thread (reuse_port) or a single one.
@@ -56,6 +89,8 @@ pub struct Server {
     registry: Arc<Registry>,
     /// Name, limits.
     opts: ServerOptions,
+    /// The limits in force, replaced by a reload.
+    limits: LiveLimits,
 }
 
 impl Server {
@@ -80,6 +115,7 @@ impl Server {
             listeners,
             local_addr,
             registry: Arc::new(Registry::new(opts.name)),
+            limits: LiveLimits::new(opts.name, opts.limits.clone()),
             opts,
         })
     }
@@ -99,6 +135,7 @@ impl Server {
             listeners,
             local_addr,
             registry: Arc::new(Registry::new(opts.name)),
+            limits: LiveLimits::new(opts.name, opts.limits.clone()),
             opts,
         })
     }
@@ -127,6 +164,11 @@ impl Server {
         self.local_addr
     }
 
+    /// The limits in force, for a reload to replace.
+    pub fn limits(&self) -> LiveLimits {
+        self.limits.clone()
+    }
+
     /// The connection registry (admin views, metrics).
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
@@ -143,20 +185,15 @@ impl Server {
         shutdown: Shutdown,
     ) -> io::Result<()> {
         let tls = self.opts.tls.clone();
-        let handshake_timeout = HANDSHAKE_TIMEOUT.min(self.opts.limits.idle_timeout);
         let shared = Arc::new(ConnShared {
             service,
             registry: self.registry.clone(),
-            limits: self.opts.limits.clone(),
+            limits: self.limits.clone(),
             name: self.opts.name,
             inflight_total: AtomicUsize::new(0),
             metrics: ServerMetrics::new(self.opts.name),
         });
-        crate::metrics::set_limits(
-            self.opts.name,
-            self.opts.limits.max_connections,
-            self.opts.limits.max_inflight,
-        );
+        self.limits.store(self.opts.limits.clone());
         let threads = rt.threads();
         let mut accepters = Vec::new();
         let dispatch = self.listeners.len() == 1 && threads > 1;
@@ -184,9 +221,10 @@ impl Server {
                             continue;
                         }
                     };
-                    if shared.registry.len() >= shared.limits.max_connections {
+                    let max_connections = shared.limits.load().max_connections;
+                    if shared.registry.len() >= max_connections {
                         shared.metrics.refused.increment(1);
-                        super::spawn_local(refuse(stream, shared.limits.max_connections)).detach();
+                        super::spawn_local(refuse(stream, max_connections)).detach();
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
@@ -201,6 +239,8 @@ impl Server {
                         }
                         continue;
                     };
+                    let handshake_timeout =
+                        HANDSHAKE_TIMEOUT.min(shared.limits.load().idle_timeout);
                     let conn = handshake_then_run(
                         acceptor.clone(),
                         handshake_timeout,
@@ -223,9 +263,11 @@ impl Server {
             let shared = shared.clone();
             let shutdown = shutdown.clone();
             rt.spawn(async move {
-                let every = (shared.limits.idle_timeout / 4).max(Duration::from_millis(20));
+                let every = (shared.limits.load().idle_timeout / 4).max(Duration::from_millis(20));
                 super::shutdown::every(every, &shutdown, || {
-                    let n = shared.registry.close_idle(shared.limits.idle_timeout);
+                    let n = shared
+                        .registry
+                        .close_idle(shared.limits.load().idle_timeout);
                     if n > 0 {
                         tracing::debug!(
                             listener = shared.name,
@@ -246,9 +288,10 @@ impl Server {
         // takes requests for the grace; connections that registered after this see
         // the trigger themselves before they wait for input. Clients that speak the
         // protocol close their side once answered, which ends the grace early.
+        let limits = shared.limits.load();
         let started = Instant::now();
-        let deadline = started + shared.limits.drain_timeout;
-        let grace_end = started + shared.limits.goaway_grace.min(shared.limits.drain_timeout);
+        let deadline = started + limits.drain_timeout;
+        let grace_end = started + limits.goaway_grace.min(limits.drain_timeout);
         shared.registry.goaway_all();
         while !shared.registry.is_empty() && Instant::now() < grace_end {
             async_io::Timer::after(Duration::from_millis(10)).await;

@@ -137,42 +137,6 @@ pub fn on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reloads `tls` on every `SIGHUP` until `shutdown`, logging the outcome: a broken
-/// file is refused and the certificate in use stays. New handshakes use what was
-/// loaded; established connections keep their session.
-pub async fn reload_tls_on_sighup(tls: std::sync::Arc<crate::tls::Tls>, shutdown: Shutdown) {
-    use async_signal::{Signal, Signals};
-    use futures_lite::StreamExt;
-    let mut signals = match Signals::new([Signal::Hup]) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGHUP; certificates will not reload");
-            return;
-        }
-    };
-    loop {
-        let got = futures_lite::future::or(async { signals.next().await.is_some() }, async {
-            shutdown.wait().await;
-            false
-        })
-        .await;
-        if !got {
-            return;
-        }
-        match tls.reload() {
-            Ok(()) => tracing::info!(
-                serial = tls.serial().as_deref().unwrap_or("-"),
-                "SIGHUP: certificates reloaded; new handshakes use them"
-            ),
-            Err(e) => tracing::error!(
-                error = %e,
-                serial = tls.serial().as_deref().unwrap_or("-"),
-                "SIGHUP: certificates not reloaded; the ones in use stay"
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,6 +187,15 @@ pub trait Store: Send + Sync + 'static {
     /// Which backend this is (`"mysql"`, `"embedded"`), for logs.
     fn kind(&self) -> &'static str;
 
+    /// Takes new pool sizes (`store.pool_min`, `store.pool_max`) from a reloaded
+    /// configuration; backends without a connection pool ignore them.
+    fn resize<'a>(
+        &'a self,
+        _cfg: &'a crate::config::StoreConfig,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Applies an application's own migrations ([`Tables`]): each version once, across
     /// every node sharing the database.
     fn migrate_tables<'a>(&'a self, tables: &'a Tables) -> BoxFuture<'a, StoreResult<()>>;

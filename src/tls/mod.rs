@@ -1,5 +1,5 @@
 //! Transport security (PROTOCOL §8): rustls settings built from `[tls]`, held in a
-//! handle that `SIGHUP` swaps (`runtime::shutdown::reload_tls_on_sighup`), and the streams listeners and clients share.
+//! handle that a reload (`SIGHUP`, `runtime::reload`) swaps, and the streams listeners and clients share.
 //!
 //! - [`Tls`]: the reloadable handle. Every new handshake reads the current settings
 //!   from an `ArcSwap`; a reload builds complete new settings first and swaps them in

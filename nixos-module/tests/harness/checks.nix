@@ -111,7 +111,7 @@ in {
     check = r: [
       (noAssertions r)
       (expect "checkConfig is off by default" (!r.config.services.dsf.checkConfig))
-      (expect "no check-config derivation runs the aarch64 dsf" (!lib.hasInfix "-checked.toml" (sc r "dsf-node-1").ExecStart))
+      (expect "no check-config derivation runs the aarch64 dsf" (!lib.hasInfix "-checked.toml" (toString r.config.environment.etc."dsf/node-1.toml".source)))
     ];
   };
 
@@ -151,4 +151,57 @@ in {
     (expect "targets: the balancer's and both nodes' admin listeners" (lib.concatMap (t: t.targets) job.static_configs == ["127.0.0.1:9100" "127.0.0.1:9101" "127.0.0.1:9102"]))
     (expect "each target is labelled with its process" (map (t: t.labels.process) job.static_configs == ["balancer" "node-1" "node-2"]))
   ];
+
+  sockets.check = r: let
+    sock = name: r.sockets.${name};
+    fd = name: (sock name).socketConfig.FileDescriptorName;
+    lbSockets = ["dsf-balancer" "dsf-balancer-directory" "dsf-balancer-proxy" "dsf-balancer-admin"];
+  in [
+    (noAssertions r)
+    (expect "the balancer has a socket per listener, named as dsf takes them" (map fd lbSockets == ["registration" "directory" "proxy" "admin"]))
+    (expect "the balancer's sockets bind its addresses" (map (n: (sock n).listenStreams) lbSockets == [["0.0.0.0:6200"] ["0.0.0.0:6300"] ["0.0.0.0:6400"] ["127.0.0.1:910"]]))
+    (expect "every balancer socket activates dsf-balancer.service" (lib.all (n: (sock n).socketConfig.Service == "dsf-balancer.service") lbSockets))
+    (expect "the balancer inherits all four" ((sc r "dsf-balancer").Sockets == map (n: "${n}.socket") (lib.sort (a: b: a < b) lbSockets)))
+    (expect "the balancer requires and follows its sockets" (lib.all (n: lib.elem "${n}.socket" r.units.dsf-balancer.requires && lib.elem "${n}.socket" r.units.dsf-balancer.after) lbSockets))
+    (expect "node a: node and admin sockets" (fd "dsf-node-a" == "node" && fd "dsf-node-a-admin" == "admin" && (sock "dsf-node-a").listenStreams == ["127.0.0.1:7001"] && (sock "dsf-node-a").socketConfig.Service == "dsf-node-a.service"))
+    (expect "node b (no admin port): one socket" (r.sockets ? dsf-node-b && !(r.sockets ? dsf-node-b-admin) && (sc r "dsf-node-b").Sockets == ["dsf-node-b.socket"]))
+    (expect "a configured address is bound before it exists (FreeBind)" ((sock "dsf-node-b").socketConfig.FreeBind or false && !((sock "dsf-node-a").socketConfig ? FreeBind)))
+    (expect "the admin port below 1024 needs no capability: systemd binds it" ((sc r "dsf-balancer").CapabilityBoundingSet == "" && !((sc r "dsf-balancer") ? AmbientCapabilities)))
+    (expect "sockets start with sockets.target and dsf.target" (lib.all (n: lib.elem "sockets.target" (sock n).wantedBy && lib.elem "dsf.target" (sock n).wantedBy) (lib.attrNames r.sockets)))
+  ];
+
+  sockets-off.check = r: [
+    (noAssertions r)
+    (expect "no .socket unit" (r.sockets == {}))
+    (expect "no Sockets= in the services" (!((sc r "dsf-balancer") ? Sockets) && !((sc r "dsf-node-a") ? Sockets)))
+  ];
+
+  sockets-bad.check = r: [
+    (expect "a host name as a socket address is refused, naming it" (asserts r "node-a.internal is not an IP address"))
+  ];
+
+  reload = {
+    variants = {
+      live = "reload-live";
+      restart = "reload-restart";
+    };
+    check = r: let
+      units = ["dsf-balancer" "dsf-node-1"];
+    in [
+      (noAssertions r)
+      (expect "ExecReload sends SIGHUP" (lib.all (u: lib.hasSuffix "/bin/kill -HUP $MAINPID" (sc r u).ExecReload) units))
+      (expect "the settings come from /etc/dsf, not a store path in ExecStart" ((sc r "dsf-balancer").ExecStart == "/nix/store/00000000000000000000000000000000-dsf/bin/dsf balancer --config /etc/dsf/balancer.toml" && lib.hasSuffix "--config /etc/dsf/node-1.toml" (sc r "dsf-node-1").ExecStart))
+      (expect "/etc/dsf/node-1.toml is the rendered file the unit reloads on" (toString r.config.environment.etc."dsf/node-1.toml".source == toString (lib.head r.units.dsf-node-1.reloadTriggers)))
+      (expect "each unit has one restart trigger" (lib.all (u: lib.length r.units.${u}.restartTriggers == 1) units))
+    ];
+    compare = r: v: let
+      same = a: b: u: a.units.${u}.restartTriggers == b.units.${u}.restartTriggers && a.units.${u}.serviceConfig == b.units.${u}.serviceConfig;
+      reloads = a: b: u: a.units.${u}.reloadTriggers != b.units.${u}.reloadTriggers;
+    in [
+      (expect "live keys changed: the balancer reloads, its restart trigger and service stay" (same r v.live "dsf-balancer" && reloads r v.live "dsf-balancer"))
+      (expect "live keys changed: the node reloads, its restart trigger and service stay" (same r v.live "dsf-node-1" && reloads r v.live "dsf-node-1"))
+      (expect "the new weight and algorithm are in the reloaded files" ((v.live.settingsOf "dsf-node-1").node.weight == 5 && (v.live.settingsOf "dsf-balancer").balancer.algorithm == "round_robin"))
+      (expect "limits.request_timeout changed: both restart" (!(same r v.restart "dsf-balancer") && !(same r v.restart "dsf-node-1")))
+    ];
+  };
 }

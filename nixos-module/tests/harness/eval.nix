@@ -44,8 +44,13 @@
       Requires = words (u.requires or []);
       Wants = words (u.wants or []);
     });
+  # NixOS writes the triggers as X- keys of [Unit], which systemd ignores; a change
+  # of X-Reload-Triggers alone makes a switch reload the unit instead of restarting it.
+  triggers = u:
+    lib.optionalAttrs ((u.reloadTriggers or []) != []) {X-Reload-Triggers = map value u.reloadTriggers;}
+    // lib.optionalAttrs ((u.restartTriggers or []) != []) {X-Restart-Triggers = map value u.restartTriggers;};
   render = name: u:
-    section "Unit" ({Description = u.description or name;} // deps u // u.unitConfig or {})
+    section "Unit" ({Description = u.description or name;} // deps u // triggers u // u.unitConfig or {})
     + "\n"
     + section "Service" (
       lib.optionalAttrs (u ? script) {ExecStart = "/nix/store/00000000000000000000000000000000-unit-script-${name}-start/bin/${name}-start";}
@@ -61,6 +66,12 @@ in {
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
   inherit (c) warnings;
   rendered = lib.mapAttrs render c.systemd.services;
+  renderedSockets = lib.mapAttrs (name: s:
+    section "Unit" ({Description = s.description or name;} // deps s // s.unitConfig or {})
+    + "\n"
+    + section "Socket" ({ListenStream = s.listenStreams or [];} // s.socketConfig or {}))
+  c.systemd.sockets;
+  sockets = c.systemd.sockets;
   # The text of a unit's first ExecStartPre script.
   preScriptOf = unit: let
     pre = c.systemd.services.${unit}.serviceConfig.ExecStartPre;
@@ -69,11 +80,12 @@ in {
     if m == null
     then throw "${unit}: no ExecStartPre script"
     else lib.head m;
-  # The settings of a unit, as the module rendered them (with checkConfig = false).
+  # The settings of a unit, as the module rendered them (with checkConfig = false):
+  # the file it reloads on, which /etc/dsf/NAME.toml links to.
   settingsOf = unit: let
-    m = builtins.match ".*\\.toml#(.*)" c.systemd.services.${unit}.serviceConfig.ExecStart;
+    m = builtins.match ".*\\.toml#(.*)" (toString (lib.head c.systemd.services.${unit}.reloadTriggers));
   in
     if m == null
-    then throw "${unit}: no rendered settings in ExecStart (set checkConfig = false in the test)"
+    then throw "${unit}: no rendered settings in its reload trigger (set checkConfig = false in the test)"
     else builtins.fromJSON (lib.head m);
 }

@@ -26,6 +26,7 @@ in {
     hostPlatform = platform hostSystem;
   };
   dsf = drv "dsf";
+  coreutils = drv "coreutils";
   mariadb = drv "mariadb";
   redis = drv "redis";
   formats.toml = _: {

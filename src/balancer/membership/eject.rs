@@ -25,7 +25,8 @@ impl Membership {
     /// The proxy's traffic to `member` failed locally; ejects it once that makes
     /// `consecutive_failures` in a row and the service may lose one more node.
     pub fn failed(&self, member: &Member, failure: Failure) {
-        let policy = self.settings.outlier(&member.service);
+        let settings = self.settings.load();
+        let policy = settings.outlier(&member.service);
         if !policy.enabled {
             return;
         }
@@ -101,11 +102,11 @@ impl Membership {
                 continue;
             };
             e.probing = true;
-            let policy = self.settings.outlier(&shape[i].1);
+            let timeout = self.settings.load().outlier(&shape[i].1).response_timeout;
             due.push(Probe {
                 node: id.clone(),
                 addr: shape[i].2.clone(),
-                timeout: policy.response_timeout,
+                timeout,
             });
         }
         due
@@ -120,7 +121,7 @@ impl Membership {
             return;
         };
         let (service, addr) = (t.shape[i].1.clone(), t.shape[i].2.clone());
-        let policy = self.settings.outlier(&service).clone();
+        let policy = self.settings.load().outlier(&service).clone();
         let Some(e) = t.outliers.get_mut(node).filter(|e| e.probing) else {
             return;
         };

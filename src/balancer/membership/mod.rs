@@ -23,6 +23,7 @@
 pub mod discovery;
 mod eject;
 mod handover;
+mod live;
 pub mod outlier;
 mod publish;
 pub mod record;
@@ -110,8 +111,8 @@ fn since_heartbeat(r: &NodeRecord, at: Instant) -> Duration {
 
 /// The membership of one balancer.
 pub struct Membership {
-    /// Timing and selector options.
-    settings: Settings,
+    /// Timing and selector options; a reload replaces them ([`Membership::reconfigure`]).
+    settings: ArcSwap<Settings>,
     /// Leases and announcements; writers only.
     table: Mutex<Table>,
     /// What readers use.
@@ -129,7 +130,7 @@ impl Membership {
     /// An empty membership publishing local changes to `discovery`.
     pub fn new(settings: Settings, discovery: Arc<dyn Discovery>) -> Membership {
         Membership {
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             table: Mutex::default(),
             current: ArcSwap::from_pointee(Snapshot::default()),
             events: Mutex::default(),
@@ -138,9 +139,9 @@ impl Membership {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
     }
 
     /// The current view (lock-free).
@@ -296,7 +297,7 @@ impl Membership {
         if self.is_frozen() {
             return;
         }
-        let ttl = self.settings.lease_ttl;
+        let ttl = self.settings.load().lease_ttl;
         let mut t = self.lock();
         let expired: Vec<(String, Duration)> = t
             .local
@@ -340,7 +341,7 @@ impl Membership {
             // A lease already past its TTL is over, even if its key is still there
             // (Redis has not expired it yet, as right after Redis was paused): taking
             // it would make the node join here and leave at the next sweep.
-            if since_heartbeat(&r, at) > self.settings.lease_ttl {
+            if since_heartbeat(&r, at) > self.settings.load().lease_ttl {
                 continue;
             }
             // A copy older than a lease ending here is the lease that just ended.

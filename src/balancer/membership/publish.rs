@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 impl Membership {
     /// Recomputes states and publishes a new snapshot if the shape changed.
     pub(super) fn refresh(&self, t: &mut Table, at: Instant) {
-        let unhealthy_after = self.settings.unhealthy_after();
+        let settings = self.settings.load_full();
+        let unhealthy_after = settings.unhealthy_after();
         let mut view: Vec<(NodeRecord, NodeState)> = Vec::new();
         let ejected = |id: &str| t.outliers.get(id).is_some_and(|e| e.ejected());
         for lease in t.local.values() {
@@ -96,7 +97,7 @@ impl Membership {
                     idempotent: r.idempotent.clone(),
                     state: *s,
                     response_timeout: {
-                        let o = self.settings.outlier(&r.service);
+                        let o = settings.outlier(&r.service);
                         o.enabled.then_some(o.response_timeout)
                     },
                     load,
@@ -105,7 +106,7 @@ impl Membership {
             .collect();
         t.generation += 1;
         t.shape = shape;
-        let snapshot = Snapshot::build(t.generation, members, &self.settings.build);
+        let snapshot = Snapshot::build(t.generation, members, &settings.build);
         tracing::debug!(
             generation = snapshot.generation,
             nodes = snapshot.nodes.len(),

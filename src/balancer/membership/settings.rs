@@ -16,8 +16,8 @@ pub struct Event {
     pub unix_ms: u64,
     /// Which node.
     pub node: String,
-    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy`, `recovered`, `ejected`
-    /// or `readmitted`.
+    /// `joined`, `rejoined`, `draining`, `left`, `unhealthy`, `recovered`, `ejected`,
+    /// `readmitted` or `reweighted`.
     pub change: &'static str,
     /// Why, for the operator reading the log.
     pub reason: String,

@@ -117,7 +117,7 @@ pub fn run(
             let span = tracing::debug_span!("conn", listener = shared.name, conn = id, %peer);
             (!span.is_disabled()).then(|| Box::new(span))
         },
-        dec: FrameDecoder::new(shared.limits.max_frame),
+        dec: FrameDecoder::new(shared.limits.load().max_frame),
         shared,
         stream,
         tls,
@@ -196,7 +196,7 @@ impl Conn {
 
     async fn serve_loop(&mut self, shutdown: &Shutdown) -> io::Result<()> {
         self.span().in_scope(|| tracing::debug!("accepted"));
-        let max_inflight = self.shared.limits.max_inflight_per_connection;
+        let max_inflight = self.shared.limits.load().max_inflight_per_connection;
         if self.tls_wants_write() {
             // The end of the handshake (session tickets) may still be queued.
             Box::pin(self.write_out()).await?;
@@ -330,11 +330,14 @@ impl Conn {
     fn take_slice(&mut self, bytes: &[u8]) -> usize {
         let mut at = 0;
         let mut frames = 0;
+        let max_inflight = self.shared.limits.load().max_inflight_per_connection;
+        // The frame bound is the connection's own, fixed when it was accepted.
+        let max_frame = self.dec.max_frame();
         while self.stop == Stop::No {
-            if self.inflight >= self.shared.limits.max_inflight_per_connection {
+            if self.inflight >= max_inflight {
                 break;
             }
-            match split_frame(&bytes[at..], self.shared.limits.max_frame) {
+            match split_frame(&bytes[at..], max_frame) {
                 Ok(Some(range)) => {
                     let payload = &bytes[at + range.start..at + range.end];
                     at += range.end;
@@ -358,7 +361,7 @@ impl Conn {
     fn take_buffered(&mut self) -> usize {
         let mut frames = 0;
         while self.stop == Stop::No
-            && self.inflight < self.shared.limits.max_inflight_per_connection
+            && self.inflight < self.shared.limits.load().max_inflight_per_connection
         {
             let payload = match self.dec.next_frame() {
                 Ok(Some(p)) => p.to_vec(),
@@ -392,7 +395,7 @@ impl Conn {
             .registry
             .with(self.meta.id, |c| c.requests.fetch_add(1, Ordering::Relaxed));
         let under_limit =
-            shared.inflight_total.load(Ordering::Relaxed) < shared.limits.max_inflight;
+            shared.inflight_total.load(Ordering::Relaxed) < shared.limits.load().max_inflight;
         if under_limit && shared.service.call_frame(self.meta, payload, &self.mailbox) {
             // Taken as bytes; its answer comes through the mailbox like a spawned one's.
             self.inflight += 1;
@@ -411,7 +414,7 @@ impl Conn {
                 return;
             }
         };
-        if shared.inflight_total.load(Ordering::Relaxed) >= shared.limits.max_inflight {
+        if shared.inflight_total.load(Ordering::Relaxed) >= shared.limits.load().max_inflight {
             shared.metrics.inflight_refused.increment(1);
             let busy = ApiError::overloaded("too many requests in flight");
             Response::err(Some(req.id), busy).encode(&mut self.out);
@@ -466,7 +469,7 @@ impl Conn {
     fn go_away(&mut self) {
         if !self.goaway {
             self.goaway = true;
-            let grace = self.shared.limits.goaway_grace;
+            let grace = self.shared.limits.load().goaway_grace;
             crate::protocol::notice::encode_goaway(&mut self.out, grace);
         }
     }

@@ -1,8 +1,8 @@
 //! What the connections of one server share: the service, the registry, the limits
 //! and the metric handles.
 
-use crate::config::LimitsConfig;
 use crate::runtime::registry::Registry;
+use crate::runtime::server::LiveLimits;
 use crate::runtime::Service;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ pub struct ConnShared {
     pub service: Arc<dyn Service>,
     /// Open connections.
     pub registry: Arc<Registry>,
-    /// Bounds.
-    pub limits: LimitsConfig,
+    /// Bounds; a reload replaces them (connections read them as they go).
+    pub limits: LiveLimits,
     /// Listener name for logs.
     pub name: &'static str,
     /// Requests in flight across the server, against `limits.max_inflight`.

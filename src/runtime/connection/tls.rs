@@ -45,7 +45,7 @@ impl Conn {
                 .process_new_packets()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
-        let max_inflight = self.shared.limits.max_inflight_per_connection;
+        let max_inflight = self.shared.limits.load().max_inflight_per_connection;
         let mut frames = 0;
         loop {
             if self.stop != Stop::No || self.inflight >= max_inflight {
@@ -103,7 +103,7 @@ impl Conn {
     /// the session, whose records are written as the socket takes them.
     pub(super) async fn write_out_tls(&mut self) -> io::Result<()> {
         let n = self.out.len();
-        let idle = self.shared.limits.idle_timeout;
+        let idle = self.shared.limits.load().idle_timeout;
         let stream = &self.stream;
         let tls = self.tls.as_mut().expect("a TLS connection");
         if n > 0 {

@@ -39,7 +39,7 @@ impl Conn {
         let n = self.out.len();
         let mut w = &self.stream;
         let out = &self.out;
-        let idle = self.shared.limits.idle_timeout;
+        let idle = self.shared.limits.load().idle_timeout;
         let done = future::or(async { Some(w.write_all(out).await) }, async {
             async_io::Timer::after(idle).await;
             None

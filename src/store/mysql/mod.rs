@@ -13,13 +13,12 @@
 
 mod errors;
 mod migrate;
-mod options;
+mod pool;
 mod startup;
 mod tables;
 
 use errors::{classify, not_found_unless_changed};
 use migrate::Plan;
-use options::options;
 
 use super::{
     deadline, now_ms, search_sql, Entry, NewReport, ReportOutcome, Row, SearchFilter,
@@ -27,11 +26,14 @@ use super::{
 };
 use crate::config::StoreConfig;
 use crate::runtime::BoxFuture;
+use arc_swap::ArcSwapOption;
 use async_compat::Compat;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, TxOpts};
+use pool::options;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bound on one attempt at the migrations (they wait for each other's lock).
@@ -42,8 +44,9 @@ const MIGRATION_LOCK: &str = "dsf.schema_migrations";
 
 /// The MySQL store.
 pub struct MySqlStore {
-    /// The pool; an `Option` only so that `Drop` can hand it to a tokio context.
-    pool: Option<Pool>,
+    /// The pool; a reload of `store.pool_min`/`pool_max` replaces it, and `Drop`
+    /// takes it out to hand it to a tokio context.
+    pool: ArcSwapOption<Pool>,
     /// Longest wait for a pooled connection.
     acquire_timeout: Duration,
     /// Deadline of one operation.
@@ -68,7 +71,7 @@ impl MySqlStore {
         // The pool spawns its housekeeping task on creation: do it in a tokio context.
         let pool = Compat::new(async move { Pool::new(opts) }).await;
         let store = MySqlStore {
-            pool: Some(pool),
+            pool: ArcSwapOption::from_pointee(pool),
             acquire_timeout: cfg.acquire_timeout,
             query_timeout: cfg.query_timeout,
             stats: StoreStats::default(),
@@ -87,9 +90,9 @@ impl MySqlStore {
         Ok(store)
     }
 
-    fn pool(&self) -> &Pool {
+    fn pool(&self) -> Arc<Pool> {
         // Only `Drop` takes the pool out.
-        self.pool.as_ref().expect("pool present until drop")
+        self.pool.load_full().expect("pool present until drop")
     }
 
     /// A pooled connection, waiting at most `acquire_timeout`.
@@ -126,7 +129,7 @@ impl Drop for MySqlStore {
     fn drop(&mut self) {
         // Dropping the pool may spawn onto tokio: drop it inside a Compat, whose own
         // drop enters the tokio context even when never polled.
-        if let Some(pool) = self.pool.take() {
+        if let Some(pool) = self.pool.swap(None) {
             drop(Compat::new(async move { drop(pool) }));
         }
     }
@@ -135,6 +138,10 @@ impl Drop for MySqlStore {
 impl Store for MySqlStore {
     fn kind(&self) -> &'static str {
         "mysql"
+    }
+
+    fn resize<'a>(&'a self, cfg: &'a StoreConfig) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.replace_pool(cfg))
     }
 
     fn pool_usage(&self) -> Option<super::PoolUsage> {

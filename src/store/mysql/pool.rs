@@ -1,8 +1,12 @@
-//! Pool options for `mysql_async` from `[store]`: bounds, lifetimes, the password and TLS.
+//! The pool's options from `[store]`, and replacing the pool when a reload changes
+//! its size (PROTOCOL §9).
 
-use super::super::{StoreError, StoreResult};
+use super::MySqlStore;
 use crate::config::StoreConfig;
-use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts, SslOpts};
+use crate::store::{StoreError, StoreResult};
+use async_compat::Compat;
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Pool options from `[store]`, with `store.password` (read from `password_file` by
@@ -48,4 +52,33 @@ pub(super) fn options(cfg: &StoreConfig) -> StoreResult<Opts> {
         b = b.ssl_opts(ssl);
     }
     Ok(b.into())
+}
+
+impl MySqlStore {
+    /// Puts a pool sized by `cfg` (`pool_min`, `pool_max`) in place of the running
+    /// one. Operations started from now on take their connections from the new pool;
+    /// the old one closes its connections as the operations holding them return them.
+    pub(super) async fn replace_pool(&self, cfg: &StoreConfig) -> StoreResult<()> {
+        let opts = options(cfg)?;
+        // The pool spawns its housekeeping task on creation: do it in a tokio context.
+        let pool = Compat::new(async move { Pool::new(opts) }).await;
+        let Some(old) = self.pool.swap(Some(Arc::new(pool))) else {
+            return Ok(());
+        };
+        tracing::info!(
+            database = %self.target,
+            pool_min = cfg.pool_min,
+            pool_max = cfg.pool_max,
+            "mysql pool resized; the previous pool closes as its connections return"
+        );
+        let old = Pool::clone(&old);
+        let target = self.target.clone();
+        smol::spawn(Compat::new(async move {
+            if let Err(e) = old.disconnect().await {
+                tracing::warn!(database = %target, error = %e, "previous mysql pool did not close cleanly");
+            }
+        }))
+        .detach();
+        Ok(())
+    }
 }
