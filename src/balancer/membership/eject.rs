@@ -205,18 +205,7 @@ mod tests {
         };
         let m = Membership::new(settings, Arc::new(InMemory));
         for (i, id) in nodes.iter().enumerate() {
-            let record = NodeRecord {
-                node: (*id).into(),
-                service: "dsf".into(),
-                addr: format!("127.0.0.1:{}", 7000 + i),
-                weight: 1,
-                ops: Vec::new(),
-                idempotent: Vec::new(),
-                draining: false,
-                conns: 0,
-                inflight: 0,
-                heartbeat_unix_ms: 0,
-            };
+            let record = NodeRecord::for_test(id, &format!("127.0.0.1:{}", 7000 + i));
             m.register(i as u64 + 1, record).unwrap();
         }
         m

@@ -81,18 +81,7 @@ mod tests {
     use std::sync::Arc;
 
     fn record(node: &str) -> NodeRecord {
-        NodeRecord {
-            node: node.into(),
-            service: "dsf".into(),
-            addr: "127.0.0.1:1".into(),
-            weight: 1,
-            ops: vec![],
-            idempotent: vec![],
-            draining: false,
-            conns: 0,
-            inflight: 0,
-            heartbeat_unix_ms: 0,
-        }
+        NodeRecord::for_test(node, "127.0.0.1:1")
     }
 
     fn membership() -> Membership {

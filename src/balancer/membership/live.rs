@@ -47,18 +47,7 @@ mod tests {
     use crate::config::BalancerConfig;
 
     fn record(node: &str) -> NodeRecord {
-        NodeRecord {
-            node: node.into(),
-            service: "dsf".into(),
-            addr: "127.0.0.1:7001".into(),
-            weight: 1,
-            ops: Vec::new(),
-            idempotent: Vec::new(),
-            draining: false,
-            conns: 0,
-            inflight: 0,
-            heartbeat_unix_ms: 0,
-        }
+        NodeRecord::for_test(node, "127.0.0.1:7001")
     }
 
     #[test]

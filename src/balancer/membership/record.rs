@@ -34,3 +34,23 @@ pub struct NodeRecord {
     #[serde(default)]
     pub heartbeat_unix_ms: u64,
 }
+
+#[cfg(test)]
+impl NodeRecord {
+    /// A node of service `dsf` at `addr`, weight 1, serving every operation, none of
+    /// them declared idempotent, never heard from: the tests' starting point.
+    pub(crate) fn for_test(node: &str, addr: &str) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            service: "dsf".into(),
+            addr: addr.into(),
+            weight: 1,
+            ops: Vec::new(),
+            idempotent: Vec::new(),
+            draining: false,
+            conns: 0,
+            inflight: 0,
+            heartbeat_unix_ms: 0,
+        }
+    }
+}

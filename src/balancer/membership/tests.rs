@@ -29,16 +29,9 @@ fn membership() -> Membership {
 
 fn record(node: &str, service: &str, ops: &[&str]) -> NodeRecord {
     NodeRecord {
-        node: node.into(),
         service: service.into(),
-        addr: format!("127.0.0.1:{}", 7000 + node.len()),
-        weight: 1,
         ops: ops.iter().map(|s| s.to_string()).collect(),
-        idempotent: Vec::new(),
-        draining: false,
-        conns: 0,
-        inflight: 0,
-        heartbeat_unix_ms: 0,
+        ..NodeRecord::for_test(node, &format!("127.0.0.1:{}", 7000 + node.len()))
     }
 }
 

@@ -78,18 +78,10 @@ fn proxy_with(rt: &Runtime, addrs: &[String], timeout: Duration) -> (String, Arc
     let membership = Arc::new(Membership::new(settings, Arc::new(InMemory)));
     for (i, addr) in addrs.iter().enumerate() {
         let record = NodeRecord {
-            node: format!("n{}", i + 1),
-            service: "dsf".into(),
-            addr: addr.clone(),
-            weight: 1,
-            ops: Vec::new(),
             idempotent: ["sys.ping", "sys.echo", "sys.sleep", "blacklist.query"]
                 .map(String::from)
                 .to_vec(),
-            draining: false,
-            conns: 0,
-            inflight: 0,
-            heartbeat_unix_ms: 0,
+            ..NodeRecord::for_test(&format!("n{}", i + 1), addr)
         };
         membership.register(i as u64 + 1, record).unwrap();
     }

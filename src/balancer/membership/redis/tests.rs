@@ -2,16 +2,8 @@ use super::*;
 
 fn record(node: &str, heartbeat_unix_ms: u64) -> NodeRecord {
     NodeRecord {
-        node: node.into(),
-        service: "dsf".into(),
-        addr: format!("{node}:7001"),
-        weight: 1,
-        ops: Vec::new(),
-        idempotent: Vec::new(),
-        draining: false,
-        conns: 0,
-        inflight: 0,
         heartbeat_unix_ms,
+        ..NodeRecord::for_test(node, &format!("{node}:7001"))
     }
 }
 
