@@ -92,6 +92,14 @@ pub enum BalancerError {
     /// The shared-membership Redis settings are unusable (URL, TLS bundle).
     #[error("shared membership: redis: {0}")]
     RedisSettings(String),
+    /// Shared membership through etcd failed at one endpoint.
+    #[error("shared membership: etcd {endpoint}: {problem}")]
+    Etcd {
+        /// The endpoint (`http://host:port`).
+        endpoint: String,
+        /// What failed.
+        problem: String,
+    },
     /// Anything else at the I/O level (threads, sockets).
     #[error("balancer: {0}")]
     Io(#[from] std::io::Error),
@@ -122,6 +130,7 @@ impl BalancerError {
             | BalancerError::Tls(_)
             | BalancerError::Redis(_)
             | BalancerError::RedisSettings(_)
+            | BalancerError::Etcd { .. }
             | BalancerError::Io(_) => return ApiError::internal(),
         };
         ApiError::new(code, self.to_string())

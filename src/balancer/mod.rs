@@ -7,7 +7,7 @@
 //! - [`membership`]: leases, states, expiry and the change log; publishes an immutable
 //!   [`snapshot::Snapshot`] through `ArcSwap`, rebuilt only when membership changes;
 //! - [`shared`]: where membership is published beyond this process ([`shared::Discovery`]:
-//!   in memory, or Redis so that several balancers agree);
+//!   in memory, or etcd or Redis so that several balancers agree);
 //! - [`selection`]: one [`selection::Selector`] per strategy;
 //! - [`directory`]: `lb.assign` / `lb.nodes` for clients that connect to nodes themselves;
 //! - [`proxy`] and [`pool`]: forwarding requests over pooled, pipelined node connections,
@@ -32,6 +32,7 @@ use crate::config::{Config, Listener};
 use crate::runtime::{self, Reload, Runtime, Server, ServerOptions, Shutdown};
 use crate::tls::Tls;
 use futures_lite::future;
+use membership::etcd::EtcdShared;
 use membership::redis::RedisShared;
 use membership::{Discovery, InMemory};
 use std::net::SocketAddr;
@@ -46,6 +47,15 @@ pub fn retry_safe(op: &str) -> bool {
             op,
             "blacklist.query" | "blacklist.search" | "lb.assign" | "lb.nodes"
         )
+}
+
+/// Where membership is shared with other balancers.
+#[derive(Clone)]
+enum Shared {
+    /// Through Redis keys and a channel (small setups).
+    Redis(Arc<RedisShared>),
+    /// Through etcd leases and a watch (PROTOCOL §10).
+    Etcd(Arc<EtcdShared>),
 }
 
 /// Where a running balancer listens.
@@ -67,8 +77,8 @@ pub struct Balancer {
     rt: Runtime,
     /// The membership all three listeners read or write.
     membership: Arc<Membership>,
-    /// Redis sharing, when configured.
-    shared: Option<Arc<RedisShared>>,
+    /// etcd or Redis sharing, when configured.
+    shared: Option<Shared>,
     /// The three listeners.
     registration: Server,
     directory: Server,
@@ -103,17 +113,16 @@ impl Balancer {
                  (set cluster.secret_file to accept nodes from the network)"
             );
         }
-        let (shared, discovery): (Option<Arc<RedisShared>>, Arc<dyn Discovery>) =
-            if cfg.balancer.redis.is_empty() {
-                (None, Arc::new(InMemory))
-            } else {
-                let r = RedisShared::new(
-                    &cfg.balancer.redis,
-                    cfg.balancer.lease_ttl,
-                    &cfg.cache.tls_ca,
-                )?;
-                (Some(r.clone()), r)
-            };
+        let b = &cfg.balancer;
+        let (shared, discovery): (Option<Shared>, Arc<dyn Discovery>) = if !b.etcd.is_empty() {
+            let e = EtcdShared::new(&b.etcd, &b.etcd_prefix, b.lease_ttl);
+            (Some(Shared::Etcd(e.clone())), e)
+        } else if !b.redis.is_empty() {
+            let r = RedisShared::new(&b.redis, b.lease_ttl, &cfg.cache.tls_ca)?;
+            (Some(Shared::Redis(r.clone())), r)
+        } else {
+            (None, Arc::new(InMemory))
+        };
         let membership = Arc::new(Membership::new(settings, discovery));
         let rt = Runtime::new("dsf-lb", cfg.runtime.loop_threads())?;
         let tls = Tls::from_config(&cfg.tls)?;
@@ -267,14 +276,18 @@ impl Balancer {
         reload.set_ready();
         rt.spawn(reload.watch(shutdown.clone())).detach();
         if let Some(listener) = admin {
+            let mut app = status::admin_app(
+                &membership,
+                format!("balancer {}", registration.local_addr()),
+                std::time::Instant::now(),
+            );
+            if let Some(Shared::Etcd(e)) = &shared {
+                app.checks.push(e.check());
+            }
             crate::admin::spawn(
                 &rt,
                 listener,
-                Arc::new(status::admin_app(
-                    &membership,
-                    format!("balancer {}", registration.local_addr()),
-                    std::time::Instant::now(),
-                )),
+                Arc::new(app),
                 tls.as_ref()
                     .filter(|_| cfg.admin.tls)
                     .and_then(|t| t.acceptor(Listener::Admin)),
@@ -297,8 +310,15 @@ impl Balancer {
             },
             shutdown.clone(),
         ));
-        let watcher =
-            shared.map(|r| rt.spawn(r.run(membership.clone(), b.heartbeat, shutdown.clone())));
+        let watcher = shared.map(|s| match s {
+            Shared::Redis(r) => rt.spawn(r.run(membership.clone(), b.heartbeat, shutdown.clone())),
+            Shared::Etcd(e) => rt.spawn(e.run(
+                membership.clone(),
+                balancer_id(registration.local_addr()),
+                b.heartbeat,
+                shutdown.clone(),
+            )),
+        });
         // Under systemd (`Type=notify`), STOPPING=1 as soon as the drain begins.
         let stopping = shutdown.clone();
         rt.spawn(async move {
@@ -329,7 +349,13 @@ impl Balancer {
             proxy = %proxy.local_addr(),
             algorithm = %b.algorithm,
             lease_ttl_ms = b.lease_ttl.as_millis() as u64,
-            shared = !b.redis.is_empty(),
+            shared = if !b.etcd.is_empty() {
+                "etcd"
+            } else if !b.redis.is_empty() {
+                "redis"
+            } else {
+                "none"
+            },
             "balancer listening"
         );
         let served = smol::block_on(async {
@@ -379,6 +405,15 @@ pub fn run_reloading(
     // Under systemd (`Type=notify`) the unit is started once the listeners are bound.
     crate::admin::notify_ready();
     balancer.run_reloading(shutdown, reload)
+}
+
+/// This balancer's name in shared records: host, registration address and process,
+/// so that a restarted balancer never takes its predecessor's records for its own.
+fn balancer_id(registration: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}/{registration}/{}", std::process::id())
 }
 
 async fn sweep(membership: Arc<Membership>, every: Duration, shutdown: Shutdown) {

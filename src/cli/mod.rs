@@ -53,7 +53,8 @@ pub struct NodeArgs {
     /// Protocol listener address (node.listen).
     #[arg(long)]
     pub listen: Option<String>,
-    /// A balancer's registration address (node.register).
+    /// A balancer's registration address (node.register); several balancers sharing
+    /// membership: comma-separated, tried in turn.
     #[arg(long)]
     pub register: Option<String>,
     /// MySQL URL (store.url); default: embedded store in --data.
@@ -166,6 +167,10 @@ pub struct BalancerArgs {
     /// Redis URL to share membership with other balancers (balancer.redis).
     #[arg(long)]
     pub redis: Option<String>,
+    /// etcd endpoint to share membership through (balancer.etcd); repeat for each
+    /// member of the cluster.
+    #[arg(long)]
+    pub etcd: Vec<String>,
     /// Default selection algorithm (balancer.algorithm).
     #[arg(long)]
     pub algorithm: Option<String>,
@@ -320,7 +325,10 @@ fn node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Loads configuration for `dsf balancer` through the documented pipeline.
 pub fn balancer_config(args: &BalancerArgs) -> Result<Config, ConfigError> {
-    let loader = args.tls.apply(Loader::new(args.config.as_deref()));
+    let mut loader = args.tls.apply(Loader::new(args.config.as_deref()));
+    if !args.etcd.is_empty() {
+        loader = loader.set("balancer.etcd", args.etcd.clone());
+    }
     loader
         .set_opt("balancer.registration", args.registration.clone())
         .set_opt("balancer.directory", args.directory.clone())

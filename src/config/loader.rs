@@ -92,6 +92,7 @@ impl Loader {
             .list_separator(",")
             .with_list_parse_key("node.ops")
             .with_list_parse_key("cache.redis")
+            .with_list_parse_key("balancer.etcd")
             .with_list_parse_key("tls.client_auth")
             .source(Some(env));
         // Flags were set as overrides on the builder, and overrides always win over

@@ -17,7 +17,8 @@ pub struct NodeConfig {
     pub listen: String,
     /// Address others reach this node at; empty = derived from `listen`.
     pub advertise: String,
-    /// Balancer registration address; empty = standalone.
+    /// Balancer registration address (several sharing membership: comma-separated,
+    /// tried in turn); empty = standalone.
     pub register: String,
     /// Service name announced to the balancer.
     pub service: String,
@@ -329,75 +330,6 @@ impl ClusterConfig {
     /// read into `secret` by the pipeline ([`Loader::load`]) by the time this is asked.
     pub fn secret(&self) -> Option<&str> {
         (!self.secret.is_empty()).then_some(self.secret.as_str())
-    }
-}
-
-/// Default bound on the proxy opening a node connection: a reachable node on a LAN
-/// answers a connect in well under a millisecond, so a second is already generous.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// `[balancer]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct BalancerConfig {
-    /// Registration listener (nodes).
-    pub registration: String,
-    /// Directory listener (clients asking which node).
-    pub directory: String,
-    /// Proxy listener (clients whose requests are forwarded).
-    pub proxy: String,
-    /// Lease lifetime without a heartbeat.
-    #[serde(with = "humantime_serde")]
-    pub lease_ttl: Duration,
-    /// Heartbeat interval asked of nodes.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat: Duration,
-    /// Default selection algorithm.
-    pub algorithm: String,
-    /// Ring points per unit of weight.
-    pub vnodes: u32,
-    /// Bounded-load factor `c`.
-    pub load_factor: f64,
-    /// Redis URL for shared membership; empty = in memory.
-    pub redis: String,
-    /// Pooled proxy connections per node.
-    pub proxy_conns_per_node: usize,
-    /// Bound on the proxy opening a node connection.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Passive health checking: ejecting nodes the proxy cannot reach.
-    pub outlier: super::OutlierConfig,
-    /// Per-service overrides.
-    pub services: std::collections::BTreeMap<String, ServiceConfig>,
-}
-
-/// `[balancer.services.<name>]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// Selection algorithm for this service; empty = the balancer default.
-    pub algorithm: String,
-    /// Outlier ejection keys that differ from `[balancer.outlier]`.
-    pub outlier: super::ServiceOutlierConfig,
-}
-
-impl Default for BalancerConfig {
-    fn default() -> Self {
-        BalancerConfig {
-            registration: "0.0.0.0:6200".into(),
-            directory: "0.0.0.0:6300".into(),
-            proxy: "0.0.0.0:6400".into(),
-            lease_ttl: Duration::from_secs(3),
-            heartbeat: Duration::from_secs(1),
-            algorithm: "consistent_hash".into(),
-            vnodes: crate::ring::DEFAULT_VNODES,
-            load_factor: 1.25,
-            redis: String::new(),
-            proxy_conns_per_node: 4,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            outlier: Default::default(),
-            services: Default::default(),
-        }
     }
 }
 

@@ -176,6 +176,33 @@ fn reload_sorts_changed_keys_into_live_and_restart() {
 }
 
 #[test]
+fn etcd_and_redis_together_are_refused_naming_both() {
+    let f = file(
+        "[balancer]\netcd = [\"http://127.0.0.1:2379\"]\nredis = \"redis://127.0.0.1:6379\"\n",
+    );
+    let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("balancer.etcd") && text.contains("balancer.redis"),
+        "{text}"
+    );
+    let env = [(
+        "DSF__BALANCER__ETCD".to_string(),
+        "http://127.0.0.1:1,http://127.0.0.1:2".to_string(),
+    )];
+    let cfg = Loader::new(None).load_from_env(env).unwrap();
+    assert_eq!(cfg.balancer.etcd, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+    assert_eq!(cfg.balancer.etcd_prefix, DEFAULT_ETCD_PREFIX);
+    let f = file("[balancer]\netcd = [\"https://127.0.0.1:2379\"]\n");
+    let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("balancer.etcd"), "{e}");
+    let mut new = Config::default();
+    new.balancer.etcd = vec!["http://127.0.0.1:2379".into()];
+    let c = super::reload::changes(&Config::default(), &new);
+    assert_eq!(c.restart, ["balancer.etcd"], "etcd endpoints need a restart");
+}
+
+#[test]
 fn reload_keeps_running_values_of_restart_keys() {
     let old = Config::default();
     let mut new = old.clone();

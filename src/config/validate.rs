@@ -34,8 +34,13 @@ impl Config {
             }
         }
         check_addr("node.listen", &self.node.listen)?;
-        if !self.node.register.is_empty() && !self.node.register.contains(':') {
-            return Err(invalid("node.register", "expected host:port of a balancer"));
+        if !self.node.register.is_empty()
+            && self.node.register.split(',').any(|a| !a.contains(':'))
+        {
+            return Err(invalid(
+                "node.register",
+                "expected host:port of a balancer, or several separated by commas",
+            ));
         }
         if !(1..=1000).contains(&self.node.weight) {
             return Err(invalid("node.weight", "expected 1 to 1000"));
@@ -101,6 +106,27 @@ impl Config {
         }
         if !(1.0..=10.0).contains(&b.load_factor) {
             return Err(invalid("balancer.load_factor", "expected 1.0 to 10.0"));
+        }
+        if !b.etcd.is_empty() && !b.redis.is_empty() {
+            return Err(invalid(
+                "balancer.etcd",
+                "balancer.etcd and balancer.redis both select shared membership: set one of them",
+            ));
+        }
+        for url in &b.etcd {
+            let host = url.strip_prefix("http://").unwrap_or_default();
+            if host.is_empty() || check_addr("balancer.etcd", host.trim_end_matches('/')).is_err() {
+                return Err(invalid(
+                    "balancer.etcd",
+                    format!("`{url}` is not an etcd endpoint (http://host:port)"),
+                ));
+            }
+        }
+        if !b.etcd.is_empty() && b.etcd_prefix.is_empty() {
+            return Err(invalid(
+                "balancer.etcd_prefix",
+                "expected a key prefix such as \"/dsf/\"",
+            ));
         }
         if b.vnodes == 0 {
             return Err(invalid("balancer.vnodes", "expected at least 1"));

@@ -5,7 +5,9 @@
 //! its connection and in-flight counts every `heartbeat_ms` the balancer asked for,
 //! and when the connection fails (a balancer restart) reconnects with capped
 //! exponential backoff and registers again. A heartbeat answered `not_found` (the
-//! lease expired while the node was frozen) also re-registers.
+//! lease expired while the node was frozen) also re-registers. `node.register` may
+//! list several balancers sharing membership (comma-separated): a node that loses
+//! its balancer registers with the next one.
 //!
 //! Shutdown (SIGTERM) drains: `lb.drain` first, so the balancer sends no new work;
 //! a short grace for requests already on their way; then the node's server stops
@@ -36,7 +38,8 @@ const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 /// Who the node says it is, and what it serves (the body of `lb.register`).
 #[derive(Debug, Clone)]
 pub struct Registration {
-    /// The balancer's registration address.
+    /// The balancers' registration addresses, comma-separated; the node holds its
+    /// lease at one of them and moves to the next when that one fails.
     pub register: String,
     /// Node id.
     pub node: String,
@@ -184,9 +187,18 @@ async fn run(
     let mut heartbeat = Duration::from_secs(1);
     let mut backoff = FIRST_BACKOFF;
     let mut conn = None;
+    let balancers: Vec<&str> = id
+        .register
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let mut at = 0;
     while !shutdown.is_triggered() {
+        let balancer = balancers.get(at).copied().unwrap_or_default();
         match session(
             &id,
+            balancer,
             &load,
             &shutdown,
             &mut heartbeat,
@@ -201,12 +213,20 @@ async fn run(
             }
             Ended::Moved => {
                 registered.store(false, Ordering::Relaxed);
-                tracing::info!(balancer = %id.register, "balancer sent goaway; registering again");
+                tracing::info!(balancer, "balancer sent goaway; registering again");
                 backoff = FIRST_BACKOFF;
             }
             Ended::Lost(why) => {
                 registered.store(false, Ordering::Relaxed);
-                tracing::warn!(balancer = %id.register, reason = %why, retry_in_ms = backoff.as_millis() as u64, "not registered");
+                tracing::warn!(balancer, reason = %why, retry_in_ms = backoff.as_millis() as u64, "not registered");
+                // Another balancer sharing membership takes the lease at once.
+                // Once every one failed, back off as with a single balancer.
+                if balancers.len() > 1 {
+                    at = (at + 1) % balancers.len();
+                    if at != 0 {
+                        continue;
+                    }
+                }
                 shutdown.sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(heartbeat);
             }
@@ -271,13 +291,14 @@ async fn await_successor(conn: &Connection, node: &str) {
 /// Connects, registers, heartbeats until shutdown or failure.
 async fn session(
     id: &Registration,
+    balancer: &str,
     load: &impl Fn() -> (u64, u64),
     shutdown: &Shutdown,
     heartbeat: &mut Duration,
     backoff: &mut Duration,
     registered: &AtomicBool,
 ) -> Ended {
-    let conn = match Connection::connect_with(&id.register, CALL_TIMEOUT, id.tls.as_ref()).await {
+    let conn = match Connection::connect_with(balancer, CALL_TIMEOUT, id.tls.as_ref()).await {
         Ok(c) => c,
         Err(e) => return Ended::Lost(format!("connect: {e}")),
     };

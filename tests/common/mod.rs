@@ -3,6 +3,7 @@
 
 pub mod blackhole;
 pub mod cluster;
+pub mod etcd;
 pub mod pki;
 pub mod process;
 pub mod relay;

@@ -10,6 +10,11 @@ pub trait Discovery: Send + Sync + 'static {
     fn renew(&self, record: &NodeRecord);
     /// A lease ended here.
     fn withdraw(&self, node: &str);
+    /// A node holding a lease here stopped (`healthy = false`) or resumed heartbeats.
+    /// Stores that age records by their heartbeat need nothing more than
+    /// [`renew`](Self::renew); a store that keeps records alive by a lease of its own
+    /// (etcd) writes the new state.
+    fn health(&self, _record: &NodeRecord, _healthy: bool) {}
 }
 
 /// Membership private to this balancer.

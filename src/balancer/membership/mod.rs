@@ -19,9 +19,12 @@
 //! is written after its heartbeat, and read here once per heartbeat interval), so its
 //! silence is counted from the later of its last heartbeat and the moment this
 //! balancer last saw that heartbeat advance: a late copy is not a missed heartbeat.
+//! A node announced through etcd ([`Membership::set_remote_leased`]) is not aged here
+//! at all: etcd's lease decides its lifetime, so no clocks are compared across hosts.
 
 pub mod discovery;
 mod eject;
+pub mod etcd;
 mod handover;
 mod live;
 pub mod outlier;
@@ -95,11 +98,30 @@ struct Remote {
     record: NodeRecord,
     /// When this balancer first read the record's current heartbeat.
     advanced: Instant,
+    /// What keeps the record alive.
+    held: Held,
+}
+
+/// What keeps a remote record alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Heartbeats written into the record (Redis): aged by `heartbeat_unix_ms`.
+    Heartbeat,
+    /// A lease in the shared store (etcd): alive while its key exists, in the health
+    /// its holder wrote (`unhealthy`), never aged by this balancer's clock.
+    Server {
+        /// The holder saw the node miss heartbeats.
+        unhealthy: bool,
+    },
 }
 
 impl Remote {
-    /// Time without a heartbeat, as far as this balancer can tell at `at`.
+    /// Time without a heartbeat, as far as this balancer can tell at `at`; none for a
+    /// record the shared store keeps alive.
     fn silent(&self, at: Instant) -> Duration {
+        if let Held::Server { .. } = self.held {
+            return Duration::ZERO;
+        }
         since_heartbeat(&self.record, at).min(at.saturating_duration_since(self.advanced))
     }
 }
@@ -335,19 +357,38 @@ impl Membership {
     }
 
     fn set_remote_at(&self, records: Vec<NodeRecord>, at: Instant) {
+        let records = records.into_iter().map(|r| (r, Held::Heartbeat)).collect();
+        self.replace_remote(records, at);
+    }
+
+    /// Replaces what other balancers announced with records whose lifetime the shared
+    /// store keeps (etcd: a record exists while its holder's lease does), each with
+    /// whether its holder sees it unhealthy. They are never aged here, so no clock of
+    /// another host is compared with this one's.
+    pub fn set_remote_leased(&self, records: Vec<(NodeRecord, bool)>) {
+        let records = records
+            .into_iter()
+            .map(|(r, unhealthy)| (r, Held::Server { unhealthy }))
+            .collect();
+        self.replace_remote(records, Instant::now());
+    }
+
+    fn replace_remote(&self, records: Vec<(NodeRecord, Held)>, at: Instant) {
         let mut t = self.lock();
         let mut fresh: BTreeMap<String, Remote> = BTreeMap::new();
-        for r in records {
+        for (r, held) in records {
             // A lease already past its TTL is over, even if its key is still there
             // (Redis has not expired it yet, as right after Redis was paused): taking
             // it would make the node join here and leave at the next sweep.
-            if since_heartbeat(&r, at) > self.settings.load().lease_ttl {
+            if held == Held::Heartbeat && since_heartbeat(&r, at) > self.settings.load().lease_ttl
+            {
                 continue;
             }
             // A copy older than a lease ending here is the lease that just ended.
-            if t.withdrawn
-                .get(&r.node)
-                .is_some_and(|&when| r.heartbeat_unix_ms <= when)
+            if held == Held::Heartbeat
+                && t.withdrawn
+                    .get(&r.node)
+                    .is_some_and(|&when| r.heartbeat_unix_ms <= when)
             {
                 continue;
             }
@@ -362,6 +403,7 @@ impl Membership {
                 Remote {
                     record: r,
                     advanced,
+                    held,
                 },
             );
         }

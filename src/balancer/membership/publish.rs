@@ -1,7 +1,7 @@
 //! Publishing the membership: node states from lease silence, and a new snapshot
 //! (with its selectors) whenever the shape changes.
 
-use super::{Membership, NodeRecord, Table};
+use super::{Held, Membership, NodeRecord, Table};
 use crate::balancer::snapshot::{Member, NodeLoad, NodeState, Snapshot};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +24,12 @@ impl Membership {
         }
         for (id, r) in &t.remote {
             if !t.local.contains_key(id) {
-                let state = state(&r.record, r.silent(at), unhealthy_after);
+                let state = match r.held {
+                    Held::Server { unhealthy: true } if !r.record.draining => {
+                        NodeState::Unhealthy
+                    }
+                    _ => state(&r.record, r.silent(at), unhealthy_after),
+                };
                 view.push((r.record.clone(), eject(state, ejected(id))));
             }
         }
@@ -58,6 +63,17 @@ impl Membership {
         let before: HashMap<&str, NodeState> =
             t.shape.iter().map(|s| (s.0.as_str(), s.6)).collect();
         for (r, s) in &view {
+            if t.local.contains_key(&r.node) {
+                match (before.get(r.node.as_str()), s) {
+                    (Some(NodeState::Healthy | NodeState::Ejected), NodeState::Unhealthy) => {
+                        self.discovery.health(r, false)
+                    }
+                    (Some(NodeState::Unhealthy), NodeState::Healthy | NodeState::Ejected) => {
+                        self.discovery.health(r, true)
+                    }
+                    _ => {}
+                }
+            }
             match (before.get(r.node.as_str()), s) {
                 (Some(NodeState::Healthy | NodeState::Ejected), NodeState::Unhealthy) => self
                     .event(
