@@ -24,7 +24,10 @@ use serde_json::Value;
 ///   old one, whose connections close as they are returned.
 ///
 /// TLS files are read again on every reload whether or not a key changed; a changed
-/// `tls.*` path needs a restart.
+/// `tls.*` path needs a restart. So does where membership is shared
+/// (`balancer.redis`, `balancer.etcd`, `balancer.etcd_prefix`): a balancer moving to
+/// another store would drop every remote node at once and publish its own leases
+/// where the others may not look.
 pub const LIVE_KEYS: &[&str] = &[
     "log.level",
     "limits.max_frame",

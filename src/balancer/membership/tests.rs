@@ -390,3 +390,54 @@ fn same_members_same_answers() {
         assert_eq!(pa, pb, "{key}");
     }
 }
+
+/// A record the shared store keeps alive (etcd) is never aged by this balancer's
+/// clock, whatever its heartbeat time says; its state is what its holder wrote, and
+/// it leaves only when the store no longer has it.
+#[test]
+fn leased_remote_records_live_while_the_store_holds_them() {
+    let m = membership();
+    let t0 = Instant::now();
+    // Written by a balancer whose clock is a minute behind this one's.
+    let mut r = record("r", "dsf", &[]);
+    r.heartbeat_unix_ms = unix_ms_at(t0) - 60_000;
+    m.set_remote_leased(vec![(r.clone(), false)]);
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Healthy));
+    m.sweep_at(t0 + TTL * 10);
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Healthy), "never aged here");
+    m.set_remote_leased(vec![(r.clone(), true)]);
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Unhealthy));
+    r.draining = true;
+    m.set_remote_leased(vec![(r, true)]);
+    assert_eq!(state_of(&m, "r"), Some(NodeState::Draining));
+    m.set_remote_leased(vec![]);
+    assert_eq!(state_of(&m, "r"), None);
+    let changes: Vec<_> = m.events().into_iter().map(|e| e.change).collect();
+    assert_eq!(changes, ["joined", "unhealthy", "left"]);
+}
+
+/// A node held here tells the store when it stops and resumes heartbeats.
+#[test]
+fn local_health_changes_reach_the_shared_store() {
+    #[derive(Default)]
+    struct Seen(StdMutex<Vec<(String, bool)>>);
+    impl Discovery for Seen {
+        fn announce(&self, _: &NodeRecord) {}
+        fn renew(&self, _: &NodeRecord) {}
+        fn withdraw(&self, _: &str) {}
+        fn health(&self, r: &NodeRecord, healthy: bool) {
+            self.0.lock().unwrap().push((r.node.clone(), healthy));
+        }
+    }
+    let seen = Arc::new(Seen::default());
+    let m = Membership::new(settings(Algorithm::ConsistentHash), seen.clone());
+    let t0 = Instant::now();
+    m.register_at(1, record("a", "dsf", &[]), t0).unwrap();
+    m.sweep_at(t0 + HEARTBEAT * 2 + Duration::from_millis(100));
+    m.heartbeat_at(1, "a", 0, 0, t0 + HEARTBEAT * 2 + Duration::from_millis(200))
+        .unwrap();
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [("a".to_owned(), false), ("a".to_owned(), true)]
+    );
+}

@@ -90,7 +90,7 @@ impl Client {
                         .unwrap_or("error");
                     return Err(format!("{path}: HTTP {status}: {why}"));
                 }
-                Ok(value)
+                Ok::<Value, String>(value)
             };
             let timeout = async {
                 async_io::Timer::after(self.timeout).await;
@@ -192,7 +192,7 @@ impl Client {
                 conn.await.map_err(|e| e.to_string())?;
                 Err::<(), _>("connection closed".to_owned())
             };
-            let follow = async {
+            let reading = async {
                 let resp = sender
                     .send_request(request(endpoint, "/v3/watch", &body, true)?)
                     .await
@@ -202,7 +202,7 @@ impl Client {
                 }
                 follow(resp.into_body(), &mut changed).await
             };
-            future::or(follow, io).await
+            future::or(reading, io).await
         }
         .await
         .err()
@@ -315,6 +315,13 @@ async fn connect(endpoint: &str) -> Result<async_net::TcpStream, String> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
+    // A member cut off by the network (packets dropped, nothing refused) would leave
+    // a watch open and silent: keep-alive probes end it within a few seconds.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(2))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(2);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     Ok(stream)
 }
 
@@ -351,7 +358,7 @@ async fn unary(endpoint: &str, path: &str, body: &Value) -> Result<(hyper::Statu
     let (mut sender, conn) = handshake(stream).await?;
     let io = async {
         conn.await.map_err(|e| e.to_string())?;
-        Err("connection closed before the answer".to_owned())
+        Err::<(hyper::StatusCode, Bytes), _>("connection closed before the answer".to_owned())
     };
     let exchange = async {
         let resp = sender
@@ -365,7 +372,7 @@ async fn unary(endpoint: &str, path: &str, body: &Value) -> Result<(hyper::Statu
             .await
             .map_err(|e| format!("{path}: {e}"))?
             .to_bytes();
-        Ok((status, bytes))
+        Ok::<_, String>((status, bytes))
     };
     future::or(exchange, io).await
 }
