@@ -89,7 +89,10 @@ fn a_node_registered_at_one_balancer_is_assigned_by_the_other() {
     a.wait_healthy(&["n1"], Duration::from_secs(10));
     let late = b.wait_healthy(&["n1"], Duration::from_secs(5));
     eprintln!("registered at A, healthy at B {late:?} later");
-    assert!(late <= HEARTBEAT, "B saw n1 {late:?} after A (> one heartbeat)");
+    assert!(
+        late <= HEARTBEAT,
+        "B saw n1 {late:?} after A (> one heartbeat)"
+    );
     assert_eq!(b.assign("some-key"), "n1");
     let regs = registrations(&etcd);
     assert_eq!(regs.len(), 1, "{regs:?}");
@@ -109,7 +112,10 @@ fn a_node_registered_at_one_balancer_is_assigned_by_the_other() {
     // Each registration is attached to its balancer's lease.
     let lease = etcd.etcdctl(&["get", "/dsf/nodes/dsf/n1", "-w", "json"]);
     let lease: Value = serde_json::from_str(&lease).unwrap();
-    assert!(lease["kvs"][0]["lease"].as_i64().unwrap_or(0) != 0, "{lease}");
+    assert!(
+        lease["kvs"][0]["lease"].as_i64().unwrap_or(0) != 0,
+        "{lease}"
+    );
 }
 
 /// kill -9 of balancer A: a node that knows only A has its key expire through A's

@@ -191,7 +191,10 @@ fn etcd_and_redis_together_are_refused_naming_both() {
         "http://127.0.0.1:1,http://127.0.0.1:2".to_string(),
     )];
     let cfg = Loader::new(None).load_from_env(env).unwrap();
-    assert_eq!(cfg.balancer.etcd, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+    assert_eq!(
+        cfg.balancer.etcd,
+        ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    );
     assert_eq!(cfg.balancer.etcd_prefix, DEFAULT_ETCD_PREFIX);
     let f = file("[balancer]\netcd = [\"https://127.0.0.1:2379\"]\n");
     let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
@@ -199,7 +202,11 @@ fn etcd_and_redis_together_are_refused_naming_both() {
     let mut new = Config::default();
     new.balancer.etcd = vec!["http://127.0.0.1:2379".into()];
     let c = super::reload::changes(&Config::default(), &new);
-    assert_eq!(c.restart, ["balancer.etcd"], "etcd endpoints need a restart");
+    assert_eq!(
+        c.restart,
+        ["balancer.etcd"],
+        "etcd endpoints need a restart"
+    );
 }
 
 #[test]

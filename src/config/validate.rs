@@ -34,8 +34,7 @@ impl Config {
             }
         }
         check_addr("node.listen", &self.node.listen)?;
-        if !self.node.register.is_empty()
-            && self.node.register.split(',').any(|a| !a.contains(':'))
+        if !self.node.register.is_empty() && self.node.register.split(',').any(|a| !a.contains(':'))
         {
             return Err(invalid(
                 "node.register",

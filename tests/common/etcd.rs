@@ -91,7 +91,9 @@ impl Etcd {
     }
 
     fn log(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("{}.log", self.members[i].name))
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
     }
 
     /// Waits until member `i` answers `/health` with a leader.

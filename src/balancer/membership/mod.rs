@@ -380,8 +380,7 @@ impl Membership {
             // A lease already past its TTL is over, even if its key is still there
             // (Redis has not expired it yet, as right after Redis was paused): taking
             // it would make the node join here and leave at the next sweep.
-            if held == Held::Heartbeat && since_heartbeat(&r, at) > self.settings.load().lease_ttl
-            {
+            if held == Held::Heartbeat && since_heartbeat(&r, at) > self.settings.load().lease_ttl {
                 continue;
             }
             // A copy older than a lease ending here is the lease that just ended.

@@ -25,9 +25,7 @@ impl Membership {
         for (id, r) in &t.remote {
             if !t.local.contains_key(id) {
                 let state = match r.held {
-                    Held::Server { unhealthy: true } if !r.record.draining => {
-                        NodeState::Unhealthy
-                    }
+                    Held::Server { unhealthy: true } if !r.record.draining => NodeState::Unhealthy,
                     _ => state(&r.record, r.silent(at), unhealthy_after),
                 };
                 view.push((r.record.clone(), eject(state, ejected(id))));

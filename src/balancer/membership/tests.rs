@@ -404,7 +404,11 @@ fn leased_remote_records_live_while_the_store_holds_them() {
     m.set_remote_leased(vec![(r.clone(), false)]);
     assert_eq!(state_of(&m, "r"), Some(NodeState::Healthy));
     m.sweep_at(t0 + TTL * 10);
-    assert_eq!(state_of(&m, "r"), Some(NodeState::Healthy), "never aged here");
+    assert_eq!(
+        state_of(&m, "r"),
+        Some(NodeState::Healthy),
+        "never aged here"
+    );
     m.set_remote_leased(vec![(r.clone(), true)]);
     assert_eq!(state_of(&m, "r"), Some(NodeState::Unhealthy));
     r.draining = true;
@@ -434,8 +438,14 @@ fn local_health_changes_reach_the_shared_store() {
     let t0 = Instant::now();
     m.register_at(1, record("a", "dsf", &[]), t0).unwrap();
     m.sweep_at(t0 + HEARTBEAT * 2 + Duration::from_millis(100));
-    m.heartbeat_at(1, "a", 0, 0, t0 + HEARTBEAT * 2 + Duration::from_millis(200))
-        .unwrap();
+    m.heartbeat_at(
+        1,
+        "a",
+        0,
+        0,
+        t0 + HEARTBEAT * 2 + Duration::from_millis(200),
+    )
+    .unwrap();
     assert_eq!(
         *seen.0.lock().unwrap(),
         [("a".to_owned(), false), ("a".to_owned(), true)]

@@ -327,7 +327,13 @@ async fn connect(endpoint: &str) -> Result<async_net::TcpStream, String> {
 
 async fn handshake(
     stream: async_net::TcpStream,
-) -> Result<(Sender, hyper::client::conn::http1::Connection<Io, Full<Bytes>>), String> {
+) -> Result<
+    (
+        Sender,
+        hyper::client::conn::http1::Connection<Io, Full<Bytes>>,
+    ),
+    String,
+> {
     hyper::client::conn::http1::handshake(smol_hyper::rt::FuturesIo::new(stream))
         .await
         .map_err(|e| format!("http: {e}"))
@@ -353,7 +359,11 @@ fn request(
 
 /// One request on a fresh connection (calls are rare: shape changes, keep-alives,
 /// readiness probes), and its whole answer.
-async fn unary(endpoint: &str, path: &str, body: &Value) -> Result<(hyper::StatusCode, Bytes), String> {
+async fn unary(
+    endpoint: &str,
+    path: &str,
+    body: &Value,
+) -> Result<(hyper::StatusCode, Bytes), String> {
     let stream = connect(endpoint).await?;
     let (mut sender, conn) = handshake(stream).await?;
     let io = async {

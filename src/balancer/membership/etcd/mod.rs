@@ -311,6 +311,9 @@ mod tests {
         }
         let (back, unhealthy) = draining.record();
         assert!(back.draining && !unhealthy);
-        assert_eq!(up.record(), (NodeRecord::for_test("n1", "127.0.0.1:1"), false));
+        assert_eq!(
+            up.record(),
+            (NodeRecord::for_test("n1", "127.0.0.1:1"), false)
+        );
     }
 }

@@ -165,12 +165,9 @@ impl EtcdShared {
             .collect();
         for (node, held) in &desired {
             let key = self.key(&held.record);
-            let value = serde_json::to_string(&Registration::new(
-                &held.record,
-                held.unhealthy,
-                self.id(),
-            ))
-            .expect("a registration is always JSON");
+            let value =
+                serde_json::to_string(&Registration::new(&held.record, held.unhealthy, self.id()))
+                    .expect("a registration is always JSON");
             let current = w.keys.get(node);
             if current.is_some_and(|(k, v)| *k == key && *v == value) {
                 continue;
