@@ -69,7 +69,7 @@ fn changes(admin: &str) -> Vec<(String, String)> {
                 .map(|e| {
                     (
                         e["node"].as_str().unwrap_or("").to_owned(),
-                        e["change"].as_str().unwrap_or("").to_owned(),
+                        e["event"].as_str().unwrap_or("").to_owned(),
                     )
                 })
                 .collect()
@@ -267,6 +267,18 @@ fn skewed_balancer_clocks_cause_no_flaps() {
     let _n2 = Node::start("n2", &b.registration, &[], &[]);
     a.wait_healthy(&["n1", "n2"], Duration::from_secs(10));
     b.wait_healthy(&["n1", "n2"], Duration::from_secs(10));
+    // The skew is real: each balancer stamps its events with its own wall clock.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (admin, sign) in [(&admin_a, 1), (&admin_b, -1)] {
+        let (_, body) = http_get(admin, "/status.json");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let stamped = v["events"][0]["at_ms"].as_i64().unwrap();
+        let skew = (stamped - now_ms) * sign;
+        assert!(skew > 25_000, "clock skew {skew} ms at {admin}");
+    }
     let settled = (changes(&admin_a).len(), changes(&admin_b).len());
     std::thread::sleep(TTL * 3);
     for (lb, admin, before) in [(&a, &admin_a, settled.0), (&b, &admin_b, settled.1)] {
@@ -291,13 +303,17 @@ fn propagation_latency_etcd_against_redis() {
     for (name, (a, b)) in [("etcd", &etcd_pair), ("redis", &redis_pair)] {
         let mut samples: Vec<Duration> = Vec::new();
         let mut nodes = Vec::new();
-        for i in 0..8 {
+        for i in 0..12 {
             let id = format!("{name}-{i}");
             nodes.push(Node::start(&id, &a.registration, &[], &[]));
             let seen = |lb: &Balancer| lb.nodes().iter().any(|(n, _)| *n == id);
             wait_for("registered at A", Duration::from_secs(10), || seen(a));
+            // Polled every millisecond: wait_for's 10 ms would hide the difference.
             let at_a = Instant::now();
-            wait_for("visible at B", Duration::from_secs(10), || seen(b));
+            while !seen(b) {
+                assert!(at_a.elapsed() < Duration::from_secs(10), "{id} never at B");
+                std::thread::sleep(Duration::from_millis(1));
+            }
             samples.push(at_a.elapsed());
         }
         samples.sort();
