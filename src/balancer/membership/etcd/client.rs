@@ -79,35 +79,72 @@ impl Client {
         let mut last = None;
         for i in 0..self.endpoints.len() {
             let at = (first + i) % self.endpoints.len();
-            let endpoint = &self.endpoints[at];
-            let attempt = async {
-                let (status, bytes) = unary(endpoint, path, body).await?;
-                let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-                if !status.is_success() {
-                    let why = value["message"]
-                        .as_str()
-                        .or(value["error"].as_str())
-                        .unwrap_or("error");
-                    return Err(format!("{path}: HTTP {status}: {why}"));
-                }
-                Ok::<Value, String>(value)
-            };
-            let timeout = async {
-                async_io::Timer::after(self.timeout).await;
-                Err(format!(
-                    "{path}: no answer within {} ms",
-                    self.timeout.as_millis()
-                ))
-            };
-            match future::or(attempt, timeout).await {
+            match self.call_at(at, path, body).await {
                 Ok(v) => {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(problem) => last = Some(etcd_error(endpoint, problem)),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| etcd_error("", "no endpoint configured".into())))
+    }
+
+    /// `POST path` with `body` to endpoint number `at` only.
+    async fn call_at(&self, at: usize, path: &str, body: &Value) -> Result<Value, BalancerError> {
+        let Some(endpoint) = self.endpoints.get(at) else {
+            return Err(etcd_error("", "no endpoint configured".into()));
+        };
+        let attempt = async {
+            let (status, bytes) = unary(endpoint, path, body).await?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                let why = value["message"]
+                    .as_str()
+                    .or(value["error"].as_str())
+                    .unwrap_or("error");
+                return Err(format!("{path}: HTTP {status}: {why}"));
+            }
+            Ok::<Value, String>(value)
+        };
+        let timeout = async {
+            async_io::Timer::after(self.timeout).await;
+            Err(format!(
+                "{path}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))
+        };
+        future::or(attempt, timeout)
+            .await
+            .map_err(|problem| etcd_error(endpoint, problem))
+    }
+
+    /// A linearizable read of `key` at endpoint number `at` only: whether that member
+    /// answers and has a leader.
+    pub async fn read_at(&self, at: usize, key: &str) -> Result<(), BalancerError> {
+        let body = serde_json::json!({"key": B64.encode(key), "count_only": true});
+        self.call_at(at, "/v3/kv/range", &body).await.map(drop)
+    }
+
+    /// The URL of endpoint number `at`, for messages.
+    pub fn endpoint(&self, at: usize) -> String {
+        format!(
+            "http://{}",
+            self.endpoints.get(at).map_or("", String::as_str)
+        )
+    }
+
+    /// The endpoint a new watch should use: the one that answered last.
+    pub fn preferred(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1)
+    }
+
+    /// Endpoint number `at` failed a watch: the next call starts at the one after it.
+    pub fn skip(&self, at: usize) {
+        let next = (at + 1) % self.endpoints.len().max(1);
+        let _ = self
+            .current
+            .compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Grants a lease of `ttl_secs`; its id and the TTL etcd gave it.
@@ -166,17 +203,17 @@ impl Client {
         Ok((num(&v["header"]["revision"]), kvs))
     }
 
-    /// Watches `prefix` from `revision`, calling `changed` with each batch of changes,
+    /// Watches `prefix` from `revision` at endpoint number `at`, calling `changed` with each batch of changes,
     /// until the watch ends. Always ends with an error: the stream closed, the
     /// endpoint lost its leader, or the revision was compacted (then a fresh read is
     /// needed).
     pub async fn watch(
         &self,
+        at: usize,
         prefix: &str,
         revision: i64,
         mut changed: impl FnMut(Vec<Change>),
     ) -> BalancerError {
-        let at = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
         let Some(endpoint) = self.endpoints.get(at) else {
             return etcd_error("", "no endpoint configured".into());
         };
@@ -207,9 +244,6 @@ impl Client {
         .await
         .err()
         .unwrap_or_else(|| "watch ended".into());
-        // The next attempt starts at another endpoint.
-        self.current
-            .store((at + 1) % self.endpoints.len(), Ordering::Relaxed);
         etcd_error(endpoint, problem)
     }
 }

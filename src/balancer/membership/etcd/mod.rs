@@ -13,7 +13,9 @@
 //! Every balancer reads the prefix and then watches it from the next revision,
 //! feeding other balancers' registrations to [`Membership::set_remote_leased`]. A
 //! compaction, a lost stream or an endpoint without a leader starts over with a
-//! fresh read. A remote registration is alive while its key exists: etcd expires it
+//! fresh read; so does a watched endpoint that stops answering the quorum probe (a
+//! frozen or cut-off member keeps its connections open but sends nothing). A remote
+//! registration is alive while its key exists: etcd expires it
 //! with its holder's lease, so no wall clock is compared across hosts.
 //!
 //! etcd out of reach never stops a balancer: it serves the leases it holds and the
@@ -29,6 +31,7 @@ use crate::runtime::{BoxFuture, Shutdown};
 use client::Client;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -135,6 +138,11 @@ pub struct EtcdShared {
     woken: async_channel::Receiver<()>,
     /// Quorum reachability.
     health: Mutex<Health>,
+    /// The endpoint the watch is open on (`usize::MAX`: none), which the probe checks.
+    watching: AtomicUsize,
+    /// Rung by the probe when that endpoint stops answering (frozen, cut off, or
+    /// without a leader): the watch would stay open and silent, so it starts over.
+    stale_watch: (async_channel::Sender<()>, async_channel::Receiver<()>),
 }
 
 impl EtcdShared {
@@ -153,6 +161,8 @@ impl EtcdShared {
                 last_ok: Instant::now(),
                 last_error: None,
             }),
+            watching: AtomicUsize::new(usize::MAX),
+            stale_watch: async_channel::bounded(1),
         })
     }
 

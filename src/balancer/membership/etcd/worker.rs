@@ -8,6 +8,7 @@ use crate::balancer::membership::Membership;
 use crate::runtime::Shutdown;
 use futures_lite::future;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -218,11 +219,21 @@ impl EtcdShared {
                 .filter_map(|kv| Some((kv.key, parse(&kv.value)?)))
                 .collect();
             self.publish(&membership, &view);
+            let at = self.client.preferred();
+            self.watching.store(at, Ordering::Relaxed);
+            while self.stale_watch.1.try_recv().is_ok() {}
             let ended = future::or(
                 async {
+                    let stale = async {
+                        let _ = self.stale_watch.1.recv().await;
+                        BalancerError::Etcd {
+                            endpoint: self.client.endpoint(at),
+                            problem: "the watched member stopped answering reads".into(),
+                        }
+                    };
                     Some(
-                        self.client
-                            .watch(&nodes, revision + 1, |changes| {
+                        future::or(
+                            self.client.watch(at, &nodes, revision + 1, |changes| {
                                 for c in changes {
                                     match c {
                                         Change::Put(kv) => match parse(&kv.value) {
@@ -233,8 +244,10 @@ impl EtcdShared {
                                     };
                                 }
                                 self.publish(&membership, &view);
-                            })
-                            .await,
+                            }),
+                            stale,
+                        )
+                        .await,
                     )
                 },
                 async {
@@ -243,9 +256,11 @@ impl EtcdShared {
                 },
             )
             .await;
+            self.watching.store(usize::MAX, Ordering::Relaxed);
             match ended {
                 None => return,
                 Some(e) => {
+                    self.client.skip(at);
                     tracing::info!(error = %e, "shared membership: etcd watch ended; reading again");
                     shutdown.sleep(FIRST_BACKOFF).await;
                 }
@@ -264,12 +279,29 @@ impl EtcdShared {
         membership.set_remote_leased(remote);
     }
 
-    /// Checks that etcd answers a read that needs a quorum, every `every`.
+    /// Every `every`: checks that the watched endpoint answers a read that needs a
+    /// quorum (else the watch starts over elsewhere), and that some endpoint does
+    /// (readiness).
     pub(super) async fn probe_loop(self: Arc<Self>, every: Duration, shutdown: Shutdown) {
         let probe = format!("{}probe", self.prefix);
         loop {
-            let read = self.client.get_prefix(&probe).await;
-            self.quorum(read.as_ref().map(drop));
+            let at = self.watching.load(Ordering::Relaxed);
+            let watched = if at == usize::MAX {
+                None
+            } else {
+                Some(self.client.read_at(at, &probe).await)
+            };
+            match watched {
+                Some(Ok(())) => self.quorum(Ok(())),
+                other => {
+                    if let Some(Err(e)) = other {
+                        tracing::info!(error = %e, "shared membership: the watched etcd endpoint does not answer; watching another");
+                        let _ = self.stale_watch.0.try_send(());
+                    }
+                    let read = self.client.get_prefix(&probe).await;
+                    self.quorum(read.as_ref().map(drop));
+                }
+            }
             if shutdown.sleep(every).await {
                 return;
             }
