@@ -56,7 +56,7 @@ pub const BALANCER_EJECTIONS: &str = "dsf_balancer_node_ejections_total";
 /// Balancer: members by `service` and `state`.
 pub const BALANCER_SERVICE_NODES: &str = "dsf_balancer_service_nodes";
 
-/// Readiness checks by `check` (store, cache, registration, nodes): 1 passing, 0 failing.
+/// Readiness checks by `check` (store, cache, registration, nodes, etcd): 1 passing, 0 failing.
 pub const READINESS_CHECK: &str = "dsf_readiness_check";
 
 /// Node: store pool connections, by `node` and `state` (in_use, idle).

@@ -10,7 +10,7 @@ mod common;
 
 use common::cluster::*;
 use common::etcd::Etcd;
-use common::process::http_get;
+use common::process::{http_get, metric};
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -217,6 +217,9 @@ fn without_a_quorum_readyz_fails_and_assignments_are_served() {
     }
     // Past a lease TTL without etcd, both still serve the last view.
     std::thread::sleep(TTL);
+    let scraped = http_get(&admin_a, "/metrics").1;
+    let check = [("check", "etcd")];
+    assert_eq!(metric(&scraped, "dsf_readiness_check", &check), 0.0);
     for (lb, name) in [(&a, "A"), (&b, "B")] {
         assert_eq!(lb.healthy(), ["n1", "n2"], "balancer {name}");
     }
@@ -232,6 +235,8 @@ fn without_a_quorum_readyz_fails_and_assignments_are_served() {
             http_get(admin, "/readyz").0 == 200
         });
     }
+    let scraped = http_get(&admin_a, "/metrics").1;
+    assert_eq!(metric(&scraped, "dsf_readiness_check", &check), 1.0);
 }
 
 /// Balancer clocks 30 s ahead and 30 s behind: no node leaves or joins again on

@@ -212,7 +212,8 @@ impl EtcdShared {
         let _ = self.bell.try_send(());
     }
 
-    /// Notes a call that needed a quorum.
+    /// Notes a call that needed a quorum, and keeps `dsf_readiness_check{check="etcd"}`
+    /// current without waiting for a `/readyz` (its alert fires from scrapes alone).
     fn quorum(&self, result: Result<(), &crate::balancer::BalancerError>) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
         match result {
@@ -222,6 +223,9 @@ impl EtcdShared {
             }
             Err(e) => h.last_error = Some(e.to_string()),
         }
+        let reachable = h.last_ok.elapsed() <= self.ttl;
+        drop(h);
+        crate::metrics::set_readiness_check("etcd", reachable);
     }
 
     /// Why etcd counts as out of reach, if it does.
