@@ -356,3 +356,33 @@ fn a_frozen_etcd_member_does_not_freeze_membership() {
     assert_eq!(http_get(&admin_b, "/readyz").0, 200);
     etcd.signal(0, "CONT");
 }
+
+/// A balancer whose lease is lost (revoked here with etcdctl; in life, expired while
+/// it could not reach a quorum) grants a new one and writes its registrations again.
+#[test]
+fn a_lost_lease_is_replaced_and_the_registrations_written_again() {
+    let _s = serial();
+    let etcd = Etcd::start(3);
+    let (a, _) = balancer(&etcd);
+    let (b, _) = balancer(&etcd);
+    let _n1 = Node::start("n1", &a.registration, &[], &[]);
+    b.wait_healthy(&["n1"], Duration::from_secs(10));
+    let lease_of_n1 = || {
+        let out = etcd.etcdctl(&["get", "/dsf/nodes/dsf/n1", "-w", "json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["kvs"][0]["lease"].as_i64()
+    };
+    let old = lease_of_n1().expect("n1 is in etcd");
+    etcd.etcdctl(&["lease", "revoke", &format!("{old:x}")]);
+    let back = wait_for("n1 written again", Duration::from_secs(5), || {
+        lease_of_n1().is_some_and(|l| l != old)
+    });
+    eprintln!("registration back under a new lease {back:?} after the revocation");
+    assert!(back <= TTL, "{back:?}");
+    b.wait_healthy(&["n1"], Duration::from_secs(5));
+    assert!(
+        a.proc.logs().contains("etcd lease lost"),
+        "{}",
+        a.proc.logs()
+    );
+}

@@ -305,6 +305,7 @@ async fn session(
     if let Err(e) = register(&conn, id, heartbeat).await {
         return Ended::Lost(e);
     }
+    tracing::info!(node = %id.node, balancer, addr = %id.addr, service = %id.service, "registered");
     registered.store(true, Ordering::Relaxed);
     *backoff = FIRST_BACKOFF;
     loop {
@@ -333,6 +334,7 @@ async fn session(
                 if let Err(e) = register(&conn, id, heartbeat).await {
                     return Ended::Lost(e);
                 }
+                tracing::info!(node = %id.node, balancer, "registered again");
             }
             Err(e) => return Ended::Lost(format!("heartbeat: {e}")),
         }
@@ -361,7 +363,6 @@ async fn register(
     if let Some(ms) = answer.get("heartbeat_ms").and_then(Value::as_u64) {
         *heartbeat = Duration::from_millis(ms.max(10));
     }
-    tracing::info!(node = %id.node, balancer = %id.register, addr = %id.addr, service = %id.service, "registered");
     Ok(())
 }
 
