@@ -386,3 +386,33 @@ fn a_lost_lease_is_replaced_and_the_registrations_written_again() {
         a.proc.logs()
     );
 }
+
+/// A node that stops heartbeating at A (SIGSTOP) shows `unhealthy` at B through the
+/// state A writes, then leaves B when A ends its lease; nothing on B ages it.
+#[test]
+fn a_silent_node_is_unhealthy_then_gone_at_the_other_balancer() {
+    let _s = serial();
+    let etcd = Etcd::start(3);
+    let (a, _) = balancer(&etcd);
+    let (b, _) = balancer(&etcd);
+    let _n1 = Node::start("n1", &a.registration, &[], &[]);
+    let n2 = Node::start("n2", &a.registration, &[], &[]);
+    b.wait_healthy(&["n1", "n2"], Duration::from_secs(10));
+    n2.proc.signal("STOP");
+    let state_at_b = || {
+        b.nodes()
+            .into_iter()
+            .find(|(n, _)| n == "n2")
+            .map(|(_, s)| s)
+    };
+    wait_for("n2 unhealthy at B", TTL * 2, || {
+        state_at_b().as_deref() == Some("unhealthy")
+    });
+    let stored = registrations(&etcd);
+    let n2_state = stored.iter().find(|(_, r)| r["node"] == "n2").unwrap();
+    assert_eq!(n2_state.1["state"], "unhealthy", "{stored:?}");
+    wait_for("n2 gone at B", TTL * 2, || state_at_b().is_none());
+    assert!(registrations(&etcd).iter().all(|(_, r)| r["node"] != "n2"));
+    assert_eq!(b.healthy(), ["n1"]);
+    n2.proc.signal("CONT");
+}
