@@ -214,11 +214,12 @@ fn randomized_faults_keep_every_key_linearizable() {
             Fault::Pause(n),
             Fault::Kill(n),
             Fault::ClockSkew,
+            Fault::EtcdCut,
         ]
     };
     // Every kind once (on random nodes, in random order), then random ones until the
     // operation count is reached.
-    let mut todo: Vec<Fault> = (0..8).map(|k| kinds(rng.gen_range(0..3))[k]).collect();
+    let mut todo: Vec<Fault> = (0..9).map(|k| kinds(rng.gen_range(0..3))[k]).collect();
     todo.shuffle(&mut rng);
     let mut faults = Vec::new();
     let t = Instant::now();

@@ -5,8 +5,8 @@
 //! refused connection). Heartbeats go from the node to the balancer's registration
 //! port over the node's own connection; the proxy's data path is the balancer's
 //! connections to the node's service port, so cutting only that port from the
-//! balancer's namespace leaves heartbeats flowing. The balancer ↔ etcd cut waits for
-//! etcd membership, which DSF does not have yet.
+//! balancer's namespace leaves heartbeats flowing. Cutting the balancer from etcd
+//! leaves it serving the membership it holds.
 
 use super::lab::sh_ok;
 use super::topology::{Cluster, NODE_PORT};
@@ -33,6 +33,8 @@ pub enum Fault {
     Kill(usize),
     /// The balancer's wall clock jumps 90 s ahead (libfaketime).
     ClockSkew,
+    /// The balancer's packets to and from etcd vanish.
+    EtcdCut,
 }
 
 /// `iptables` rules dropping everything between the namespace and `peer` (optionally
@@ -85,6 +87,7 @@ impl Fault {
             Fault::Pause(n) => format!("n{} SIGSTOP", n + 1),
             Fault::Kill(n) => format!("n{} kill -9", n + 1),
             Fault::ClockSkew => "balancer clock +90 s".into(),
+            Fault::EtcdCut => "balancer<->etcd cut".into(),
         }
     }
 
@@ -95,6 +98,7 @@ impl Fault {
             Fault::RedisCut(n) => (node(n), cut_rules(&c.redis.host.ip, None)),
             Fault::BalancerCut(n) => (node(n), cut_rules(&c.balancer.host.ip, None)),
             Fault::DbCut(n) => (node(n), cut_rules(&c.db.host.ip, None)),
+            Fault::EtcdCut => (c.balancer.host.ns.clone(), cut_rules(&c.etcd.host.ip, None)),
             Fault::ProxyPathCut(n) => (
                 c.balancer.host.ns.clone(),
                 cut_rules(&c.nodes[n].host.ip, Some(NODE_PORT)),

@@ -1,5 +1,5 @@
-//! The cluster under test, in the lab: MariaDB, Redis, a balancer (with its proxy) and
-//! 2–3 nodes, each on a host of its own.
+//! The cluster under test, in the lab: MariaDB, Redis, etcd (the balancer's shared
+//! membership), a balancer (with its proxy) and 2–3 nodes, each on a host of its own.
 
 use super::lab::{sh_ok, Host, Lab, LabProc};
 use dsf::client::{CallOptions, Connection};
@@ -30,6 +30,8 @@ pub struct Cluster {
     pub balancer: LabProc,
     /// Redis.
     pub redis: LabProc,
+    /// etcd (one member), where the balancer keeps its registrations.
+    pub etcd: LabProc,
     /// MariaDB.
     pub db: LabProc,
     /// The file libfaketime reads the balancer's clock offset from, when available.
@@ -65,6 +67,7 @@ impl Cluster {
         let db_host = lab.add_host("db");
         let redis_host = lab.add_host("redis");
         let lb_host = lab.add_host("lb");
+        let etcd_host = lab.add_host("etcd");
         let db = start_mariadb(&lab, &db_host);
         let redis = LabProc::start(
             "redis",
@@ -88,6 +91,31 @@ impl Cluster {
             lab.path("redis.log"),
         );
         lab.wait_port(&format!("{}:6379", redis_host.ip), Duration::from_secs(10));
+        let etcd_url = |p: u16| format!("http://{}:{p}", etcd_host.ip);
+        let etcd = LabProc::start(
+            "etcd",
+            &etcd_host,
+            &s(&[
+                "etcd",
+                "--name",
+                "e1",
+                "--data-dir",
+                lab.path("etcd").to_str().expect("utf-8 path"),
+                "--listen-client-urls",
+                &etcd_url(2379),
+                "--advertise-client-urls",
+                &etcd_url(2379),
+                "--listen-peer-urls",
+                &etcd_url(2380),
+                "--initial-advertise-peer-urls",
+                &etcd_url(2380),
+                "--initial-cluster",
+                &format!("e1={}", etcd_url(2380)),
+            ]),
+            &[],
+            lab.path("etcd.log"),
+        );
+        lab.wait_port(&format!("{}:2379", etcd_host.ip), Duration::from_secs(20));
         let mut env = dsf_env();
         let skew_file = std::path::Path::new(FAKETIME).exists().then(|| {
             let f = lab.path("balancer-clock");
@@ -113,6 +141,8 @@ impl Cluster {
                 &at(DIR_PORT),
                 "--proxy",
                 &at(PROXY_PORT),
+                "--etcd",
+                &etcd_url(2379),
             ]),
             &env,
             lab.path("balancer.log"),
@@ -155,6 +185,7 @@ impl Cluster {
             nodes,
             balancer,
             redis,
+            etcd,
             db,
             skew_file,
             lab,
