@@ -243,8 +243,13 @@ impl Default for StoreConfig {
 pub struct CacheConfig {
     /// Redis URLs; empty = in-process cache.
     pub redis: Vec<String>,
-    /// Treat `redis` as one Redis Cluster instead of ring-sharded instances.
+    /// Treat `redis` as the seed nodes of one Redis Cluster instead of ring-sharded
+    /// instances.
     pub cluster: bool,
+    /// Replicas of a slot's master that must confirm a fence before the write it
+    /// guards starts (Redis Cluster only; `WAIT`). 0 gives up the guarantee across a
+    /// failover.
+    pub wait_replicas: u32,
     /// Turn caching off.
     pub enabled: bool,
     /// TTL of a positive entry.
@@ -267,6 +272,7 @@ impl Default for CacheConfig {
         CacheConfig {
             redis: Vec::new(),
             cluster: false,
+            wait_replicas: 1,
             enabled: true,
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),

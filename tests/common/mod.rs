@@ -5,6 +5,7 @@ pub mod blackhole;
 pub mod cluster;
 pub mod pki;
 pub mod process;
+pub mod redis_cluster;
 pub mod relay;
 pub mod stores;
 pub mod wire;
