@@ -289,6 +289,7 @@ fn a_master_killed_under_load_gives_no_stale_read() {
         let r = cluster.replicas();
         cluster.masters().iter().all(|m| r.get(&m.id) == Some(&1))
     });
+    cluster.wait_ok(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500));
     let t = finish(stop, handles);
     eprintln!(
@@ -342,8 +343,9 @@ fn a_resharding_under_load_gives_no_stale_read() {
     assert!(t.errors.is_empty(), "failed requests: {:?}", t.errors);
     assert!(t.writes_ok > 50 && t.reads > 100, "{t:?}");
     // The moved ids now live on the destination.
-    let now = cluster.master_of(cache_slot(&blacklist_key(&ids[0])));
-    assert_eq!(now.id, to.id);
+    wait_for("the new slot owner", Duration::from_secs(10), || {
+        cluster.master_of(cache_slot(&blacklist_key(&ids[0]))).id == to.id
+    });
     all_writable(&a, &b, &ids);
     let keys = cluster.cli(to.port, &["--scan", "--pattern", "dsf:{bl:R-*"]);
     assert!(!keys.is_empty(), "no moved entry cached on the new master");

@@ -227,8 +227,8 @@ impl RedisCluster {
         self.spawn(i);
     }
 
-    /// Waits until every running member reports `cluster_state:ok` and sees 3
-    /// masters covering all slots.
+    /// Waits until every running member reports `cluster_state:ok`, 3 masters cover
+    /// all slots, and each master streams to an online replica (so `WAIT` can succeed).
     pub fn wait_ok(&self, limit: Duration) {
         let start = Instant::now();
         loop {
@@ -236,7 +236,12 @@ impl RedisCluster {
                 let info = self.cli(m.port, &["cluster", "info"]);
                 info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
             });
-            if ok && self.masters().len() == 3 {
+            let masters = self.masters();
+            let replicated = masters.iter().all(|m| {
+                self.cli(m.port, &["info", "replication"])
+                    .contains("state=online")
+            });
+            if ok && masters.len() == 3 && replicated {
                 return;
             }
             assert!(

@@ -106,10 +106,10 @@ impl RedisCluster {
         if urls.is_empty() {
             return Err(CacheError::Other("no Redis Cluster seed given".into()));
         }
-        let label = format!(
-            "redis cluster {}",
-            urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",")
-        );
+        let label = match urls.len() {
+            1 => format!("redis cluster {}", redact(&urls[0])),
+            n => format!("redis cluster {} (+{} seeds)", redact(&urls[0]), n - 1),
+        };
         let mut builder = ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(op_timeout)
             .response_timeout(op_timeout)
