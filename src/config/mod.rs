@@ -9,12 +9,14 @@
 //! Every default is a named constant or a `Default` impl below; `dsf.example.toml`
 //! at the repository root lists every key with its default.
 
+mod cache;
 mod loader;
 mod outlier;
 pub mod reload;
 mod sections;
 mod validate;
 
+pub use cache::*;
 pub use loader::Loader;
 pub use outlier::*;
 pub use sections::*;
