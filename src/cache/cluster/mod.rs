@@ -20,8 +20,8 @@
 //! connection: `WAIT` answers how many replicas hold everything that connection wrote,
 //! the fence included. A fence that fewer than `cache.wait_replicas` replicas
 //! confirmed counts as not set: the write is not attempted and the client gets
-//! `unavailable`. Fences and invalidations use their own connections (`WAIT` blocks
-//! the connection it runs on), so reads never queue behind them.
+//! `unavailable`. Fences and invalidations use connections of their own (`WAIT`
+//! blocks the connection it runs on), so reads never queue behind them.
 //!
 //! # Outages
 //!
@@ -51,13 +51,18 @@ use redis::{RedisError, RedisResult, Value};
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Retries of one command inside the client (redirections, `TRYAGAIN`, reconnects);
 /// `cache.op_timeout` bounds them all.
 const CLIENT_RETRIES: u32 = 8;
+
+/// Connections for fences, releases and invalidations. Each write waits on its
+/// connection for a replica's confirmation, and the writes queued behind it on that
+/// connection wait too; several connections let concurrent writes wait side by side.
+const WRITE_LANES: usize = 4;
 
 /// At most this many other undelivered invalidations ride along with one delivery.
 const PENDING_BATCH: usize = 16;
@@ -71,8 +76,11 @@ pub struct RedisCluster {
     /// Reads and fills (connected on first use, so a node starts while the cluster is
     /// down).
     reads: OnceCell<ClusterConnection>,
-    /// Fences, releases and invalidations, whose `WAIT` blocks its connection.
-    writes: OnceCell<ClusterConnection>,
+    /// Fences, releases and invalidations, in turn: `WAIT` blocks the connection it
+    /// runs on, so concurrent writes spread over [`WRITE_LANES`] connections.
+    writes: Box<[OnceCell<ClusterConnection>]>,
+    /// The write lane the next write uses.
+    next_write: AtomicUsize,
     /// Deadline of one command (`cache.op_timeout`).
     op_timeout: Duration,
     /// Replicas that must confirm a fence (`cache.wait_replicas`).
@@ -136,7 +144,8 @@ impl RedisCluster {
             label,
             client,
             reads: OnceCell::new(),
-            writes: OnceCell::new(),
+            writes: (0..WRITE_LANES).map(|_| OnceCell::new()).collect(),
+            next_write: AtomicUsize::new(0),
             op_timeout,
             wait_replicas,
             health: SlotHealth::new(),
@@ -154,7 +163,9 @@ impl RedisCluster {
     async fn connection(&self, lane: Lane) -> RedisResult<ClusterConnection> {
         let cell = match lane {
             Lane::Reads => &self.reads,
-            Lane::Writes => &self.writes,
+            Lane::Writes => {
+                &self.writes[self.next_write.fetch_add(1, Ordering::Relaxed) % WRITE_LANES]
+            }
         };
         cell.get_or_try_init(|| self.client.get_async_connection())
             .await
