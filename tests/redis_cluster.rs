@@ -350,3 +350,60 @@ fn a_resharding_under_load_gives_no_stale_read() {
     let keys = cluster.cli(to.port, &["--scan", "--pattern", "dsf:{bl:R-*"]);
     assert!(!keys.is_empty(), "no moved entry cached on the new master");
 }
+
+/// A lost shard (a master and its replica killed): every read is answered from the
+/// store, writes of the shard's keys answer `unavailable` (others `unavailable` or
+/// done), each within two seconds — nothing hangs; once the shard is back, writes work
+/// and reads show them.
+#[test]
+fn a_lost_shard_answers_reads_from_the_store_and_refuses_its_writes_without_hanging() {
+    let mut cluster = RedisCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = nodes(&cluster, &dir);
+    let mut ca = a.client();
+    let token = ca.login_new("lost");
+    let mut cb = b.client();
+    cb.token = Some(token);
+    let ids: Vec<String> = (0..12).map(|i| format!("L-{i}")).collect();
+    for id in &ids {
+        ca.call("blacklist.insert", json!({"id_card": id, "name": "kept"}))
+            .unwrap();
+        // Cached at B.
+        cb.call("blacklist.query", json!({"id_card": id})).unwrap();
+    }
+    let shard = cluster.master_of(cache_slot(&blacklist_key(&ids[0])));
+    let replica = cluster.replica_of(&shard);
+    cluster.kill(replica);
+    cluster.kill(shard.port);
+    for round in 0..2 {
+        for id in &ids {
+            let t = Instant::now();
+            assert_eq!(
+                cb.call("blacklist.query", json!({"id_card": id})).unwrap(),
+                json!({"listed": true, "name": "kept"}),
+                "{id}"
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "query {id}: {:?}",
+                t.elapsed()
+            );
+            let t = Instant::now();
+            let r = ca.call("blacklist.update", json!({"id_card": id, "name": "kept"}));
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "update {id}: {:?}",
+                t.elapsed()
+            );
+            match r {
+                Err(e) if e.code == ErrorCode::Unavailable => {}
+                Ok(_) if !shard.serves(cache_slot(&blacklist_key(id))) => {}
+                other => panic!("update {id} (round {round}) on a lost shard: {other:?}"),
+            }
+        }
+    }
+    cluster.restart(shard.port);
+    cluster.restart(replica);
+    cluster.wait_ok(Duration::from_secs(30));
+    all_writable(&a, &b, &ids);
+}

@@ -267,6 +267,17 @@ impl RedisCluster {
         out
     }
 
+    /// The client port of a replica of `master`.
+    pub fn replica_of(&self, master: &Master) -> u16 {
+        let nodes = self.cli(self.running_port(), &["cluster", "nodes"]);
+        nodes
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() >= 8 && f[2].contains("slave") && f[3] == master.id)
+            .and_then(|f| f[1].split('@').next()?.rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no replica of {}: {nodes}", master.id))
+    }
+
     /// Moves `slots` slots from master `from` to master `to` with `redis-cli --cluster
     /// reshard` (keys included) and returns its exit status and output.
     pub fn reshard(&self, from: &Master, to: &Master, slots: u32) -> (bool, String) {
