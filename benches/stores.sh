@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces the "Stores and cache" table of BENCHMARKS.md in one run:
 #   blacklist.query through Redis, with the cache disabled, and on the embedded stores
-#   (in-process cache on and off), then user.login with the OWASP argon2id cost.
+#   (in-process cache on and off), then user.login with the OWASP argon2id cost, and
+#   blacklist.query / blacklist.update through a Redis Cluster beside one Redis.
 #
 # Usage: benches/stores.sh [DURATION] [CONNS]     (defaults: 10s 64)
 #        PARTS=mysql benches/stores.sh …   only the two MariaDB rows (cached vs uncached)
-# Needs mariadb-server and redis-server (installed with apt-get when missing). Starts
+#        PARTS=cluster benches/stores.sh …  only one Redis vs a Redis Cluster (3 masters,
+#                                           3 replicas), reads and writes
+# Needs mariadb-server, redis-server and redis-tools (installed with apt-get when missing). Starts
 # private servers on free ports in a temporary folder and removes them at the end.
 # Nodes are measured one at a time, each with the whole machine.
 set -euo pipefail
@@ -17,8 +20,10 @@ PARTS=${PARTS:-all}
 KEYS=1000        # id-0 … id-999 are queried; id-0 … id-499 are listed
 LOGIN_USERS=100  # logins are spread over this many names (no per-name throttling)
 
-if ! command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server redis-server
+if ! command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null \
+    || ! command -v redis-cli >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server redis-server redis-tools
 fi
 cargo build --release --quiet
 DSF=$PWD/target/release/dsf
@@ -103,20 +108,64 @@ bench_query() {
         --json --label "$1" | tee -a "$RESULTS"
 }
 
+# Writes of cached keys: fence (+ WAIT on a cluster), store write, release.
+bench_update() {
+    "$DSF" bench --target "$NODE" --op blacklist.update --body '{"id_card":"id-{key}","name":"Renamed"}' \
+        --keys $((KEYS / 2)) --token "$TOKEN" --conns "$CONNS" --depth 1 --duration "$DURATION" \
+        --json --label "$1" | tee -a "$RESULTS"
+}
+
+# --- Redis Cluster (only when measured) --------------------------------------------
+CLUSTER_PORTS=()
+start_redis_cluster() {
+    local addrs=() i p
+    for i in 0 1 2 3 4 5; do
+        p=$(free_port)
+        mkdir -p "$WORK/rc$i"
+        redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-port "$(free_port)" \
+            --save "" --appendonly no --dir "$WORK/rc$i" >/dev/null &
+        PIDS+=($!)
+        CLUSTER_PORTS+=("$p")
+        addrs+=("127.0.0.1:$p")
+    done
+    for p in "${CLUSTER_PORTS[@]}"; do
+        until redis-cli -p "$p" ping >/dev/null 2>&1; do sleep 0.05; done
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null </dev/null
+    for p in "${CLUSTER_PORTS[@]}"; do
+        until redis-cli -p "$p" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    done
+}
+
 echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # MySQL + Redis, cache on.
 start_node mysql-redis -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n1"
 populate
 bench_query "MariaDB + Redis cache"
+if [ "$PARTS" = cluster ]; then bench_update "MariaDB + Redis cache"; fi
 stop_node
 
+if [ "$PARTS" = all ] || [ "$PARTS" = cluster ]; then
+# MySQL + a Redis Cluster of 3 masters and 3 replicas (cache.cluster = true).
+start_redis_cluster
+SEEDS=()
+for p in "${CLUSTER_PORTS[@]}"; do SEEDS+=(--redis "redis://127.0.0.1:$p"); done
+start_node mysql-cluster DSF__CACHE__CLUSTER=true -- --mysql "$MYSQL" "${SEEDS[@]}" --data "$WORK/nc"
+bench_query "MariaDB + Redis Cluster cache (3+3)"
+if [ "$PARTS" = cluster ]; then bench_update "MariaDB + Redis Cluster cache (3+3)"; fi
+stop_node
+fi
+
+if [ "$PARTS" != cluster ]; then
 # MySQL, cache off (sessions and answers from MariaDB on every request).
 start_node mysql-nocache DSF__CACHE__ENABLED=false -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n2"
 bench_query "MariaDB, cache disabled"
 stop_node
+fi
 
-if [ "$PARTS" != mysql ]; then
+if [ "$PARTS" = all ]; then
 # Embedded: SQLite + in-process cache, then with the cache off.
 start_node embedded -- --data "$WORK/embedded"
 populate

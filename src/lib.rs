@@ -1,6 +1,6 @@
 //! DSF — a distributed service framework: nodes that serve length-prefixed JSON
-//! requests, backed by MySQL or embedded stores with a Redis or in-process cache, and a
-//! balancer that registers nodes and routes clients to them.
+//! requests, backed by MySQL or embedded stores with a Redis (or Redis Cluster) or
+//! in-process cache, and a balancer that registers nodes and routes clients to them.
 //!
 //! # Layout
 //!
@@ -13,7 +13,7 @@
 //! - [`app`]: the DSF business (users, sessions, blacklist, collector), one
 //!   application built on the node library.
 //! - [`store`]: the persistent store (MySQL or embedded SQLite) and its migrations.
-//! - [`cache`]: the cache layer (Redis on the hash ring, or in-process).
+//! - [`cache`]: the cache layer (Redis on the hash ring, a Redis Cluster, or in-process).
 //! - [`auth`]: session tokens, where sessions live, password hashing.
 //! - [`ring`]: the consistent-hash ring, shared by balancer selection and cache sharding.
 //! - [`balancer`]: membership, node selection, directory and proxy.

@@ -1,5 +1,6 @@
 //! The cache layer between nodes and the store: Redis (one instance or several on the
-//! consistent-hash ring) or an in-process cache, behind one [`Cache`] trait.
+//! consistent-hash ring), a Redis Cluster, or an in-process cache, behind one [`Cache`]
+//! trait.
 //!
 //! The cache never decides what is true; the store does. Reads go through
 //! [`aside::CacheAside`] (cache-aside with single-flight), writes invalidate after the
@@ -12,6 +13,7 @@
 //! cut off from Redis after the fence cannot leave an older value servable anywhere.
 
 pub mod aside;
+pub mod cluster;
 pub mod local;
 pub mod redis;
 pub mod script;
@@ -136,7 +138,7 @@ impl CacheStats {
 
 /// A cache of string values under string keys, with guarded fills.
 pub trait Cache: Send + Sync + 'static {
-    /// Which backend (`"redis"`, `"local"`), for logs.
+    /// Which backend (`"redis"`, `"redis-cluster"`, `"local"`), for logs.
     fn kind(&self) -> &'static str;
 
     /// Reads `key`.

@@ -10,6 +10,7 @@
 //! at the repository root lists every key with its default.
 
 mod balancer;
+mod cache;
 mod loader;
 mod outlier;
 pub mod reload;
@@ -17,6 +18,7 @@ mod sections;
 mod validate;
 
 pub use balancer::*;
+pub use cache::*;
 pub use loader::Loader;
 pub use outlier::*;
 pub use sections::*;

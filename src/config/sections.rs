@@ -238,46 +238,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// `[cache]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Redis URLs; empty = in-process cache.
-    pub redis: Vec<String>,
-    /// Treat `redis` as one Redis Cluster instead of ring-sharded instances.
-    pub cluster: bool,
-    /// Turn caching off.
-    pub enabled: bool,
-    /// TTL of a positive entry.
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-    /// TTL of a negative entry.
-    #[serde(with = "humantime_serde")]
-    pub negative_ttl: Duration,
-    /// Deadline of one cache operation.
-    #[serde(with = "humantime_serde")]
-    pub op_timeout: Duration,
-    /// Entries in the in-process cache.
-    pub local_capacity: usize,
-    /// PEM bundle that verifies `rediss://` servers; empty = the system roots.
-    pub tls_ca: PathBuf,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            redis: Vec::new(),
-            cluster: false,
-            enabled: true,
-            ttl: Duration::from_secs(300),
-            negative_ttl: Duration::from_secs(30),
-            op_timeout: Duration::from_millis(250),
-            local_capacity: 100_000,
-            tls_ca: PathBuf::new(),
-        }
-    }
-}
-
 /// `[auth]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

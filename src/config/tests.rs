@@ -272,3 +272,21 @@ fn outlier_settings_per_service_and_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn a_redis_cluster_needs_seeds_and_is_accepted_with_them() {
+    let f = file("[cache]\ncluster = true\n");
+    let err = Loader::new(Some(f.path()))
+        .load_from_env([])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cache.cluster") && err.contains("seed"),
+        "{err}"
+    );
+    let f =
+        file("[cache]\ncluster = true\nredis = [\"redis://127.0.0.1:7000\"]\nwait_replicas = 2\n");
+    let cfg = Loader::new(Some(f.path())).load_from_env([]).unwrap();
+    assert!(cfg.cache.cluster);
+    assert_eq!(cfg.cache.wait_replicas, 2);
+}

@@ -62,11 +62,10 @@ impl Config {
                 "expected pool_max >= 1 and pool_min <= pool_max",
             ));
         }
-        if self.cache.cluster {
+        if self.cache.cluster && self.cache.redis.is_empty() {
             return Err(invalid(
                 "cache.cluster",
-                "Redis Cluster is not supported yet; list the servers in cache.redis \
-                 and they are sharded with the hash ring",
+                "a Redis Cluster needs its seed nodes in cache.redis",
             ));
         }
         for url in &self.cache.redis {

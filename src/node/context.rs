@@ -5,9 +5,10 @@ use super::NodeError;
 use crate::auth::sessions::Sessions;
 use crate::auth::Verifier;
 use crate::cache::aside::CacheAside;
+use crate::cache::cluster::RedisCluster;
 use crate::cache::local::LocalCache;
 use crate::cache::sharded::{RedisCache, RedisShards};
-use crate::cache::{Cache, CacheError, WriteDeadlines};
+use crate::cache::{Cache, WriteDeadlines};
 use crate::config::Config;
 use crate::store::{self, Store};
 use std::sync::Arc;
@@ -27,7 +28,8 @@ pub struct NodeContext {
     pub cache: Arc<CacheAside>,
     /// Sessions: a token from `user.login` on any node is checked here.
     pub sessions: Arc<Sessions>,
-    /// The Redis servers, when configured.
+    /// The Redis servers on the hash ring, when configured (`None` for a Redis
+    /// Cluster, which [`NodeContext::cache`] reaches through its own client).
     pub redis: Option<Arc<RedisShards>>,
 }
 
@@ -36,17 +38,21 @@ impl NodeContext {
     /// `cfg` names.
     pub async fn open(cfg: Config, id: Arc<str>) -> Result<NodeContext, NodeError> {
         let store = store::open(&cfg).await?;
-        let redis = if cfg.cache.redis.is_empty() {
+        // Every use of Redis on a node goes through the cache: blacklist answers and
+        // sessions (rate limits and sessions themselves live in the store).
+        let cluster = if cfg.cache.cluster && cfg.cache.enabled {
+            Some(Arc::new(RedisCluster::open(
+                &cfg.cache.redis,
+                cfg.cache.op_timeout,
+                &cfg.cache.tls_ca,
+                cfg.cache.wait_replicas,
+            )?))
+        } else {
+            None
+        };
+        let redis = if cfg.cache.redis.is_empty() || cfg.cache.cluster {
             None
         } else {
-            if cfg.cache.cluster {
-                return Err(CacheError::Other(
-                    "cache.cluster = true is not supported by this build; list the servers \
-                     in cache.redis to shard over them with the hash ring"
-                        .into(),
-                )
-                .into());
-            }
             Some(Arc::new(RedisShards::open(
                 &cfg.cache.redis,
                 cfg.cache.op_timeout,
@@ -56,6 +62,7 @@ impl NodeContext {
         let embedded = cfg.store.url.is_empty();
         let cache: Option<Arc<dyn Cache>> = match (&redis, cfg.cache.enabled, embedded) {
             (_, false, _) => None,
+            _ if cluster.is_some() => cluster.map(|c| c as Arc<dyn Cache>),
             (Some(shards), true, _) => Some(Arc::new(RedisCache::new(shards.clone()))),
             (None, true, true) => Some(Arc::new(
                 LocalCache::shared(

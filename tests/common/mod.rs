@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod pki;
 pub mod process;
+pub mod redis_cluster;
 pub mod relay;
 pub mod stores;
 pub mod wire;
