@@ -36,6 +36,50 @@ in {
     (expect "node 2 keeps the cluster secret credential too" (lib.any (lib.hasPrefix "cluster-secret:") (creds "dsf-node-2") && n2.environment.DSF__CLUSTER__SECRET_FILE == "%d/cluster-secret"))
   ];
 
+  etcd-remote.check = r: let
+    lb = r.settingsOf "dsf-balancer";
+  in [
+    (noAssertions r)
+    (expect "the balancer gets the three endpoints as balancer.etcd" (lb.balancer.etcd == ["http://10.0.0.21:2379" "http://10.0.0.22:2379" "http://10.0.0.23:2379"]))
+    (expect "and the prefix as balancer.etcd_prefix" (lb.balancer.etcd_prefix == "/prod/dsf/"))
+    (expect "no Redis membership" ((lb.balancer.redis or "") == ""))
+    (expect "the balancer waits for the network to reach etcd" (lib.elem "network-online.target" r.units.dsf-balancer.wants && lib.elem "network-online.target" r.units.dsf-balancer.after))
+    (expect "no local etcd" (!r.config.services.etcd.enable && !lib.elem "etcd.service" r.units.dsf-balancer.after))
+    (expect "the nodes still register with the local balancer" ((r.settingsOf "dsf-node-1").node.register == "127.0.0.1:6200"))
+  ];
+
+  etcd-local.check = r: let
+    lb = r.settingsOf "dsf-balancer";
+    u = r.units.dsf-balancer;
+  in [
+    (noAssertions r)
+    (expect "services.etcd runs here" r.config.services.etcd.enable)
+    (expect "the balancer uses its advertised client URL" (lb.balancer.etcd == ["http://127.0.0.1:2379"] && lb.balancer.etcd_prefix == "/dsf/"))
+    (expect "the balancer starts after etcd.service and wants it" (lib.elem "etcd.service" u.after && lib.elem "etcd.service" u.wants))
+    (expect "but does not stop with it (no Requires=)" (!lib.elem "etcd.service" u.requires))
+    (expect "a loopback etcd needs no network-online.target" (!lib.elem "network-online.target" u.after))
+  ];
+
+  etcd-bad.check = r: [
+    (expect "endpoints beside a local etcd are refused" (asserts r "remove balancer.etcd.endpoints, or set createLocally = false"))
+    (expect "etcd and Redis membership together are refused, naming both" (asserts r "both etcd (balancer.etcd.endpoints, balancer.etcd.createLocally or settings.balancer.etcd) and Redis (settings.balancer.redis)"))
+  ];
+
+  redis-cluster.check = r: let
+    settings = r.settingsOf "dsf-node-1";
+  in [
+    (noAssertions r)
+    (expect "the nodes get cache.cluster = true" (allNodes r (u: (r.settingsOf u).cache.cluster)))
+    (expect "and the seed nodes, without the password" (settings.cache.redis == ["redis://10.0.0.31:6379" "redis://10.0.0.32:6379" "redis://10.0.0.33:6379"]))
+    (expect "the password is added to every seed at start" (lib.hasInfix "redis://:\"$enc\"@10.0.0.31:6379,redis://:\"$enc\"@10.0.0.32:6379,redis://:\"$enc\"@10.0.0.33:6379" (r.preScriptOf "dsf-node-1")))
+    (expect "the balancer's settings say cluster too (shared settings)" ((r.settingsOf "dsf-balancer").cache.cluster))
+  ];
+
+  redis-cluster-bad.check = r: [
+    (expect "a cluster on the local single Redis is refused" (asserts r "the local Redis (redis.createLocally) is a single server"))
+    (expect "a node without seed nodes is refused, naming it" (asserts r "settings.cache.redis is empty for a)"))
+  ];
+
   tls-bad.check = r: [
     (expect "TLS without a CA is refused, naming caFile" (asserts r "set services.dsf.tls.caFile"))
     (expect "a key in the Nix store is refused" (asserts r "a private key must not be in the Nix store"))
