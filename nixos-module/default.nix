@@ -85,7 +85,7 @@
   # network-online.target, not only network.target.
   nodeNeedsNetwork = settings:
     lib.any (u: !addr.urlIsLocal u) (lib.filter (u: u != "") ([(settings.store.url or "")] ++ (settings.cache.redis or [])))
-    || ((settings.node.register or "") != "" && !isLoopback (addr.hostOf settings.node.register))
+    || lib.any (b: !isLoopback (addr.hostOf b)) (lib.filter (b: b != "") (map lib.trim (lib.splitString "," (settings.node.register or ""))))
     || addr.needsConfiguredAddress (addr.hostOf settings.node.listen);
   balancerNeedsNetwork =
     ((balancerSettings.balancer.redis or "") != "" && !addr.urlIsLocal balancerSettings.balancer.redis)
@@ -495,8 +495,13 @@ in {
           then hostPort (addr.localAddress cfg.balancer.listenAddress) cfg.balancer.ports.registration
           else null;
         defaultText = literalExpression "the local balancer's registration address when it is enabled (a wildcard listen address is reached over loopback), else null";
-        example = "lb.example.org:6200";
-        description = "Balancer registration address the nodes register with; `null` = do not register.";
+        example = "lb-1.example.org:6200,lb-2.example.org:6200";
+        description = ''
+          Balancer registration address the nodes register with; `null` = do not
+          register. Balancers that share membership (through etcd or Redis) may be
+          listed together, separated by commas: a node holds its registration at the
+          first that answers and moves to the next when that one fails.
+        '';
       };
       startTimeout = mkOption {
         type = types.ints.between 20 86400;

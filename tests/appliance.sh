@@ -9,7 +9,7 @@
 # connection, nodes registering over mutual TLS, certificates from
 # compose/make-certs) answers the same calls through its TLS proxy; then the `etcd`
 # profile (three etcd members, two balancers sharing membership through them, nodes
-# registering through nginx) shows the registrations under /dsf/ in etcd, answers
+# listing both, nginx in front) shows the registrations under /dsf/ in etcd, answers
 # through nginx, keeps every node after one balancer is killed, and fails /readyz
 # while etcd has no quorum yet keeps serving. Prints the time of every stage.
 #
@@ -67,7 +67,7 @@ cleanup() {
     # `down` only knows the containers of an unscaled project: remove the replicas
     # (dependents first), then the rest, the network and the volume.
     local s
-    for s in node node-1 node-2 node-etcd nginx nginx-etcd balancer-2 balancer \
+    for s in node node-1 node-2 node-etcd node-etcd-2 nginx nginx-etcd balancer-2 balancer \
       balancer-etcd-1 balancer-etcd-2 etcd-1 etcd-2 etcd-3 redis mariadb; do
       containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
     done
@@ -367,8 +367,8 @@ done
 step "TLS: register → login → insert → query through the TLS proxy (MariaDB and Redis over TLS); a plaintext client is refused"
 
 # 6. The `etcd` profile (PROTOCOL §10): membership in a three-member etcd cluster,
-# two balancers, nodes registering through nginx-etcd (each registration connection
-# held by one balancer), clients through nginx-etcd.
+# two balancers, nodes listing both (node-etcd prefers balancer-etcd-1, node-etcd-2
+# balancer-etcd-2), clients through nginx-etcd.
 save_logs
 cp "$work/compose.log" "$work/compose-tls.log"
 for s in node-1 node-2 balancer redis mariadb; do
@@ -388,8 +388,8 @@ timeout 120 "${compose[@]}" up -d mariadb >"$work/up.log" 2>&1 || {
   fail "etcd profile: compose up mariadb"
 }
 "$root/compose/pin-bridge-mac" "${project}_default" >/dev/null || fail "pinning the bridge's MAC address"
-# The balancers (and etcd) first, so that nginx-etcd hands the nodes' registration
-# connections to both of them in turn.
+# The balancers (and etcd) first, so that each node registers with the balancer it
+# lists first.
 timeout 300 "${compose[@]}" up -d balancer-etcd-1 balancer-etcd-2 redis >>"$work/up.log" 2>&1 || {
   cat "$work/up.log" >&2
   fail "etcd profile: compose up of etcd and the balancers"
@@ -407,14 +407,14 @@ step "etcd profile: three etcd members healthy, one cluster"
 for b in balancer-etcd-1 balancer-etcd-2; do
   wait_for 60 "$b to answer its health check" podman healthcheck run "$(containers "$b")"
 done
-timeout 300 "${compose[@]}" up -d --scale node-etcd=3 nginx-etcd node-etcd >>"$work/up.log" 2>&1 || {
+timeout 300 "${compose[@]}" up -d --scale node-etcd=3 nginx-etcd node-etcd node-etcd-2 >>"$work/up.log" 2>&1 || {
   cat "$work/up.log" >&2
   fail "etcd profile: compose up of nginx-etcd and the nodes"
 }
 wait_for 180 "MariaDB (etcd profile) to be healthy" podman healthcheck run "$(containers mariadb)"
-wait_for 120 "3 nodes at balancer-etcd-1" nodes_are = 3 balancer-etcd-1
-wait_for 30 "3 nodes at balancer-etcd-2" nodes_are = 3 balancer-etcd-2
-step "etcd profile: both balancers list the 3 nodes"
+wait_for 120 "4 nodes at balancer-etcd-1" nodes_are = 4 balancer-etcd-1
+wait_for 30 "4 nodes at balancer-etcd-2" nodes_are = 4 balancer-etcd-2
+step "etcd profile: both balancers list the 4 nodes"
 
 # registrations: the §10 records under /dsf/nodes/, one JSON object a line.
 registrations() {
@@ -422,14 +422,14 @@ registrations() {
     jq -c '[.kvs[]? | {key: (.key | @base64d), value: (.value | @base64d | fromjson), lease}]'
 }
 regs=$(registrations) || fail "etcdctl get --prefix /dsf/: $regs"
-jq -e 'length == 3' <<<"$regs" >/dev/null || fail "etcd holds $(jq length <<<"$regs") registrations, not 3: $regs"
+jq -e 'length == 4' <<<"$regs" >/dev/null || fail "etcd holds $(jq length <<<"$regs") registrations, not 4: $regs"
 jq -e 'all(.[]; .key == "/dsf/nodes/\(.value.service)/\(.value.node)"
   and (.value | has("node") and has("service") and has("addr") and has("weight") and has("ops") and has("state") and has("balancer"))
   and .lease != null and .lease != 0)' <<<"$regs" >/dev/null ||
   fail "the registrations in etcd are not PROTOCOL §10's records on a lease: $regs"
 holders=$(jq -c '[.[].value.balancer] | unique' <<<"$regs")
-[ "$(jq length <<<"$holders")" = 2 ] || fail "the 3 registrations are not spread over both balancers: $holders"
-step "etcdctl get --prefix /dsf/: 3 registrations on leases, held by $holders"
+[ "$(jq length <<<"$holders")" = 2 ] || fail "the 4 registrations are not held by both balancers: $holders"
+step "etcdctl get --prefix /dsf/: 4 registrations on leases, held by $holders"
 wait_for 60 "sys.ping through nginx-etcd" call "$etcd_proxy" sys.ping
 call "$etcd_proxy" user.register "{\"name\":\"$user\",\"password\":\"$password\"}" >/dev/null ||
   fail "user.register through nginx-etcd"
@@ -443,21 +443,21 @@ for i in $(seq 10); do
 done
 step "etcd profile: register → login → insert → 10 queries through nginx-etcd: ok"
 
-# Kill balancer-etcd-1 (SIGKILL, removed so that it is not restarted): its leases
-# expire, its nodes reconnect through nginx-etcd to balancer-etcd-2.
+# Kill balancer-etcd-1 (SIGKILL, removed so that it is not restarted): its lease
+# expires, its nodes register with balancer-etcd-2, the next one they list.
 victim=$(containers balancer-etcd-1)
 podman rm -f -t 0 "$victim" >/dev/null
 regs_held_by_one() {
-  regs=$(registrations) && jq -e 'length == 3 and ([.[].value.balancer] | unique | length) == 1' <<<"$regs" >/dev/null
+  regs=$(registrations) && jq -e 'length == 4 and ([.[].value.balancer] | unique | length) == 1' <<<"$regs" >/dev/null
 }
-wait_for 30 "the 3 registrations to be held by balancer-etcd-2 alone" regs_held_by_one
-wait_for 15 "balancer-etcd-2 to list 3 healthy nodes" nodes_are = 3 balancer-etcd-2
+wait_for 30 "the 4 registrations to be held by balancer-etcd-2 alone" regs_held_by_one
+wait_for 15 "balancer-etcd-2 to list 4 healthy nodes" nodes_are = 4 balancer-etcd-2
 for i in $(seq 20); do
   out=$(call "$etcd_proxy" blacklist.query '{"id_card":"E-0001"}' --token "$token") ||
     fail "query $i through nginx-etcd after killing balancer-etcd-1: $out"
   [ "$(body_field "$out" listed)" = true ] || fail "query $i after killing balancer-etcd-1: $out"
 done
-step "killed balancer-etcd-1: the 3 registrations moved to $(jq -c '[.[].value.balancer] | unique' <<<"$regs"), 20 queries answered"
+step "killed balancer-etcd-1: the 4 registrations moved to $(jq -c '[.[].value.balancer] | unique' <<<"$regs"), 20 queries answered"
 
 # Two of three members stopped: no quorum. /readyz of the remaining balancer fails,
 # and it keeps serving from its last view.
@@ -475,8 +475,8 @@ done
 step "etcd without quorum: /readyz 503, 20 queries answered from the last view"
 podman start "$(containers_all etcd-2)" "$(containers_all etcd-3)" >/dev/null
 wait_for 60 "balancer-etcd-2's /readyz to recover" test "$(readyz)" = 200
-wait_for 30 "the 3 registrations back in etcd" regs_held_by_one
-step "etcd whole again: /readyz 200, 3 registrations"
+wait_for 30 "the 4 registrations back in etcd" regs_held_by_one
+step "etcd whole again: /readyz 200, 4 registrations"
 
 passed=1
 step "ok (${SECONDS}s in all)"

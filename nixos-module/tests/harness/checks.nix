@@ -60,6 +60,12 @@ in {
     (expect "a loopback etcd needs no network-online.target" (!lib.elem "network-online.target" u.after))
   ];
 
+  register-several.check = r: [
+    (noAssertions r)
+    (expect "the nodes get both balancers in node.register" (allNodes r (u: (r.settingsOf u).node.register == "127.0.0.1:6200,10.0.0.12:6200")))
+    (expect "a remote balancer listed second: the nodes wait for network-online.target" (allNodes r (u: lib.elem "network-online.target" r.units.${u}.after)))
+  ];
+
   etcd-bad.check = r: [
     (expect "endpoints beside a local etcd are refused" (asserts r "remove balancer.etcd.endpoints, or set createLocally = false"))
     (expect "etcd and Redis membership together are refused, naming both" (asserts r "both etcd (balancer.etcd.endpoints, balancer.etcd.createLocally or settings.balancer.etcd) and Redis (settings.balancer.redis)"))
