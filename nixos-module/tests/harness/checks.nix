@@ -40,12 +40,13 @@ in {
     lb = r.settingsOf "dsf-balancer";
   in [
     (noAssertions r)
+    (expect "a balancer and no node" (lib.attrNames r.units == ["dsf-balancer"]))
     (expect "the balancer gets the three endpoints as balancer.etcd" (lb.balancer.etcd == ["http://10.0.0.21:2379" "http://10.0.0.22:2379" "http://10.0.0.23:2379"]))
-    (expect "and the prefix as balancer.etcd_prefix" (lb.balancer.etcd_prefix == "/prod/dsf/"))
+    (expect "and the default prefix as balancer.etcd_prefix" (lb.balancer.etcd_prefix == "/dsf/"))
     (expect "no Redis membership" ((lb.balancer.redis or "") == ""))
     (expect "the balancer waits for the network to reach etcd" (lib.elem "network-online.target" r.units.dsf-balancer.wants && lib.elem "network-online.target" r.units.dsf-balancer.after))
     (expect "no local etcd" (!r.config.services.etcd.enable && !lib.elem "etcd.service" r.units.dsf-balancer.after))
-    (expect "the nodes still register with the local balancer" ((r.settingsOf "dsf-node-1").node.register == "127.0.0.1:6200"))
+    (expect "its three ports are open" (lib.sort (a: b: a < b) r.config.networking.firewall.allowedTCPPorts == [6200 6300 6400]))
   ];
 
   etcd-local.check = r: let
@@ -72,13 +73,15 @@ in {
   ];
 
   redis-cluster.check = r: let
-    settings = r.settingsOf "dsf-node-1";
+    settings = r.settingsOf "dsf-node-a";
   in [
     (noAssertions r)
+    (expect "two nodes and no balancer" (lib.attrNames r.units == ["dsf-node-a" "dsf-node-b"]))
     (expect "the nodes get cache.cluster = true" (allNodes r (u: (r.settingsOf u).cache.cluster)))
     (expect "and the seed nodes, without the password" (settings.cache.redis == ["redis://10.0.0.31:6379" "redis://10.0.0.32:6379" "redis://10.0.0.33:6379"]))
-    (expect "the password is added to every seed at start" (lib.hasInfix "redis://:\"$enc\"@10.0.0.31:6379,redis://:\"$enc\"@10.0.0.32:6379,redis://:\"$enc\"@10.0.0.33:6379" (r.preScriptOf "dsf-node-1")))
-    (expect "the balancer's settings say cluster too (shared settings)" ((r.settingsOf "dsf-balancer").cache.cluster))
+    (expect "the password is added to every seed at start" (lib.hasInfix "redis://:\"$enc\"@10.0.0.31:6379,redis://:\"$enc\"@10.0.0.32:6379,redis://:\"$enc\"@10.0.0.33:6379" (r.preScriptOf "dsf-node-a")))
+    (expect "the nodes list both balancers" (allNodes r (u: (r.settingsOf u).node.register == "10.0.0.11:6200,10.0.0.12:6200")))
+    (expect "the node ports are open" (r.config.networking.firewall.allowedTCPPorts == [7001 7002]))
   ];
 
   redis-cluster-bad.check = r: [
