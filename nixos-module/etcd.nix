@@ -18,12 +18,13 @@
 in {
   options = {
     endpoints = mkOption {
-      type = types.listOf (types.strMatching "https?://[^/?#]+/?");
+      type = types.listOf (types.strMatching "http://[^/?#]+/?");
       default = [];
       example = ["http://10.0.0.21:2379" "http://10.0.0.22:2379" "http://10.0.0.23:2379"];
       description = ''
-        Client URLs of the etcd cluster (v3 API) through which this balancer shares
-        membership with the others: the `balancer.etcd` setting. With a non-empty list the
+        Client URLs (`http://host:port`) of the etcd cluster (v3 API) through which this
+        balancer shares membership with the others: the `balancer.etcd` setting. dsf
+        speaks to etcd without TLS, so keep its client port on a private network. With a non-empty list the
         balancer writes each registration it holds under {option}`prefix`, on an etcd
         lease of {option}`services.dsf.balancer.leaseTtl` that it keeps alive, and watches
         the other balancers' registrations there; no clock is compared across hosts.
