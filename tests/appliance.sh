@@ -464,9 +464,10 @@ step "killed balancer-etcd-1: the 4 registrations moved to $(jq -c '[.[].value.b
 b2=$(containers balancer-etcd-2)
 b2_ip=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$b2")
 readyz() { curl -s -o /dev/null -m 5 -w '%{http_code}' "http://$b2_ip:9100/readyz" || true; }
+readyz_is() { [ "$(readyz)" = "$1" ]; } # CODE, asked anew at each call
 [ "$(readyz)" = 200 ] || fail "balancer-etcd-2's /readyz answers $(readyz) with etcd whole"
 podman stop -t 5 "$(containers etcd-2)" "$(containers etcd-3)" >/dev/null
-wait_for 30 "balancer-etcd-2's /readyz to fail without an etcd quorum" test "$(readyz)" = 503
+wait_for 30 "balancer-etcd-2's /readyz to fail without an etcd quorum" readyz_is 503
 for i in $(seq 20); do
   out=$(call "$etcd_proxy" blacklist.query '{"id_card":"E-0001"}' --token "$token") ||
     fail "query $i without an etcd quorum: $out"
@@ -474,7 +475,7 @@ for i in $(seq 20); do
 done
 step "etcd without quorum: /readyz 503, 20 queries answered from the last view"
 podman start "$(containers_all etcd-2)" "$(containers_all etcd-3)" >/dev/null
-wait_for 60 "balancer-etcd-2's /readyz to recover" test "$(readyz)" = 200
+wait_for 60 "balancer-etcd-2's /readyz to recover" readyz_is 200
 wait_for 30 "the 4 registrations back in etcd" regs_held_by_one
 step "etcd whole again: /readyz 200, 4 registrations"
 
