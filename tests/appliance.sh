@@ -346,7 +346,8 @@ tls_nodes() {
     jq -c '[(.body // .).nodes[] | select(.state == "healthy") | .node] | sort'
 }
 wait_for 180 "MariaDB (TLS) to be healthy" podman healthcheck run "$(containers mariadb)"
-wait_for 120 "node-1 and node-2 to register over mutual TLS" test "$(tls_nodes)" = '["node-1","node-2"]'
+tls_nodes_are() { [ "$(tls_nodes)" = "$1" ]; } # JSON, asked anew at each call
+wait_for 120 "node-1 and node-2 to register over mutual TLS" tls_nodes_are '["node-1","node-2"]'
 step "node-1 and node-2 registered over mutual TLS"
 for c in $(containers balancer) $(containers node-1) $(containers node-2) $(containers redis); do
   podman healthcheck run "$c" >/dev/null || fail "health check of $c"
