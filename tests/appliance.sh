@@ -149,6 +149,7 @@ need_file /usr/lib/podman/netavark netavark
 need_file /usr/lib/podman/aardvark-dns aardvark-dns
 need_file /usr/libexec/podman/catatonit catatonit
 need ip iproute2
+need curl curl # /readyz of the etcd stage's balancer, from the host
 # What images/build needs, installed now: apt must not run while the rootfs
 # images below are being built.
 need readelf binutils
