@@ -1,10 +1,11 @@
-# nix develop: the Rust toolchain of the build, plus MariaDB/Redis for the tests and
-# the tools of scripts/nix-check and images/.
+# nix develop: the Rust toolchain of the build, plus MariaDB/Redis/etcd for the tests
+# and the tools of scripts/nix-check and images/.
 {
   alejandra,
   clippy,
   deadnix,
   dsf,
+  etcd,
   jq,
   mariadb,
   mkShell,
@@ -16,5 +17,5 @@
 }:
 mkShell {
   inputsFrom = [dsf];
-  packages = [alejandra clippy deadnix jq mariadb redis rust-analyzer rustfmt shellcheck skopeo];
+  packages = [alejandra clippy deadnix etcd jq mariadb redis rust-analyzer rustfmt shellcheck skopeo];
 }

@@ -1,5 +1,5 @@
 # services.dsf: one DSF balancer and any number of DSF nodes on one host, with optional
-# local MySQL (MariaDB) and Redis provisioning.
+# local MySQL (MariaDB), Redis and etcd provisioning.
 {
   config,
   lib,
@@ -85,10 +85,11 @@
   # network-online.target, not only network.target.
   nodeNeedsNetwork = settings:
     lib.any (u: !addr.urlIsLocal u) (lib.filter (u: u != "") ([(settings.store.url or "")] ++ (settings.cache.redis or [])))
-    || ((settings.node.register or "") != "" && !isLoopback (addr.hostOf settings.node.register))
+    || lib.any (b: !isLoopback (addr.hostOf b)) (lib.filter (b: b != "") (map lib.trim (lib.splitString "," (settings.node.register or ""))))
     || addr.needsConfiguredAddress (addr.hostOf settings.node.listen);
   balancerNeedsNetwork =
     ((balancerSettings.balancer.redis or "") != "" && !addr.urlIsLocal balancerSettings.balancer.redis)
+    || etcd.remote
     || addr.needsConfiguredAddress cfg.balancer.listenAddress;
 
   # With redis.passwordFile, the Redis URLs are completed at start: ExecStartPre
@@ -174,6 +175,7 @@
     then []
     else ports;
   tls = import ./tls.nix {inherit cfg lib;};
+  etcd = import ./etcd.nix {inherit cfg config lib addr;};
 
   # Every process's rendered settings, for the checks that look for secrets in them.
   allSettings = lib.optional cfg.balancer.enable balancerSettings ++ lib.mapAttrsToList nodeSettings nodes;
@@ -451,6 +453,7 @@ in {
         default = "1s";
         description = "Heartbeat interval the balancer asks nodes for.";
       };
+      etcd = etcd.options;
     };
 
     nodes = {
@@ -492,8 +495,13 @@ in {
           then hostPort (addr.localAddress cfg.balancer.listenAddress) cfg.balancer.ports.registration
           else null;
         defaultText = literalExpression "the local balancer's registration address when it is enabled (a wildcard listen address is reached over loopback), else null";
-        example = "lb.example.org:6200";
-        description = "Balancer registration address the nodes register with; `null` = do not register.";
+        example = "lb-1.example.org:6200,lb-2.example.org:6200";
+        description = ''
+          Balancer registration address the nodes register with; `null` = do not
+          register. Balancers that share membership (through etcd or Redis) may be
+          listed together, separated by commas: a node holds its registration at the
+          first that answers and moves to the next when that one fails.
+        '';
       };
       startTimeout = mkOption {
         type = types.ints.between 20 86400;
@@ -581,8 +589,9 @@ in {
         default = [];
         example = ["redis://cache-1:6379/0" "rediss://cache-2:6380/0"];
         description = ''
-          External Redis URLs (sharded by consistent hashing); empty = in-process cache.
-          Without a password: see {option}`passwordFile`.
+          External Redis URLs: independent servers, sharded by consistent hashing, or
+          with {option}`cluster` the seed nodes of one Redis Cluster; empty = in-process
+          cache. Without a password: see {option}`passwordFile`.
         '';
       };
       passwordFile = mkOption {
@@ -600,8 +609,11 @@ in {
         type = types.bool;
         default = false;
         description = ''
-          Treat {option}`urls` as one Redis Cluster instead of independent shards. Not
-          supported by dsf yet: the servers in {option}`urls` are sharded by the hash ring.
+          Treat {option}`urls` as seed nodes of one Redis Cluster (`cache.cluster`)
+          instead of independent shards: the nodes learn the cluster's slots from any
+          seed that answers, so list a few masters and replicas. The keys of one cache
+          entry share a hash tag; a moved slot, a failover or a lost shard is served
+          from the database, never with a stale value (PROTOCOL §10).
         '';
       };
     };
@@ -629,6 +641,11 @@ in {
       storeUrls = lib.unique (lib.filter (u: u != "") (map (s: s.store.url or "") allSettings));
       redisUrlsInSettings = lib.unique (lib.concatMap (s: (s.cache.redis or []) ++ lib.optional ((s.balancer.redis or "") != "") s.balancer.redis) allSettings);
       inlinePasswords = lib.filter (s: (s.store.password or "") != "") allSettings;
+      clusterWithoutSeeds = lib.attrNames (lib.filterAttrs (name: node: let
+        s = nodeSettings name node;
+      in
+        (s.cache.cluster or false) && (s.cache.redis or []) == [])
+      nodes);
       badSocketAddresses = lib.unique (lib.optionals cfg.balancer.enable (sock.badAddresses balancerListeners) ++ lib.concatMap (n: sock.badAddresses (nodeListeners n)) (lib.attrValues nodes));
     in
       [
@@ -689,8 +706,12 @@ in {
           message = "services.dsf.redis.passwordFile is set but no Redis is used; set redis.urls = [ \"redis://HOST:6379/0\" ] or redis.createLocally = true, or remove redis.passwordFile.";
         }
         {
-          assertion = !cfg.redis.cluster;
-          message = "services.dsf.redis.cluster: dsf does not support Redis Cluster yet; set redis.cluster = false and list the servers in redis.urls (they are sharded by the hash ring).";
+          assertion = !(cfg.redis.cluster && cfg.redis.createLocally);
+          message = "services.dsf.redis.cluster: the local Redis (redis.createLocally) is a single server, not a cluster; set redis.createLocally = false and list the cluster's seed nodes in redis.urls, or set redis.cluster = false.";
+        }
+        {
+          assertion = clusterWithoutSeeds == [];
+          message = "services.dsf.redis.cluster = true needs the cluster's seed nodes: set redis.urls = [ \"redis://cache-1:6379\" \"redis://cache-2:6379\" … ] (settings.cache.redis is empty for ${lib.concatStringsSep ", " clusterWithoutSeeds}).";
         }
         {
           assertion = (cfg.settings.cluster.secret or "") == "";
@@ -713,6 +734,7 @@ in {
           message = "services.dsf.prometheus.enable: no process has an admin listener to scrape; set services.dsf.balancer.adminPort or services.dsf.nodes.adminBasePort (or a node's adminPort).";
         }
       ]
+      ++ etcd.assertions
       ++ tls.assertions;
 
     warnings =
@@ -765,6 +787,9 @@ in {
         algorithm = mkDefault cfg.balancer.algorithm;
         lease_ttl = mkDefault cfg.balancer.leaseTtl;
         heartbeat = mkDefault cfg.balancer.heartbeat;
+        # Only when used, so that a package without etcd support takes the file.
+        etcd = mkIf etcd.used (mkDefault etcd.endpoints);
+        etcd_prefix = mkIf etcd.used (mkDefault cfg.balancer.etcd.prefix);
       };
     };
 
@@ -792,6 +817,12 @@ in {
         then 0
         else cfg.redis.port;
       requirePassFile = mkIf (cfg.redis.passwordFile != null) cfg.redis.passwordFile;
+    };
+
+    # nixpkgs' defaults make it one member on 127.0.0.1:2379 (peers on :2380);
+    # whatever else is set in services.etcd, the balancer uses its advertised URLs.
+    services.etcd = mkIf cfg.balancer.etcd.createLocally {
+      enable = true;
     };
 
     services.prometheus = mkIf cfg.prometheus.enable {
@@ -840,8 +871,11 @@ in {
               reloadTriggers
               restartTriggers
               ;
-            after = lib.optional generateSecret "dsf-secret.service";
+            # Wanted, not required: the balancer outlives an etcd restart, serving
+            # its last view of the membership meanwhile.
+            after = lib.optional generateSecret "dsf-secret.service" ++ lib.optional cfg.balancer.etcd.createLocally "etcd.service";
             requires = lib.optional generateSecret "dsf-secret.service";
+            wants = lib.optional cfg.balancer.etcd.createLocally "etcd.service";
             before = nodeUnits;
             network = balancerNeedsNetwork;
             ports = selfBound (lib.attrValues cfg.balancer.ports ++ lib.optional (cfg.balancer.adminPort != null) cfg.balancer.adminPort);

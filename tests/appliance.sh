@@ -7,8 +7,11 @@
 # blacklist.insert → blacklist.query through a balancer and through nginx, and keeps
 # answering through both after a node is killed; then compose.tls.yaml (TLS on every
 # connection, nodes registering over mutual TLS, certificates from
-# compose/make-certs) answers the same calls through its TLS proxy. Prints the time
-# of every stage.
+# compose/make-certs) answers the same calls through its TLS proxy; then the `etcd`
+# profile (three etcd members, two balancers sharing membership through them, nodes
+# listing both, nginx in front) shows the registrations under /dsf/ in etcd, answers
+# through nginx, keeps every node after one balancer is killed, and fails /readyz
+# while etcd has no quorum yet keeps serving. Prints the time of every stage.
 #
 #   DSF_HEAVY=1 tests/appliance.sh
 #   DSF_HEAVY=1 DSF_BIN=target/x86_64-unknown-linux-gnu/release/dsf tests/appliance.sh
@@ -64,7 +67,8 @@ cleanup() {
     # `down` only knows the containers of an unscaled project: remove the replicas
     # (dependents first), then the rest, the network and the volume.
     local s
-    for s in node node-1 node-2 nginx balancer-2 balancer redis mariadb; do
+    for s in node node-1 node-2 node-etcd node-etcd-2 nginx nginx-etcd balancer-2 balancer \
+      balancer-etcd-1 balancer-etcd-2 etcd-1 etcd-2 etcd-3 redis mariadb; do
       containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
     done
     "${compose[@]}" down -v -t 5 >/dev/null 2>&1
@@ -145,15 +149,16 @@ need_file /usr/lib/podman/netavark netavark
 need_file /usr/lib/podman/aardvark-dns aardvark-dns
 need_file /usr/libexec/podman/catatonit catatonit
 need ip iproute2
+need curl curl # /readyz of the etcd stage's balancer, from the host
 # What images/build needs, installed now: apt must not run while the rootfs
 # images below are being built.
 need readelf binutils
 need_file /etc/ssl/certs/ca-certificates.crt ca-certificates
 step "tools present"
 
-# The MariaDB, Redis and nginx images (debootstrap and apt: mostly waiting on the
-# network) build meanwhile the static binary compiles; waited for in step 3.
-setsid "$root/images/rootfs/build" mariadb redis nginx >"$work/rootfs.out" 2>"$work/rootfs.err" &
+# The MariaDB, Redis, nginx and etcd images (debootstrap and apt: mostly waiting on
+# the network) build meanwhile the static binary compiles; waited for in step 3.
+setsid "$root/images/rootfs/build" mariadb redis nginx etcd >"$work/rootfs.out" 2>"$work/rootfs.err" &
 rootfs_pid=$!
 
 # 1. Reproducible image.
@@ -194,14 +199,14 @@ podman rm -v "$up_container" >/dev/null
 step "dsf up stopped on SIGTERM with exit code 0"
 
 # 3. The cluster from compose.yaml, on MariaDB, Redis and nginx images built here.
-step "waiting for the MariaDB, Redis and nginx images (cached in $cache)"
+step "waiting for the MariaDB, Redis, nginx and etcd images (cached in $cache)"
 wait "$rootfs_pid" || {
   cat "$work/rootfs.err" >&2
   fail "images/rootfs/build"
 }
 rootfs_pid=
 mapfile -t refs <"$work/rootfs.out"
-[ "${#refs[@]}" = 3 ] || fail "images/rootfs/build printed: ${refs[*]}"
+[ "${#refs[@]}" = 4 ] || fail "images/rootfs/build printed: ${refs[*]}"
 step "images ${refs[*]}"
 pc=$(ensure_compose)
 port=$(free_port)
@@ -214,6 +219,7 @@ DSF_IMAGE=dsf:latest
 MARIADB_IMAGE=${refs[0]}
 REDIS_IMAGE=${refs[1]}
 NGINX_IMAGE=${refs[2]}
+ETCD_IMAGE=${refs[3]}
 DSF_PROXY_PORT=$port
 DSF_HA_PROXY_PORT=$ha_port
 ENV
@@ -341,7 +347,8 @@ tls_nodes() {
     jq -c '[(.body // .).nodes[] | select(.state == "healthy") | .node] | sort'
 }
 wait_for 180 "MariaDB (TLS) to be healthy" podman healthcheck run "$(containers mariadb)"
-wait_for 120 "node-1 and node-2 to register over mutual TLS" test "$(tls_nodes)" = '["node-1","node-2"]'
+tls_nodes_are() { [ "$(tls_nodes)" = "$1" ]; } # JSON, asked anew at each call
+wait_for 120 "node-1 and node-2 to register over mutual TLS" tls_nodes_are '["node-1","node-2"]'
 step "node-1 and node-2 registered over mutual TLS"
 for c in $(containers balancer) $(containers node-1) $(containers node-2) $(containers redis); do
   podman healthcheck run "$c" >/dev/null || fail "health check of $c"
@@ -360,5 +367,121 @@ for i in 1 2 3 4; do
   [ "$(body_field "$out" listed)" = true ] || fail "blacklist.query over TLS does not see the insert: $out"
 done
 step "TLS: register → login → insert → query through the TLS proxy (MariaDB and Redis over TLS); a plaintext client is refused"
+
+# 6. The `etcd` profile (PROTOCOL §10): membership in a three-member etcd cluster,
+# two balancers, nodes listing both (node-etcd prefers balancer-etcd-1, node-etcd-2
+# balancer-etcd-2), clients through nginx-etcd.
+save_logs
+cp "$work/compose.log" "$work/compose-tls.log"
+for s in node-1 node-2 balancer redis mariadb; do
+  containers_all "$s" | xargs -r podman rm -f -v -t 5 >/dev/null 2>&1
+done
+"${compose[@]}" down -v -t 5 >/dev/null 2>&1
+printf '[balancer]\netcd = ["http://127.0.0.1:2379"]\n' >"$work/etcd-check.toml"
+"$client" check-config "$work/etcd-check.toml" >"$work/etcd-check.out" 2>&1 ||
+  fail "this dsf does not take balancer.etcd (PROTOCOL §10): $(tail -3 "$work/etcd-check.out")"
+project=${project%-tls}-etcd
+etcd_port=$(free_port)
+echo "DSF_ETCD_PROXY_PORT=$etcd_port" >>"$work/dsf.env"
+compose=("$pc" -p "$project" -f "$root/compose/compose.yaml" --env-file "$work/dsf.env" --profile etcd)
+etcd_proxy=127.0.0.1:$etcd_port
+timeout 120 "${compose[@]}" up -d mariadb >"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "etcd profile: compose up mariadb"
+}
+"$root/compose/pin-bridge-mac" "${project}_default" >/dev/null || fail "pinning the bridge's MAC address"
+# The balancers (and etcd) first, so that each node registers with the balancer it
+# lists first.
+timeout 300 "${compose[@]}" up -d balancer-etcd-1 balancer-etcd-2 redis >>"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "etcd profile: compose up of etcd and the balancers"
+}
+for m in etcd-1 etcd-2 etcd-3; do
+  wait_for 60 "$m to be healthy" podman healthcheck run "$(containers "$m")"
+done
+etcdctl_in() { # MEMBER ARG…: etcdctl inside a member's container, against that member
+  local m=$1
+  shift
+  timeout 10 podman exec "$(containers "$m")" etcdctl --endpoints=http://127.0.0.1:2379 "$@"
+}
+etcdctl_in etcd-1 endpoint health --cluster >/dev/null || fail "etcd cluster health: $(etcdctl_in etcd-1 endpoint health --cluster 2>&1)"
+step "etcd profile: three etcd members healthy, one cluster"
+for b in balancer-etcd-1 balancer-etcd-2; do
+  wait_for 60 "$b to answer its health check" podman healthcheck run "$(containers "$b")"
+done
+timeout 300 "${compose[@]}" up -d --scale node-etcd=3 nginx-etcd node-etcd node-etcd-2 >>"$work/up.log" 2>&1 || {
+  cat "$work/up.log" >&2
+  fail "etcd profile: compose up of nginx-etcd and the nodes"
+}
+wait_for 180 "MariaDB (etcd profile) to be healthy" podman healthcheck run "$(containers mariadb)"
+wait_for 120 "4 nodes at balancer-etcd-1" nodes_are = 4 balancer-etcd-1
+wait_for 30 "4 nodes at balancer-etcd-2" nodes_are = 4 balancer-etcd-2
+step "etcd profile: both balancers list the 4 nodes"
+
+# registrations: the §10 records under /dsf/nodes/, one JSON object a line.
+registrations() {
+  etcdctl_in etcd-2 get --prefix /dsf/ -w json |
+    jq -c '[.kvs[]? | {key: (.key | @base64d), value: (.value | @base64d | fromjson), lease}]'
+}
+regs=$(registrations) || fail "etcdctl get --prefix /dsf/: $regs"
+jq -e 'length == 4' <<<"$regs" >/dev/null || fail "etcd holds $(jq length <<<"$regs") registrations, not 4: $regs"
+jq -e 'all(.[]; .key == "/dsf/nodes/\(.value.service)/\(.value.node)"
+  and (.value | has("node") and has("service") and has("addr") and has("weight") and has("ops") and has("state") and has("balancer"))
+  and .lease != null and .lease != 0)' <<<"$regs" >/dev/null ||
+  fail "the registrations in etcd are not PROTOCOL §10's records on a lease: $regs"
+holders=$(jq -c '[.[].value.balancer] | unique' <<<"$regs")
+[ "$(jq length <<<"$holders")" = 2 ] || fail "the 4 registrations are not held by both balancers: $holders"
+step "etcdctl get --prefix /dsf/: 4 registrations on leases, held by $holders"
+wait_for 60 "sys.ping through nginx-etcd" call "$etcd_proxy" sys.ping
+call "$etcd_proxy" user.register "{\"name\":\"$user\",\"password\":\"$password\"}" >/dev/null ||
+  fail "user.register through nginx-etcd"
+out=$(call "$etcd_proxy" user.login "{\"name\":\"$user\",\"password\":\"$password\"}") || fail "user.login through nginx-etcd: $out"
+token=$(body_field "$out" token) || fail "user.login through nginx-etcd gave no token: $out"
+out=$(call "$etcd_proxy" blacklist.insert '{"id_card":"E-0001","name":"Etcd Test"}' --token "$token") ||
+  fail "blacklist.insert through nginx-etcd: $out"
+for i in $(seq 10); do
+  out=$(call "$etcd_proxy" blacklist.query '{"id_card":"E-0001"}' --token "$token") || fail "query $i through nginx-etcd: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "query $i through nginx-etcd does not see the insert: $out"
+done
+step "etcd profile: register → login → insert → 10 queries through nginx-etcd: ok"
+
+# Kill balancer-etcd-1 (SIGKILL): its nodes register with balancer-etcd-2, the next
+# one they list, which writes their keys under its own lease; the killed one's lease
+# expires. (`restart: on-failure` starts it again, holding nothing: the nodes stay
+# where they are.)
+victim=$(containers balancer-etcd-1)
+podman kill -s KILL "$victim" >/dev/null
+regs_held_by_one() {
+  regs=$(registrations) && jq -e 'length == 4 and ([.[].value.balancer] | unique | length) == 1' <<<"$regs" >/dev/null
+}
+wait_for 30 "the 4 registrations to be held by balancer-etcd-2 alone" regs_held_by_one
+wait_for 15 "balancer-etcd-2 to list 4 healthy nodes" nodes_are = 4 balancer-etcd-2
+for i in $(seq 20); do
+  out=$(call "$etcd_proxy" blacklist.query '{"id_card":"E-0001"}' --token "$token") ||
+    fail "query $i through nginx-etcd after killing balancer-etcd-1: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "query $i after killing balancer-etcd-1: $out"
+done
+step "killed balancer-etcd-1: the 4 registrations moved to $(jq -c '[.[].value.balancer] | unique' <<<"$regs"), 20 queries answered"
+
+# Two of three members stopped: no quorum. /readyz of the remaining balancer fails,
+# and it keeps serving from its last view.
+b2=$(containers balancer-etcd-2)
+b2_ip=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$b2")
+readyz() { curl -s -o /dev/null -m 5 -w '%{http_code}' "http://$b2_ip:9100/readyz" || true; }
+readyz_is() { [ "$(readyz)" = "$1" ]; } # CODE, asked anew at each call
+[ "$(readyz)" = 200 ] || fail "balancer-etcd-2's /readyz answers $(readyz) with etcd whole"
+podman stop -t 5 "$(containers etcd-2)" "$(containers etcd-3)" >/dev/null
+wait_for 30 "balancer-etcd-2's /readyz to fail without an etcd quorum" readyz_is 503
+for i in $(seq 20); do
+  out=$(call "$etcd_proxy" blacklist.query '{"id_card":"E-0001"}' --token "$token") ||
+    fail "query $i without an etcd quorum: $out"
+  [ "$(body_field "$out" listed)" = true ] || fail "query $i without an etcd quorum: $out"
+done
+step "etcd without quorum: /readyz 503, 20 queries answered from the last view"
+podman start "$(containers_all etcd-2)" "$(containers_all etcd-3)" >/dev/null
+wait_for 60 "balancer-etcd-2's /readyz to recover" readyz_is 200
+wait_for 30 "the 4 registrations back in etcd" regs_held_by_one
+step "etcd whole again: /readyz 200, 4 registrations"
+
 passed=1
 step "ok (${SECONDS}s in all)"

@@ -36,6 +36,59 @@ in {
     (expect "node 2 keeps the cluster secret credential too" (lib.any (lib.hasPrefix "cluster-secret:") (creds "dsf-node-2") && n2.environment.DSF__CLUSTER__SECRET_FILE == "%d/cluster-secret"))
   ];
 
+  etcd-remote.check = r: let
+    lb = r.settingsOf "dsf-balancer";
+  in [
+    (noAssertions r)
+    (expect "a balancer and no node" (lib.attrNames r.units == ["dsf-balancer"]))
+    (expect "the balancer gets the three endpoints as balancer.etcd" (lb.balancer.etcd == ["http://10.0.0.21:2379" "http://10.0.0.22:2379" "http://10.0.0.23:2379"]))
+    (expect "and the default prefix as balancer.etcd_prefix" (lb.balancer.etcd_prefix == "/dsf/"))
+    (expect "no Redis membership" ((lb.balancer.redis or "") == ""))
+    (expect "the balancer waits for the network to reach etcd" (lib.elem "network-online.target" r.units.dsf-balancer.wants && lib.elem "network-online.target" r.units.dsf-balancer.after))
+    (expect "no local etcd" (!r.config.services.etcd.enable && !lib.elem "etcd.service" r.units.dsf-balancer.after))
+    (expect "its three ports are open" (lib.sort (a: b: a < b) r.config.networking.firewall.allowedTCPPorts == [6200 6300 6400]))
+  ];
+
+  etcd-local.check = r: let
+    lb = r.settingsOf "dsf-balancer";
+    u = r.units.dsf-balancer;
+  in [
+    (noAssertions r)
+    (expect "services.etcd runs here" r.config.services.etcd.enable)
+    (expect "the balancer uses its advertised client URL" (lb.balancer.etcd == ["http://127.0.0.1:2379"] && lb.balancer.etcd_prefix == "/dsf/"))
+    (expect "the balancer starts after etcd.service and wants it" (lib.elem "etcd.service" u.after && lib.elem "etcd.service" u.wants))
+    (expect "but does not stop with it (no Requires=)" (!lib.elem "etcd.service" u.requires))
+    (expect "a loopback etcd needs no network-online.target" (!lib.elem "network-online.target" u.after))
+  ];
+
+  register-several.check = r: [
+    (noAssertions r)
+    (expect "the nodes get both balancers in node.register" (allNodes r (u: (r.settingsOf u).node.register == "127.0.0.1:6200,10.0.0.12:6200")))
+    (expect "a remote balancer listed second: the nodes wait for network-online.target" (allNodes r (u: lib.elem "network-online.target" r.units.${u}.after)))
+  ];
+
+  etcd-bad.check = r: [
+    (expect "endpoints beside a local etcd are refused" (asserts r "remove balancer.etcd.endpoints, or set createLocally = false"))
+    (expect "etcd and Redis membership together are refused, naming both" (asserts r "both etcd (balancer.etcd.endpoints, balancer.etcd.createLocally or settings.balancer.etcd) and Redis (settings.balancer.redis)"))
+  ];
+
+  redis-cluster.check = r: let
+    settings = r.settingsOf "dsf-node-a";
+  in [
+    (noAssertions r)
+    (expect "two nodes and no balancer" (lib.attrNames r.units == ["dsf-node-a" "dsf-node-b"]))
+    (expect "the nodes get cache.cluster = true" (allNodes r (u: (r.settingsOf u).cache.cluster)))
+    (expect "and the seed nodes, without the password" (settings.cache.redis == ["redis://10.0.0.31:6379" "redis://10.0.0.32:6379" "redis://10.0.0.33:6379"]))
+    (expect "the password is added to every seed at start" (lib.hasInfix "redis://:\"$enc\"@10.0.0.31:6379,redis://:\"$enc\"@10.0.0.32:6379,redis://:\"$enc\"@10.0.0.33:6379" (r.preScriptOf "dsf-node-a")))
+    (expect "the nodes list both balancers" (allNodes r (u: (r.settingsOf u).node.register == "10.0.0.11:6200,10.0.0.12:6200")))
+    (expect "the node ports are open" (r.config.networking.firewall.allowedTCPPorts == [7001 7002]))
+  ];
+
+  redis-cluster-bad.check = r: [
+    (expect "a cluster on the local single Redis is refused" (asserts r "the local Redis (redis.createLocally) is a single server"))
+    (expect "a node without seed nodes is refused, naming it" (asserts r "settings.cache.redis is empty for a)"))
+  ];
+
   tls-bad.check = r: [
     (expect "TLS without a CA is refused, naming caFile" (asserts r "set services.dsf.tls.caFile"))
     (expect "a key in the Nix store is refused" (asserts r "a private key must not be in the Nix store"))
