@@ -13,6 +13,7 @@
 
 pub mod aside;
 pub mod local;
+pub mod mget;
 pub mod redis;
 pub mod script;
 pub mod sharded;
