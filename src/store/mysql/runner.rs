@@ -11,7 +11,7 @@
 //! the connection on one thread; the loop only hands it over and collects the answer.
 
 use super::{classify, MySqlStore};
-use crate::store::{deadline, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 use mysql_async::Conn;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +21,7 @@ use std::task::{Context, Poll};
 impl MySqlStore {
     /// Runs `op` with a pooled connection on the driver's runtime, bounded by
     /// `acquire_timeout` for the connection and `query_timeout` for the whole,
-    /// counting failures. An operation cut off by its deadline is aborted there (its
-    /// connection goes back through the pool's cleanup).
+    /// counting failures.
     pub(super) async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -31,19 +30,29 @@ impl MySqlStore {
     {
         let pool = self.pool();
         let acquire = self.acquire_timeout;
+        // The deadline runs on the driver's thread too, with tokio's timer: an
+        // async-io timer here would wake async-io's reactor on every operation.
+        let deadline = tokio::time::Instant::now() + self.query_timeout;
         let task = self.runtime.spawn(async move {
-            let conn = match tokio::time::timeout(acquire, pool.get_conn()).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(classify(e, what)),
-                Err(_) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{what}: no connection within {acquire:?}"
-                    )))
-                }
+            let run = async move {
+                let conn = match tokio::time::timeout(acquire, pool.get_conn()).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return Err(classify(e, what)),
+                    Err(_) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "{what}: no connection within {acquire:?}"
+                        )))
+                    }
+                };
+                op(conn).await
             };
-            op(conn).await
+            // On time-out the operation is dropped here, on the driver's thread, and
+            // its connection goes back through the pool's cleanup.
+            tokio::time::timeout_at(deadline, run)
+                .await
+                .unwrap_or(Err(StoreError::Timeout(what)))
         });
-        let r = deadline(self.query_timeout, what, Spawned { task, what }).await;
+        let r = Spawned { task, what }.await;
         if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -51,7 +60,8 @@ impl MySqlStore {
     }
 }
 
-/// An operation spawned on the driver's runtime; dropping it (a deadline) aborts it.
+/// An operation spawned on the driver's runtime; dropping it (the request was
+/// abandoned) aborts it.
 struct Spawned<T> {
     task: tokio::task::JoinHandle<StoreResult<T>>,
     what: &'static str,
