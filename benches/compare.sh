@@ -12,7 +12,7 @@
 # run and its warm-up (/proc/PID/stat) divided by the requests of both.
 #
 # Usage: benches/compare.sh                 full run: 3 rounds, 5 s per measurement (~10 min)
-#        QUICK=1 benches/compare.sh         1 s per measurement (~3 min)
+#        QUICK=1 benches/compare.sh         1 s per measurement (~3 min; ~5 with BASELINE)
 # Environment: KEEP=file keeps the raw JSON lines; BASELINE=path/to/older/dsf   runs that build's node, proxy and store nodes
 #              beside this one in the same rounds (before/after);
 #              ROUNDS=3 SECS=5 WARMUP=1 override the shape; ONLY="node proxy redis mysql"
