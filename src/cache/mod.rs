@@ -15,6 +15,7 @@
 pub mod aside;
 pub mod cluster;
 pub mod local;
+pub mod mget;
 pub mod redis;
 pub mod script;
 pub mod sharded;

@@ -37,6 +37,7 @@
 //! sends that server anything else. A fence is never skipped silently: while the
 //! server is down it fails at once, and the write it guards is not attempted.
 
+use super::mget::{Batcher, Guarded};
 pub use super::script::{generation_key, holders_key, lock_key, value_key};
 use super::script::{FENCE, FILL, INVALIDATE, RELEASE};
 use super::CacheError;
@@ -83,6 +84,8 @@ pub struct RedisInstance {
     pending: Mutex<HashSet<String>>,
     /// Fast check for `pending` being non-empty.
     has_pending: AtomicBool,
+    /// Guarded reads starting together leave as one `MGET` ([`super::mget`]).
+    reads: Batcher,
 }
 
 /// A client for `url`: a `rediss://` server is verified against the PEM bundle
@@ -130,6 +133,7 @@ impl RedisInstance {
             down: AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
+            reads: Batcher::default(),
         })
     }
 
@@ -243,24 +247,24 @@ impl RedisInstance {
         self.has_pending.store(true, Ordering::Release);
     }
 
-    /// `MGET` of a cache key's value, generation and write lock (whether a write
-    /// holds it).
-    pub async fn get_guarded(
-        &self,
-        key: &str,
-    ) -> Result<(Option<String>, Option<String>, bool), CacheError> {
-        let (v, g, w) = (value_key(key), generation_key(key), lock_key(key));
-        let (value, generation, lock): (Option<String>, Option<String>, Option<String>) = self
-            .run(|mut c| async move {
-                redis::cmd("MGET")
-                    .arg(&v)
-                    .arg(&g)
-                    .arg(&w)
-                    .query_async(&mut c)
-                    .await
+    /// A cache key's value, generation and write lock (whether a write holds it),
+    /// read with one `MGET` together with the other reads starting at the same time
+    /// ([`super::mget`]).
+    pub async fn get_guarded(&self, key: &str) -> Result<Guarded, CacheError> {
+        let ticket = self.reads.join(key);
+        ticket
+            .answer(&self.reads, |keys| {
+                self.run(|mut c| async move {
+                    let mut mget = redis::cmd("MGET");
+                    for k in &keys {
+                        mget.arg(value_key(k))
+                            .arg(generation_key(k))
+                            .arg(lock_key(k));
+                    }
+                    mget.query_async(&mut c).await
+                })
             })
-            .await?;
-        Ok((value, generation, lock.is_some()))
+            .await
     }
 
     /// Sets a cache key's value if its generation is still `seen` and no write holds

@@ -1,9 +1,9 @@
 //! The MySQL/MariaDB store: a `mysql_async` pool sized from `[store]`.
 //!
-//! `mysql_async` is built on tokio; every future it returns runs inside
-//! [`async_compat::Compat`], which provides a tokio context on our smol threads (and
-//! enters it again when a future is dropped half-way, e.g. by a deadline). Every
-//! statement is a prepared statement with bound parameters (`exec_*`); the only text
+//! `mysql_async` is built on tokio: every operation is spawned whole onto the tokio
+//! runtime that [`async_compat::Compat`] provides ([`runner`]), and the pool is made,
+//! replaced and dropped inside `Compat`, which gives those a tokio context on our smol
+//! threads (migrations run under it too). Every statement is a prepared statement with bound parameters (`exec_*`); the only text
 //! queries are the static migration scripts and lock calls.
 //!
 //! Bounds: `pool_max` connections at most, `pool_min` kept when idle, idle ones above
@@ -14,6 +14,7 @@
 mod errors;
 mod migrate;
 mod pool;
+mod runner;
 mod startup;
 mod tables;
 
@@ -31,7 +32,6 @@ use async_compat::Compat;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, TxOpts};
 use pool::options;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +55,9 @@ pub struct MySqlStore {
     stats: StoreStats,
     /// `mysql HOST:PORT`, naming the database in logs and errors.
     target: String,
+    /// The tokio runtime the driver runs on (async-compat's); operations are spawned
+    /// onto it whole ([`runner`]).
+    runtime: tokio::runtime::Handle,
 }
 
 impl MySqlStore {
@@ -69,13 +72,15 @@ impl MySqlStore {
         let opts = options(cfg)?;
         let target = format!("mysql {}:{}", opts.ip_or_hostname(), opts.tcp_port());
         // The pool spawns its housekeeping task on creation: do it in a tokio context.
-        let pool = Compat::new(async move { Pool::new(opts) }).await;
+        let (pool, runtime) =
+            Compat::new(async move { (Pool::new(opts), tokio::runtime::Handle::current()) }).await;
         let store = MySqlStore {
             pool: ArcSwapOption::from_pointee(pool),
             acquire_timeout: cfg.acquire_timeout,
             query_timeout: cfg.query_timeout,
             stats: StoreStats::default(),
             target,
+            runtime,
         };
         let started = Instant::now();
         let attempts = store.wait_and_migrate(cfg.startup_timeout, started).await?;
@@ -95,7 +100,8 @@ impl MySqlStore {
         self.pool.load_full().expect("pool present until drop")
     }
 
-    /// A pooled connection, waiting at most `acquire_timeout`.
+    /// A pooled connection, waiting at most `acquire_timeout` (for the migrations,
+    /// which run under `Compat`; operations take theirs in [`MySqlStore::run`]).
     async fn conn(&self, what: &'static str) -> StoreResult<Conn> {
         let get = self.pool().get_conn();
         let limit = self.acquire_timeout;
@@ -109,19 +115,6 @@ impl MySqlStore {
             },
         )
         .await
-    }
-
-    /// Runs one operation under Compat and the query deadline, counting failures.
-    async fn run<T>(
-        &self,
-        what: &'static str,
-        fut: impl Future<Output = StoreResult<T>> + Send,
-    ) -> StoreResult<T> {
-        let r = deadline(self.query_timeout, what, Compat::new(fut)).await;
-        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        r
     }
 }
 
@@ -175,8 +168,7 @@ impl Store for MySqlStore {
     }
 
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.run("ping", async {
-            let mut c = self.conn("ping").await?;
+        Box::pin(self.run("ping", |mut c| async move {
             c.ping().await.map_err(|e| classify(e, "ping"))
         }))
     }
@@ -187,8 +179,9 @@ impl Store for MySqlStore {
         password_hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<u64>> {
         let what = "user name";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let name = name.to_owned();
+        let password_hash = password_hash.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             c.exec_drop(
                 "INSERT INTO users (name, password_hash, created) VALUES (?, ?, ?)",
                 (name, password_hash, now_ms()),
@@ -201,8 +194,8 @@ impl Store for MySqlStore {
 
     fn user_by_name<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
         let what = "user by name";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let name = name.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             let row: Option<(u64, String, String)> = c
                 .exec_first(
                     "SELECT id, name, password_hash FROM users WHERE name = ?",
@@ -224,8 +217,9 @@ impl Store for MySqlStore {
         name: &'a str,
     ) -> BoxFuture<'a, StoreResult<u64>> {
         let what = "id_card";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let id_card = id_card.to_owned();
+        let name = name.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             let now = now_ms();
             c.exec_drop(
                 "INSERT INTO blacklist (id_card, name, created, updated) VALUES (?, ?, ?, ?)",
@@ -243,15 +237,16 @@ impl Store for MySqlStore {
         name: &'a str,
     ) -> BoxFuture<'a, StoreResult<()>> {
         let what = "blacklist entry";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let id_card = id_card.to_owned();
+        let name = name.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             // 0 changed rows: absent (not_found) or already this name (done). Another
             // name means an insert committed after the UPDATE saw nothing: run it again
             // rather than acknowledge a rename never applied.
             loop {
                 c.exec_drop(
                     "UPDATE blacklist SET name = ?, updated = ? WHERE id_card = ?",
-                    (name, now_ms(), id_card),
+                    (&name, now_ms(), &id_card),
                 )
                 .await
                 .map_err(|e| classify(e, what))?;
@@ -259,7 +254,7 @@ impl Store for MySqlStore {
                     return Ok(());
                 }
                 let found: Option<Vec<u8>> = c
-                    .exec_first("SELECT name FROM blacklist WHERE id_card = ?", (id_card,))
+                    .exec_first("SELECT name FROM blacklist WHERE id_card = ?", (&id_card,))
                     .await
                     .map_err(|e| classify(e, what))?;
                 match found {
@@ -273,8 +268,8 @@ impl Store for MySqlStore {
 
     fn blacklist_delete<'a>(&'a self, id_card: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         let what = "blacklist entry";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let id_card = id_card.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             c.exec_drop("DELETE FROM blacklist WHERE id_card = ?", (id_card,))
                 .await
                 .map_err(|e| classify(e, what))?;
@@ -285,8 +280,8 @@ impl Store for MySqlStore {
     fn blacklist_get<'a>(&'a self, id_card: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
         self.stats.blacklist_reads.fetch_add(1, Ordering::Relaxed);
         let what = "blacklist get";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let id_card = id_card.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             c.exec_first("SELECT name FROM blacklist WHERE id_card = ?", (id_card,))
                 .await
                 .map_err(|e| classify(e, what))
@@ -298,12 +293,11 @@ impl Store for MySqlStore {
         filter: &'a SearchFilter,
     ) -> BoxFuture<'a, StoreResult<Vec<Entry>>> {
         let what = "blacklist search";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
-            let (sql, text) = search_sql(filter);
-            let mut params: Vec<mysql_async::Value> =
-                text.into_iter().map(mysql_async::Value::from).collect();
-            params.push(filter.limit.into());
+        let (sql, text) = search_sql(filter);
+        let mut params: Vec<mysql_async::Value> =
+            text.into_iter().map(mysql_async::Value::from).collect();
+        params.push(filter.limit.into());
+        Box::pin(self.run(what, move |mut c| async move {
             let rows: Vec<(String, String)> =
                 c.exec(sql, params).await.map_err(|e| classify(e, what))?;
             Ok(rows
@@ -315,8 +309,8 @@ impl Store for MySqlStore {
 
     fn report<'a>(&'a self, r: &'a NewReport) -> BoxFuture<'a, StoreResult<ReportOutcome>> {
         let what = "report";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let r = r.clone();
+        Box::pin(self.run(what, move |mut c| async move {
             let e = |e| classify(e, what);
             let mut tx = c.start_transaction(TxOpts::default()).await.map_err(e)?;
             let listed: Option<u8> = tx
@@ -344,8 +338,8 @@ impl Store for MySqlStore {
         expires_at_ms: u64,
     ) -> BoxFuture<'a, StoreResult<()>> {
         let what = "session";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let token_hash = token_hash.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             let now = now_ms();
             // Expired sessions are swept a few at a time as new ones arrive.
             c.exec_drop("DELETE FROM sessions WHERE expires_at < ? LIMIT 16", (now,))
@@ -365,8 +359,8 @@ impl Store for MySqlStore {
         token_hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>> {
         let what = "session get";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let token_hash = token_hash.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             let row: Option<(u64, String, u64)> = c
                 .exec_first(
                     "SELECT s.user_id, u.name, s.expires_at FROM sessions s \
@@ -385,8 +379,8 @@ impl Store for MySqlStore {
 
     fn session_delete<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         let what = "session delete";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let token_hash = token_hash.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             c.exec_drop("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
                 .await
                 .map_err(|e| classify(e, what))
@@ -399,8 +393,8 @@ impl Store for MySqlStore {
         window: Duration,
     ) -> BoxFuture<'a, StoreResult<u32>> {
         let what = "login failures";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let name = name.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             let since = now_ms().saturating_sub(window.as_millis() as u64);
             let n: Option<u32> = c
                 .exec_first(
@@ -419,8 +413,8 @@ impl Store for MySqlStore {
         window: Duration,
     ) -> BoxFuture<'a, StoreResult<u32>> {
         let what = "login failure";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let name = name.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             let e = |e| classify(e, what);
             let now = now_ms();
             let since = now.saturating_sub(window.as_millis() as u64);
@@ -432,7 +426,7 @@ impl Store for MySqlStore {
                  ON DUPLICATE KEY UPDATE \
                  failures = IF(window_start > ?, failures + 1, 1), \
                  window_start = IF(window_start > ?, window_start, ?)",
-                (name, now, since, since, now),
+                (&name, now, since, since, now),
             )
             .await
             .map_err(e)?;
@@ -450,8 +444,8 @@ impl Store for MySqlStore {
 
     fn login_failures_clear<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         let what = "login failures clear";
-        Box::pin(self.run(what, async move {
-            let mut c = self.conn(what).await?;
+        let name = name.to_owned();
+        Box::pin(self.run(what, move |mut c| async move {
             c.exec_drop("DELETE FROM login_failures WHERE name = ?", (name,))
                 .await
                 .map_err(|e| classify(e, what))

@@ -23,8 +23,8 @@ impl MySqlStore {
     }
 
     pub(super) async fn execute_app(&self, sql: &str, params: Vec<SqlValue>) -> StoreResult<u64> {
-        self.run(WHAT, async move {
-            let mut c = self.conn(WHAT).await?;
+        let sql = sql.to_owned();
+        self.run(WHAT, move |mut c| async move {
             c.exec_drop(sql, to_params(params))
                 .await
                 .map_err(|e| classify(e, WHAT))?;
@@ -38,8 +38,8 @@ impl MySqlStore {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> StoreResult<Vec<Row>> {
-        self.run(WHAT, async move {
-            let mut c = self.conn(WHAT).await?;
+        let sql = sql.to_owned();
+        self.run(WHAT, move |mut c| async move {
             let rows: Vec<mysql_async::Row> = c
                 .exec(sql, to_params(params))
                 .await
