@@ -13,6 +13,7 @@ use common::cluster::*;
 use common::etcd::Etcd;
 use common::pki::Pki;
 use common::process::{http_get, metric};
+use common::relay::Relay;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -492,4 +493,71 @@ fn over_tls_with_client_certificates_membership_is_shared() {
         "{body}"
     );
     assert!(body.to_lowercase().contains("certificate"), "{body}");
+}
+
+/// A registration as another balancer would write it, for etcdctl.
+fn registration(node: &str) -> String {
+    json!({
+        "node": node, "service": "dsf", "addr": "127.0.0.1:9", "weight": 1,
+        "ops": [], "state": "up", "balancer": "elsewhere/127.0.0.1:1/1",
+    })
+    .to_string()
+}
+
+/// Balancer B's watch held back (a relay between B and etcd pauses on the watch
+/// request) while registrations are written and deleted and etcd's history is
+/// compacted past the revision B asks for: etcd answers that the revision is
+/// compacted, B reads the prefix afresh and converges on what etcd holds — the
+/// registration deleted meanwhile is gone (no ghost), the new one is there.
+#[test]
+fn after_a_compaction_behind_the_watch_the_view_converges() {
+    let _s = serial();
+    let etcd = Etcd::start(1);
+    let (a, _) = balancer(&etcd);
+    let _n1 = Node::start("n1", &a.registration, &[], &[]);
+    a.wait_healthy(&["n1"], Duration::from_secs(10));
+    etcd.etcdctl(&["put", "/dsf/nodes/dsf/ghost", &registration("ghost")]);
+    let upstream = etcd.endpoints()[0].trim_start_matches("http://").to_owned();
+    let relay = Relay::start(&upstream);
+    relay.pause_on(b"/v3/watch");
+    let b = Balancer::start(
+        &[],
+        &[
+            ("DSF__BALANCER__ETCD", &format!("http://{}", relay.addr)),
+            ("DSF__BALANCER__LEASE_TTL", "2s"),
+        ],
+    );
+    // B has read the prefix (n1, ghost) and its watch request is held in the relay.
+    wait_for("B's watch held", Duration::from_secs(10), || {
+        relay.is_paused()
+    });
+    let held = Instant::now();
+    let asked = etcd.revision() + 1;
+    etcd.etcdctl(&["del", "/dsf/nodes/dsf/ghost"]);
+    for i in 0..5 {
+        let key = format!("/dsf/nodes/dsf/churn{i}");
+        etcd.etcdctl(&["put", &key, &registration(&format!("churn{i}"))]);
+        etcd.etcdctl(&["del", &key]);
+    }
+    etcd.etcdctl(&["put", "/dsf/nodes/dsf/joiner", &registration("joiner")]);
+    let compacted_at = etcd.revision();
+    etcd.etcdctl(&["compact", &compacted_at.to_string()]);
+    relay.resume();
+    eprintln!(
+        "watch from revision {asked} held {:?}; compacted at {compacted_at}",
+        held.elapsed()
+    );
+    let names = || -> Vec<String> { b.nodes().into_iter().map(|(n, _)| n).collect() };
+    let took = wait_for("B converges on joiner, n1", Duration::from_secs(10), || {
+        names() == ["joiner", "n1"]
+    });
+    eprintln!("B converged {took:?} after the relay resumed");
+    assert!(
+        b.proc.logs().contains("revision compacted"),
+        "B's watch never saw the compaction:\n{}",
+        b.proc.logs()
+    );
+    // Stays converged: nothing later brings the ghost back.
+    std::thread::sleep(TTL);
+    assert_eq!(names(), ["joiner", "n1"]);
 }

@@ -238,6 +238,13 @@ impl Etcd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        let out = self.etcdctl(&["get", "/", "-w", "json", "--limit", "1"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["header"]["revision"].as_i64().unwrap()
+    }
+
     /// `(key, value)` of every key under `prefix`, read with `etcdctl get --prefix`.
     pub fn get_prefix(&self, prefix: &str) -> Vec<(String, String)> {
         let text = self.etcdctl(&["get", "--prefix", prefix]);
