@@ -159,3 +159,19 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn endpoints_keep_their_scheme_for_messages() {
+        let e = Endpoint::parse("https://etcd-1.example:2379/");
+        assert_eq!(
+            (e.url.as_str(), e.addr.as_str(), e.tls),
+            ("https://etcd-1.example:2379", "etcd-1.example:2379", true)
+        );
+        let e = Endpoint::parse("http://127.0.0.1:2379");
+        assert_eq!((e.url.as_str(), e.tls), ("http://127.0.0.1:2379", false));
+    }
+}
