@@ -89,7 +89,7 @@ impl RedisCluster {
         let slots: Value = self
             .bounded(redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn))
             .await?;
-        Ok((state, masters(&slots)))
+        Ok((state, masters(&slots, seed_host(seed))))
     }
 
     /// `PING` to master `m` on a connection of its own (credentials and TLS as `seed`).
@@ -124,7 +124,8 @@ impl RedisCluster {
 }
 
 /// The masters of a `CLUSTER SLOTS` answer: `[[start, end, [host, port, id], replicas…], …]`.
-fn masters(v: &Value) -> Vec<Master> {
+/// An empty host (or `?`) means the host the answer came from, `asked`.
+fn masters(v: &Value, asked: &str) -> Vec<Master> {
     let mut out: Vec<Master> = Vec::new();
     let Value::Array(ranges) = v else {
         return out;
@@ -141,10 +142,19 @@ fn masters(v: &Value) -> Vec<Master> {
             Some(Value::SimpleString(s)) => s.clone(),
             _ => continue,
         };
+        let host = if host.is_empty() || host == "?" {
+            asked.to_owned()
+        } else {
+            host
+        };
         let Some(Value::Int(port)) = node.get(1) else {
             continue;
         };
-        let addr = format!("{host}:{port}");
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         let range = format!("{start}-{end}");
         match out.iter_mut().find(|m| m.addr == addr) {
             Some(m) => m.slots = format!("{},{range}", m.slots),
@@ -152,6 +162,14 @@ fn masters(v: &Value) -> Vec<Master> {
         }
     }
     out
+}
+
+/// The host of a seed URL (`redis://user:pass@host:port/db`).
+fn seed_host(seed: &str) -> &str {
+    let rest = seed.split_once("://").map_or(seed, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    crate::tls::host_of(hostport)
 }
 
 /// `seed` with its `host:port` replaced by `addr` (scheme, credentials and database kept).
@@ -178,6 +196,8 @@ mod tests {
             with_addr("redis://127.0.0.1:7000", "127.0.0.1:7002"),
             "redis://127.0.0.1:7002"
         );
+        assert_eq!(seed_host("rediss://u:p@10.0.0.1:7000/0"), "10.0.0.1");
+        assert_eq!(seed_host("redis://[::1]:7000"), "::1");
     }
 
     #[test]
@@ -194,7 +214,7 @@ mod tests {
             Value::Array(vec![Value::Int(100), Value::Int(199), node(7001)]),
             Value::Array(vec![Value::Int(200), Value::Int(299), node(7000)]),
         ]);
-        let m = masters(&v);
+        let m = masters(&v, "127.0.0.1");
         assert_eq!(m.len(), 2);
         assert_eq!(
             (m[0].addr.as_str(), m[0].slots.as_str()),
