@@ -1,7 +1,8 @@
 //! Two balancers sharing membership through a real 3-member etcd cluster (PROTOCOL
 //! §10): propagation, the records as etcdctl shows them, a killed balancer, a killed
 //! etcd member under load, a lost quorum, skewed clocks, and propagation latency
-//! against the Redis backend.
+//! against the Redis backend, TLS with client certificates, and a resync after a
+//! compaction.
 //!
 //! Tests run one at a time. Leases are 2 s (etcd leases are whole seconds) with
 //! 500 ms heartbeats.
@@ -10,7 +11,9 @@ mod common;
 
 use common::cluster::*;
 use common::etcd::Etcd;
+use common::pki::Pki;
 use common::process::{http_get, metric};
+use common::relay::Relay;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -415,4 +418,146 @@ fn a_silent_node_is_unhealthy_then_gone_at_the_other_balancer() {
     assert!(registrations(&etcd).iter().all(|(_, r)| r["node"] != "n2"));
     assert_eq!(b.healthy(), ["n1"]);
     n2.proc.signal("CONT");
+}
+
+/// etcd serving clients only over TLS and requiring client certificates
+/// (`--client-cert-auth`): balancers with `balancer.etcd_tls_ca` and a client
+/// certificate share membership as over plain HTTP; a balancer without a client
+/// certificate is refused, and its `/readyz` names the endpoint and why.
+#[test]
+fn over_tls_with_client_certificates_membership_is_shared() {
+    let _s = serial();
+    let pki = Pki::new("etcd-ca");
+    let etcd = Etcd::start_tls(3, &pki);
+    let tls = etcd.tls.as_ref().unwrap();
+    let endpoints = etcd.endpoints_csv();
+    assert!(endpoints.starts_with("https://"), "{endpoints}");
+    let ca = tls.ca.to_str().unwrap();
+    let with_cert = || {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let b = Balancer::start(
+            &[],
+            &[
+                ("DSF__BALANCER__ETCD", endpoints.as_str()),
+                ("DSF__BALANCER__LEASE_TTL", "2s"),
+                ("DSF__BALANCER__ETCD_TLS_CA", ca),
+                ("DSF__BALANCER__ETCD_TLS_CERT", tls.client.cert()),
+                ("DSF__BALANCER__ETCD_TLS_KEY", tls.client.key()),
+                ("DSF__ADMIN__LISTEN", admin.as_str()),
+            ],
+        );
+        (b, admin)
+    };
+    let (a, admin_a) = with_cert();
+    let (b, admin_b) = with_cert();
+    let _n1 = Node::start("n1", &a.registration, &[], &[]);
+    a.wait_healthy(&["n1"], Duration::from_secs(10));
+    b.wait_healthy(&["n1"], Duration::from_secs(5));
+    assert_eq!(b.assign("some-key"), "n1");
+    let regs = registrations(&etcd);
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert!(regs[0].1["balancer"]
+        .as_str()
+        .unwrap()
+        .contains(&a.registration));
+    for admin in [&admin_a, &admin_b] {
+        assert_eq!(http_get(admin, "/readyz").0, 200, "{admin}");
+    }
+    // The CA but no client certificate: etcd refuses the handshake.
+    let admin_c = format!("127.0.0.1:{}", free_port());
+    let _c = Balancer::start(
+        &[],
+        &[
+            ("DSF__BALANCER__ETCD", endpoints.as_str()),
+            ("DSF__BALANCER__LEASE_TTL", "2s"),
+            ("DSF__BALANCER__ETCD_TLS_CA", ca),
+            ("DSF__ADMIN__LISTEN", admin_c.as_str()),
+        ],
+    );
+    let etcd_check = || {
+        let (_, body) = http_get(&admin_c, "/readyz");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        (v["checks"]["etcd"].as_str().unwrap_or("").to_owned(), body)
+    };
+    wait_for(
+        "/readyz fails without a client certificate",
+        TTL * 3,
+        || etcd_check().0 != "ok",
+    );
+    let (_, body) = etcd_check();
+    assert_eq!(http_get(&admin_c, "/readyz").0, 503);
+    eprintln!("without a client certificate: {body}");
+    let first = &etcd.endpoints()[0];
+    assert!(
+        body.contains("etcd") && body.contains(first.as_str()),
+        "{body}"
+    );
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+}
+
+/// A registration as another balancer would write it, for etcdctl.
+fn registration(node: &str) -> String {
+    json!({
+        "node": node, "service": "dsf", "addr": "127.0.0.1:9", "weight": 1,
+        "ops": [], "state": "up", "balancer": "elsewhere/127.0.0.1:1/1",
+    })
+    .to_string()
+}
+
+/// Balancer B's watch held back (a relay between B and etcd pauses on the watch
+/// request) while registrations are written and deleted and etcd's history is
+/// compacted past the revision B asks for: etcd answers that the revision is
+/// compacted, B reads the prefix afresh and converges on what etcd holds — the
+/// registration deleted meanwhile is gone (no ghost), the new one is there.
+#[test]
+fn after_a_compaction_behind_the_watch_the_view_converges() {
+    let _s = serial();
+    let etcd = Etcd::start(1);
+    let (a, _) = balancer(&etcd);
+    let _n1 = Node::start("n1", &a.registration, &[], &[]);
+    a.wait_healthy(&["n1"], Duration::from_secs(10));
+    etcd.etcdctl(&["put", "/dsf/nodes/dsf/ghost", &registration("ghost")]);
+    let upstream = etcd.endpoints()[0].trim_start_matches("http://").to_owned();
+    let relay = Relay::start(&upstream);
+    relay.pause_on(b"/v3/watch");
+    let b = Balancer::start(
+        &[],
+        &[
+            ("DSF__BALANCER__ETCD", &format!("http://{}", relay.addr)),
+            ("DSF__BALANCER__LEASE_TTL", "2s"),
+        ],
+    );
+    // B has read the prefix (n1, ghost) and its watch request is held in the relay.
+    wait_for("B's watch held", Duration::from_secs(10), || {
+        relay.is_paused()
+    });
+    let held = Instant::now();
+    let asked = etcd.revision() + 1;
+    etcd.etcdctl(&["del", "/dsf/nodes/dsf/ghost"]);
+    for i in 0..5 {
+        let key = format!("/dsf/nodes/dsf/churn{i}");
+        etcd.etcdctl(&["put", &key, &registration(&format!("churn{i}"))]);
+        etcd.etcdctl(&["del", &key]);
+    }
+    etcd.etcdctl(&["put", "/dsf/nodes/dsf/joiner", &registration("joiner")]);
+    let compacted_at = etcd.revision();
+    etcd.etcdctl(&["compact", &compacted_at.to_string()]);
+    relay.resume();
+    eprintln!(
+        "watch from revision {asked} held {:?}; compacted at {compacted_at}",
+        held.elapsed()
+    );
+    let names = || -> Vec<String> { b.nodes().into_iter().map(|(n, _)| n).collect() };
+    let took = wait_for("B converges on joiner, n1", Duration::from_secs(10), || {
+        names() == ["joiner", "n1"]
+    });
+    eprintln!("B converged {took:?} after the relay resumed");
+    assert!(
+        b.proc.logs().contains("revision compacted"),
+        "B's watch never saw the compaction:\n{}",
+        b.proc.logs()
+    );
+    // Stays converged: nothing later brings the ghost back.
+    std::thread::sleep(TTL);
+    assert_eq!(names(), ["joiner", "n1"]);
 }

@@ -115,7 +115,8 @@ impl Balancer {
         }
         let b = &cfg.balancer;
         let (shared, discovery): (Option<Shared>, Arc<dyn Discovery>) = if !b.etcd.is_empty() {
-            let e = EtcdShared::new(&b.etcd, &b.etcd_prefix, b.lease_ttl);
+            let tls = membership::etcd::tls_settings(b)?;
+            let e = EtcdShared::new(&b.etcd, tls, &b.etcd_prefix, b.lease_ttl);
             (Some(Shared::Etcd(e.clone())), e)
         } else if !b.redis.is_empty() {
             let r = RedisShared::new(&b.redis, b.lease_ttl, &cfg.cache.tls_ca)?;

@@ -145,6 +145,19 @@ pub trait Cache: Send + Sync + 'static {
     /// Reads `key`.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>>;
 
+    /// Whether the cache can serve, for `/readyz`; `Err` is the text the probe shows.
+    /// By default one read, which reaches every server of a one-server cache (its
+    /// detail, host names included, goes to the log only); a cache spread over several
+    /// servers checks them all.
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.get("dsf:readyz").await.map(drop).map_err(|e| {
+                tracing::warn!(error = %e, "readiness: cache check failed");
+                format!("{} cache unreachable", self.kind())
+            })
+        })
+    }
+
     /// Stores `value` for `ttl` unless `key` was invalidated since `guard` was taken.
     /// Returns whether it was stored.
     fn fill<'a>(

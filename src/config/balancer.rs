@@ -1,6 +1,7 @@
 //! `[balancer]`: listeners, lease timing, selection, and where membership is shared.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default key prefix of the records the balancers keep in etcd (`balancer.etcd_prefix`).
@@ -34,11 +35,20 @@ pub struct BalancerConfig {
     pub load_factor: f64,
     /// Redis URL for shared membership; empty = in memory (or etcd).
     pub redis: String,
-    /// etcd v3 endpoints (`http://host:2379`) for shared membership; non-empty selects
-    /// etcd. Several endpoints of one cluster: a failed member is skipped.
+    /// etcd v3 endpoints (`http://host:2379` or `https://host:2379`) for shared
+    /// membership; non-empty selects etcd. Several endpoints of one cluster: a failed
+    /// member is skipped.
     pub etcd: Vec<String>,
     /// Prefix of every key the balancers keep in etcd.
     pub etcd_prefix: String,
+    /// PEM bundle verifying the certificates of `https://` etcd endpoints; empty = the
+    /// system's roots.
+    pub etcd_tls_ca: PathBuf,
+    /// Client certificate (PEM) presented to etcd run with `--client-cert-auth`;
+    /// set together with `etcd_tls_key`.
+    pub etcd_tls_cert: PathBuf,
+    /// Private key (PEM) of `etcd_tls_cert`.
+    pub etcd_tls_key: PathBuf,
     /// Pooled proxy connections per node.
     pub proxy_conns_per_node: usize,
     /// Bound on the proxy opening a node connection.
@@ -74,6 +84,9 @@ impl Default for BalancerConfig {
             redis: String::new(),
             etcd: Vec::new(),
             etcd_prefix: DEFAULT_ETCD_PREFIX.into(),
+            etcd_tls_ca: PathBuf::new(),
+            etcd_tls_cert: PathBuf::new(),
+            etcd_tls_key: PathBuf::new(),
             proxy_conns_per_node: 4,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             outlier: Default::default(),

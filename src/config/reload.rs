@@ -25,7 +25,8 @@ use serde_json::Value;
 ///
 /// TLS files are read again on every reload whether or not a key changed; a changed
 /// `tls.*` path needs a restart. So does where membership is shared
-/// (`balancer.redis`, `balancer.etcd`, `balancer.etcd_prefix`): a balancer moving to
+/// (`balancer.redis`, `balancer.etcd`, `balancer.etcd_prefix`, and the etcd TLS files
+/// `balancer.etcd_tls_*`, read once at start): a balancer moving to
 /// another store would drop every remote node at once and publish its own leases
 /// where the others may not look.
 pub const LIVE_KEYS: &[&str] = &[

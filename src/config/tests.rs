@@ -196,9 +196,21 @@ fn etcd_and_redis_together_are_refused_naming_both() {
         ["http://127.0.0.1:1", "http://127.0.0.1:2"]
     );
     assert_eq!(cfg.balancer.etcd_prefix, DEFAULT_ETCD_PREFIX);
-    let f = file("[balancer]\netcd = [\"https://127.0.0.1:2379\"]\n");
+    let f = file("[balancer]\netcd = [\"ftp://127.0.0.1:2379\"]\n");
     let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
     assert_eq!(e.key().as_deref(), Some("balancer.etcd"), "{e}");
+    let f = file("[balancer]\netcd = [\"https://127.0.0.1:2379\"]\netcd_tls_ca = \"/ca.pem\"\n");
+    let cfg = Loader::new(Some(f.path())).load_from_env([]).unwrap();
+    assert_eq!(cfg.balancer.etcd_tls_ca, std::path::Path::new("/ca.pem"));
+    // A client certificate without its key (or the reverse) names both keys.
+    let f = file("[balancer]\netcd = [\"https://127.0.0.1:2379\"]\netcd_tls_cert = \"/c.pem\"\n");
+    let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("balancer.etcd_tls_cert"), "{e}");
+    assert!(e.to_string().contains("balancer.etcd_tls_key"), "{e}");
+    // TLS files with only http:// endpoints would be silently unused.
+    let f = file("[balancer]\netcd = [\"http://127.0.0.1:2379\"]\netcd_tls_ca = \"/ca.pem\"\n");
+    let e = Loader::new(Some(f.path())).load_from_env([]).unwrap_err();
+    assert_eq!(e.key().as_deref(), Some("balancer.etcd_tls_ca"), "{e}");
     let mut new = Config::default();
     new.balancer.etcd = vec!["http://127.0.0.1:2379".into()];
     let c = super::reload::changes(&Config::default(), &new);

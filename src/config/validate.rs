@@ -112,13 +112,34 @@ impl Config {
             ));
         }
         for url in &b.etcd {
-            let host = url.strip_prefix("http://").unwrap_or_default();
+            let host = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or_default();
             if host.is_empty() || check_addr("balancer.etcd", host.trim_end_matches('/')).is_err() {
                 return Err(invalid(
                     "balancer.etcd",
-                    format!("`{url}` is not an etcd endpoint (http://host:port)"),
+                    format!(
+                        "`{url}` is not an etcd endpoint (http://host:port or https://host:port)"
+                    ),
                 ));
             }
+        }
+        let (cert, key) = (&b.etcd_tls_cert, &b.etcd_tls_key);
+        if cert.as_os_str().is_empty() != key.as_os_str().is_empty() {
+            return Err(invalid(
+                "balancer.etcd_tls_cert",
+                "balancer.etcd_tls_cert and balancer.etcd_tls_key go together: set both (a client certificate for etcd) or neither",
+            ));
+        }
+        let etcd_tls_set = [&b.etcd_tls_ca, cert, key]
+            .iter()
+            .any(|p| !p.as_os_str().is_empty());
+        if etcd_tls_set && !b.etcd.iter().any(|u| u.starts_with("https://")) {
+            return Err(invalid(
+                "balancer.etcd_tls_ca",
+                "balancer.etcd_tls_ca, etcd_tls_cert and etcd_tls_key apply to https:// endpoints, and balancer.etcd has none",
+            ));
         }
         if !b.etcd.is_empty() && b.etcd_prefix.is_empty() {
             return Err(invalid(

@@ -34,7 +34,8 @@ impl Check for StoreReachable {
     }
 }
 
-/// The cache (when one is configured) answers a read.
+/// The cache (when one is configured) can serve: one read, or for a Redis Cluster
+/// every master (`Cache::ready`).
 struct CacheReachable(Arc<NodeContext>);
 
 impl Check for CacheReachable {
@@ -48,11 +49,7 @@ impl Check for CacheReachable {
             let Some(cache) = app.cache.cache() else {
                 return Ok(());
             };
-            cache
-                .get("dsf:readyz")
-                .await
-                .map(|_| ())
-                .map_err(|_| format!("{} cache unreachable", cache.kind()))
+            cache.ready().await
         })
     }
 }

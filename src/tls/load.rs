@@ -139,3 +139,50 @@ pub(super) fn settings(cfg: &TlsConfig) -> Result<Settings, TlsError> {
         serial,
     })
 }
+
+/// The files of a client-only TLS setting (a service such as etcd reached over TLS),
+/// each with the configuration key that names it in errors.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFiles<'a> {
+    /// CA bundle verifying the servers, and its key; an empty path = the system's roots.
+    pub ca: (&'static str, &'a Path),
+    /// Client certificate and its key; an empty path = no client certificate.
+    pub cert: (&'static str, &'a Path),
+    /// The certificate's private key, and its key.
+    pub key: (&'static str, &'a Path),
+}
+
+/// Client settings from `files`: servers verified against the bundle (or the system's
+/// roots), a client certificate presented when one is named.
+pub fn client_config(files: ClientFiles<'_>) -> Result<Arc<ClientConfig>, TlsError> {
+    let (ca_key, ca) = files.ca;
+    let roots = if ca.as_os_str().is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            return Err(settings_error(
+                ca_key,
+                "empty, and no system CA certificates were found: name a CA bundle",
+            ));
+        }
+        roots
+    } else {
+        roots(ca_key, ca)?
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| settings_error(ca_key, e))?
+        .with_root_certificates(roots);
+    let ((cert_key, cert), (key_key, key)) = (files.cert, files.key);
+    let config = if cert.as_os_str().is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let chain = certs(cert_key, cert)?;
+        let private = private_key(key_key, key)?;
+        builder
+            .with_client_auth_cert(chain, private)
+            .map_err(|e| settings_error(key_key, format!("{e} (does it match {cert_key}?)")))?
+    };
+    Ok(Arc::new(config))
+}

@@ -5,7 +5,8 @@
 //!   from an `ArcSwap`; a reload builds complete new settings first and swaps them in
 //!   only when every file parsed, so a broken file leaves the old certificate in use.
 //!   Established connections keep the settings they were made with.
-//! - `load.rs`: PEM files to rustls settings, errors naming the key and the file.
+//! - `load.rs`: PEM files to rustls settings, errors naming the key and the file;
+//!   [`client_config`] for a client-only setting (etcd over `https://`).
 //! - [`PeerIdentity`]: the names (CN and DNS SANs) and serial of a peer certificate.
 //! - [`accept`]: a listener's side of a handshake; [`ClientStream`]: a client's.
 //! - [`issue`]: a private CA and certificates signed by it (`dsf cert`).
@@ -22,7 +23,8 @@ mod stream;
 
 pub use accept::{accept, accept_stream, Accepted, Acceptor};
 pub use identity::PeerIdentity;
-pub use stream::{ClientStream, Connector, ReadHalf, WriteHalf};
+pub use load::{client_config, ClientFiles};
+pub use stream::{host_of, ClientStream, Connector, ReadHalf, WriteHalf};
 
 use crate::config::{Listener, TlsConfig};
 use arc_swap::ArcSwap;

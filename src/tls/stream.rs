@@ -54,8 +54,9 @@ impl Connector {
     }
 }
 
-/// `host` of `host:port` or `[v6]:port`.
-fn host_of(addr: &str) -> &str {
+/// `host` of `host:port` or `[v6]:port`: the name a server's certificate is checked
+/// against.
+pub fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
 }

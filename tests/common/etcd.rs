@@ -1,9 +1,12 @@
 //! A private etcd cluster (Debian's `etcd-server`) on free 127.0.0.1 ports, its data
-//! in a temporary folder, every member killed when it is dropped.
+//! in a temporary folder, every member killed when it is dropped. [`Etcd::start_tls`]
+//! serves clients over TLS and requires a client certificate (`--client-cert-auth`);
+//! member-to-member traffic stays plain.
 
 #![allow(dead_code)]
 
 use super::cluster::free_port;
+use super::pki::{Issued, Pki};
 use super::process::http_get;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,9 +24,21 @@ struct Member {
     child: Option<Child>,
 }
 
+/// The files of a cluster serving clients over TLS.
+pub struct EtcdTls {
+    /// The CA bundle that signed the members' and the clients' certificates.
+    pub ca: PathBuf,
+    /// The members' certificate (CN `etcd`, IP 127.0.0.1).
+    pub server: Issued,
+    /// A client certificate etcd accepts (CN `dsf-balancer`).
+    pub client: Issued,
+}
+
 /// A cluster of etcd members.
 pub struct Etcd {
     members: Vec<Member>,
+    /// Set when clients must speak TLS with a client certificate.
+    pub tls: Option<EtcdTls>,
     /// `m0=http://127.0.0.1:P,…`.
     initial_cluster: String,
     /// Data folders and logs.
@@ -33,6 +48,21 @@ pub struct Etcd {
 impl Etcd {
     /// Starts an `n`-member cluster and waits until every member is healthy.
     pub fn start(n: usize) -> Etcd {
+        Etcd::start_with(n, None)
+    }
+
+    /// Starts an `n`-member cluster serving clients on `https://` only, with
+    /// certificates issued by `pki`, requiring client certificates signed by it.
+    pub fn start_tls(n: usize, pki: &Pki) -> Etcd {
+        let tls = EtcdTls {
+            ca: pki.ca.clone(),
+            server: pki.issue("etcd-server", "etcd"),
+            client: pki.issue("etcd-client", "dsf-balancer"),
+        };
+        Etcd::start_with(n, Some(tls))
+    }
+
+    fn start_with(n: usize, tls: Option<EtcdTls>) -> Etcd {
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -48,6 +78,7 @@ impl Etcd {
             .join(",");
         let mut etcd = Etcd {
             members,
+            tls,
             initial_cluster,
             dir: tempfile::tempdir().unwrap(),
         };
@@ -62,14 +93,21 @@ impl Etcd {
 
     fn spawn(&mut self, i: usize, state: &str) {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log(i))
             .unwrap();
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.args(["--cert-file", t.server.cert(), "--key-file", t.server.key()])
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
@@ -90,6 +128,45 @@ impl Etcd {
         self.members[i].child = Some(child);
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// etcdctl's TLS flags, when clients speak TLS.
+    fn tls_args(&self) -> Vec<String> {
+        match &self.tls {
+            None => Vec::new(),
+            Some(t) => vec![
+                format!("--cacert={}", t.ca.display()),
+                format!("--cert={}", t.client.cert()),
+                format!("--key={}", t.client.key()),
+            ],
+        }
+    }
+
+    /// Whether member `i` answers with a leader (TLS: asked with etcdctl).
+    fn healthy(&self, i: usize) -> bool {
+        let addr = format!("127.0.0.1:{}", self.members[i].client);
+        if self.tls.is_none() {
+            return std::net::TcpStream::connect(&addr).is_ok()
+                && http_get(&addr, "/health").1.contains("\"true\"");
+        }
+        std::net::TcpStream::connect(&addr).is_ok()
+            && Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &format!("https://{addr}")])
+                .args(self.tls_args())
+                .args(["--command-timeout=1s", "endpoint", "health"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
     fn log(&self, i: usize) -> PathBuf {
         self.dir
             .path()
@@ -99,11 +176,8 @@ impl Etcd {
     /// Waits until member `i` answers `/health` with a leader.
     pub fn wait_healthy(&self, i: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let addr = format!("127.0.0.1:{}", self.members[i].client);
         loop {
-            let ok = std::net::TcpStream::connect(&addr).is_ok()
-                && http_get(&addr, "/health").1.contains("\"true\"");
-            if ok {
+            if self.healthy(i) {
                 return;
             }
             assert!(
@@ -119,7 +193,7 @@ impl Etcd {
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client))
             .collect()
     }
 
@@ -152,6 +226,7 @@ impl Etcd {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.endpoints_csv()])
+            .args(self.tls_args())
             .args(args)
             .output()
             .expect("etcdctl is installed (apt-get install etcd-client)");
@@ -161,6 +236,13 @@ impl Etcd {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        let out = self.etcdctl(&["get", "/", "-w", "json", "--limit", "1"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["header"]["revision"].as_i64().unwrap()
     }
 
     /// `(key, value)` of every key under `prefix`, read with `etcdctl get --prefix`.

@@ -33,6 +33,7 @@
 //! uses that entry again.
 
 mod health;
+mod ready;
 
 use super::redis::{redact, GENERATION_TTL};
 use super::script::{
@@ -73,6 +74,8 @@ pub struct RedisCluster {
     label: String,
     /// Builds connections from the seeds.
     client: ClusterClient,
+    /// The seed URLs and `cache.tls_ca`, for the readiness check's own connections.
+    seeds: (Vec<String>, std::path::PathBuf),
     /// Reads and fills (connected on first use, so a node starts while the cluster is
     /// down).
     reads: OnceCell<ClusterConnection>,
@@ -143,6 +146,7 @@ impl RedisCluster {
         Ok(RedisCluster {
             label,
             client,
+            seeds: (urls.to_vec(), tls_ca.to_owned()),
             reads: OnceCell::new(),
             writes: (0..WRITE_LANES).map(|_| OnceCell::new()).collect(),
             next_write: AtomicUsize::new(0),
@@ -403,6 +407,10 @@ impl RedisCluster {
 }
 
 impl Cache for RedisCluster {
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.check_ready())
+    }
+
     fn kind(&self) -> &'static str {
         "redis-cluster"
     }

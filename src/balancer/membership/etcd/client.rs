@@ -1,19 +1,21 @@
 //! A small client of etcd's v3 JSON gateway (`POST /v3/...` on the client port),
-//! spoken with hyper over smol sockets: no tokio runtime, no gRPC stack.
+//! spoken with hyper over smol sockets (TLS by rustls for `https://` endpoints): no
+//! tokio runtime, no gRPC stack.
 //!
 //! A call goes to the endpoint that answered last; when it cannot be reached, times
 //! out or answers with an error, the next endpoint is tried, so a failed member of
 //! the cluster is skipped. Keys and values travel base64-encoded and 64-bit numbers
 //! as strings, as the gateway's JSON mapping of the protobuf messages has them.
 
+use super::transport::{self, chain, Endpoint};
 use crate::balancer::error::BalancerError;
 use base64::Engine;
 use futures_lite::future;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Base64 as the gateway encodes bytes.
@@ -21,8 +23,10 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// The endpoints of one etcd cluster.
 pub struct Client {
-    /// `host:port` of each endpoint (the `http://` scheme stripped).
-    endpoints: Vec<String>,
+    /// Each endpoint, `http://` or `https://`.
+    endpoints: Vec<Endpoint>,
+    /// TLS settings for the `https://` endpoints.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// The endpoint to try first: the one that answered last.
     current: AtomicUsize,
     /// Bound on connecting and on each unary call.
@@ -48,17 +52,16 @@ pub enum Change {
 }
 
 impl Client {
-    /// A client of `endpoints` (`http://host:port`), each call bounded by `timeout`.
-    pub fn new(endpoints: &[String], timeout: Duration) -> Client {
+    /// A client of `endpoints` (`http://host:port` or `https://host:port`, the latter
+    /// under `tls`), each call bounded by `timeout`.
+    pub fn new(
+        endpoints: &[String],
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Client {
         Client {
-            endpoints: endpoints
-                .iter()
-                .map(|e| {
-                    e.trim_start_matches("http://")
-                        .trim_end_matches('/')
-                        .to_owned()
-                })
-                .collect(),
+            endpoints: endpoints.iter().map(|e| Endpoint::parse(e)).collect(),
+            tls,
             current: AtomicUsize::new(0),
             timeout,
         }
@@ -68,7 +71,7 @@ impl Client {
     pub fn endpoints(&self) -> String {
         self.endpoints
             .iter()
-            .map(|e| format!("http://{e}"))
+            .map(|e| e.url.as_str())
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -96,7 +99,7 @@ impl Client {
             return Err(etcd_error("", "no endpoint configured".into()));
         };
         let attempt = async {
-            let (status, bytes) = unary(endpoint, path, body).await?;
+            let (status, bytes) = transport::unary(endpoint, self.tls.as_ref(), path, body).await?;
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
             if !status.is_success() {
                 let why = value["message"]
@@ -116,7 +119,7 @@ impl Client {
         };
         future::or(attempt, timeout)
             .await
-            .map_err(|problem| etcd_error(endpoint, problem))
+            .map_err(|problem| etcd_error(&endpoint.url, problem))
     }
 
     /// A linearizable read of `key` at endpoint number `at` only: whether that member
@@ -128,10 +131,9 @@ impl Client {
 
     /// The URL of endpoint number `at`, for messages.
     pub fn endpoint(&self, at: usize) -> String {
-        format!(
-            "http://{}",
-            self.endpoints.get(at).map_or("", String::as_str)
-        )
+        self.endpoints
+            .get(at)
+            .map_or_else(String::new, |e| e.url.clone())
     }
 
     /// The endpoint a new watch should use: the one that answered last.
@@ -223,17 +225,16 @@ impl Client {
             "start_revision": revision.to_string(),
         }});
         let problem = async {
-            let stream = connect(endpoint).await?;
-            let (mut sender, conn) = handshake(stream).await?;
+            let (mut sender, conn) = transport::open(endpoint, self.tls.as_ref()).await?;
             let io = async {
-                conn.await.map_err(|e| e.to_string())?;
+                conn.await.map_err(|e| chain(&e))?;
                 Err::<(), _>("connection closed".to_owned())
             };
             let reading = async {
                 let resp = sender
-                    .send_request(request(endpoint, "/v3/watch", &body, true)?)
+                    .send_request(transport::request(endpoint, "/v3/watch", &body, true)?)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| chain(&e))?;
                 if !resp.status().is_success() {
                     return Err(format!("/v3/watch: HTTP {}", resp.status()));
                 }
@@ -244,7 +245,7 @@ impl Client {
         .await
         .err()
         .unwrap_or_else(|| "watch ended".into());
-        etcd_error(endpoint, problem)
+        etcd_error(&endpoint.url, problem)
     }
 }
 
@@ -252,7 +253,7 @@ impl Client {
 async fn follow(mut body: Incoming, changed: &mut impl FnMut(Vec<Change>)) -> Result<(), String> {
     let mut buf: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
+        let frame = frame.map_err(|e| chain(&e))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -333,92 +334,12 @@ fn range_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
-/// An error naming the endpoint.
+/// An error naming the endpoint (its URL).
 fn etcd_error(endpoint: &str, problem: String) -> BalancerError {
     BalancerError::Etcd {
-        endpoint: format!("http://{endpoint}"),
+        endpoint: endpoint.to_owned(),
         problem,
     }
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-type Io = smol_hyper::rt::FuturesIo<async_net::TcpStream>;
-
-async fn connect(endpoint: &str) -> Result<async_net::TcpStream, String> {
-    let stream = async_net::TcpStream::connect(endpoint)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    // A member cut off by the network (packets dropped, nothing refused) would leave
-    // a watch open and silent: keep-alive probes end it within a few seconds.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(2))
-        .with_interval(Duration::from_secs(1))
-        .with_retries(2);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-    Ok(stream)
-}
-
-async fn handshake(
-    stream: async_net::TcpStream,
-) -> Result<
-    (
-        Sender,
-        hyper::client::conn::http1::Connection<Io, Full<Bytes>>,
-    ),
-    String,
-> {
-    hyper::client::conn::http1::handshake(smol_hyper::rt::FuturesIo::new(stream))
-        .await
-        .map_err(|e| format!("http: {e}"))
-}
-
-fn request(
-    endpoint: &str,
-    path: &str,
-    body: &Value,
-    watch: bool,
-) -> Result<Request<Full<Bytes>>, String> {
-    let mut b = Request::post(path)
-        .header(hyper::header::HOST, endpoint)
-        .header(hyper::header::CONTENT_TYPE, "application/json");
-    if watch {
-        // Ends the watch when the endpoint has no leader (no quorum), instead of
-        // leaving it open and silent.
-        b = b.header("Grpc-Metadata-hasleader", "true");
-    }
-    b.body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())
-}
-
-/// One request on a fresh connection (calls are rare: shape changes, keep-alives,
-/// readiness probes), and its whole answer.
-async fn unary(
-    endpoint: &str,
-    path: &str,
-    body: &Value,
-) -> Result<(hyper::StatusCode, Bytes), String> {
-    let stream = connect(endpoint).await?;
-    let (mut sender, conn) = handshake(stream).await?;
-    let io = async {
-        conn.await.map_err(|e| e.to_string())?;
-        Err::<(hyper::StatusCode, Bytes), _>("connection closed before the answer".to_owned())
-    };
-    let exchange = async {
-        let resp = sender
-            .send_request(request(endpoint, path, body, false)?)
-            .await
-            .map_err(|e| format!("{path}: {e}"))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{path}: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((status, bytes))
-    };
-    future::or(exchange, io).await
 }
 
 #[cfg(test)]

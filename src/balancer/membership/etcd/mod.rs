@@ -1,4 +1,5 @@
-//! Membership shared with other balancers through etcd ([`EtcdShared`], PROTOCOL §10).
+//! Membership shared with other balancers through etcd ([`EtcdShared`], PROTOCOL §10),
+//! over `http://` or, with [`tls_settings`], `https://` (and a client certificate).
 //!
 //! Each balancer holds one etcd lease of `lease_ttl` (rounded up to whole seconds)
 //! and keeps it alive; every registration it holds is the key
@@ -23,6 +24,7 @@
 //! that needs a quorum has succeeded for `lease_ttl`.
 
 mod client;
+mod transport;
 mod worker;
 
 use super::{Discovery, Membership, NodeRecord};
@@ -146,11 +148,17 @@ pub struct EtcdShared {
 }
 
 impl EtcdShared {
-    /// A handle for the cluster at `endpoints` (no connection is made yet).
-    pub fn new(endpoints: &[String], prefix: &str, ttl: Duration) -> Arc<EtcdShared> {
+    /// A handle for the cluster at `endpoints` (no connection is made yet);
+    /// `https://` endpoints are reached under `tls` ([`tls_settings`]).
+    pub fn new(
+        endpoints: &[String],
+        tls: Option<Arc<rustls::ClientConfig>>,
+        prefix: &str,
+        ttl: Duration,
+    ) -> Arc<EtcdShared> {
         let (bell, woken) = async_channel::bounded(1);
         Arc::new(EtcdShared {
-            client: Client::new(endpoints, CALL_TIMEOUT),
+            client: Client::new(endpoints, tls, CALL_TIMEOUT),
             prefix: prefix.to_owned(),
             ttl,
             id: OnceLock::new(),
@@ -286,6 +294,23 @@ impl Discovery for EtcdShared {
         }
         self.ring();
     }
+}
+
+/// The TLS settings for the `https://` endpoints of `balancer.etcd`, from
+/// `balancer.etcd_tls_ca` (empty: the system's roots) and the client certificate
+/// `balancer.etcd_tls_cert` / `etcd_tls_key`; `None` when every endpoint is `http://`.
+pub fn tls_settings(
+    b: &crate::config::BalancerConfig,
+) -> Result<Option<Arc<rustls::ClientConfig>>, crate::tls::TlsError> {
+    if !b.etcd.iter().any(|e| e.starts_with("https://")) {
+        return Ok(None);
+    }
+    crate::tls::client_config(crate::tls::ClientFiles {
+        ca: ("balancer.etcd_tls_ca", &b.etcd_tls_ca),
+        cert: ("balancer.etcd_tls_cert", &b.etcd_tls_cert),
+        key: ("balancer.etcd_tls_key", &b.etcd_tls_key),
+    })
+    .map(Some)
 }
 
 /// `/readyz`: etcd's quorum within reach.
