@@ -879,8 +879,8 @@ in {
             before = nodeUnits;
             network = balancerNeedsNetwork;
             ports = selfBound (lib.attrValues cfg.balancer.ports ++ lib.optional (cfg.balancer.adminPort != null) cfg.balancer.adminPort);
-            inherit (tls.unit {balancer = true;}) credentials;
-            extraEnvironment = (tls.unit {balancer = true;}).environment;
+            credentials = (tls.unit {balancer = true;}).credentials ++ etcd.unit.credentials;
+            extraEnvironment = (tls.unit {balancer = true;}).environment // etcd.unit.environment;
           }
           // writable "dsf-balancer" balancerSettings));
 

@@ -18,13 +18,15 @@
 in {
   options = {
     endpoints = mkOption {
-      type = types.listOf (types.strMatching "http://[^/?#]+/?");
+      type = types.listOf (types.strMatching "https?://[^/?#]+/?");
       default = [];
-      example = ["http://10.0.0.21:2379" "http://10.0.0.22:2379" "http://10.0.0.23:2379"];
+      example = ["https://10.0.0.21:2379" "https://10.0.0.22:2379" "https://10.0.0.23:2379"];
       description = ''
-        Client URLs (`http://host:port`) of the etcd cluster (v3 API) through which this
-        balancer shares membership with the others: the `balancer.etcd` setting. dsf
-        speaks to etcd without TLS, so keep its client port on a private network. With a non-empty list the
+        Client URLs (`http://host:port` or `https://host:port`) of the etcd cluster (v3
+        API) through which this balancer shares membership with the others: the
+        `balancer.etcd` setting. `https://` endpoints are verified with {option}`caFile`,
+        and {option}`certificateFile` answers etcd's `--client-cert-auth`; plain `http://`
+        belongs on a private network only. With a non-empty list the
         balancer writes each registration it holds under {option}`prefix`, on an etcd
         lease of {option}`services.dsf.balancer.leaseTtl` that it keeps alive, and watches
         the other balancers' registrations there; no clock is compared across hosts.
@@ -44,6 +46,32 @@ in {
         prefix; clusters that share one etcd use different ones.
       '';
     };
+    caFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/etc/dsf/etcd-ca.pem";
+      description = ''
+        PEM bundle that verifies the `https://` etcd endpoints (`balancer.etcd_tls_ca`);
+        `null` = the system's roots. Passed to the balancer as a systemd credential.
+      '';
+    };
+    certificateFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/etcd-client.pem";
+      description = ''
+        PEM client certificate chain the balancer presents to etcd
+        (`balancer.etcd_tls_cert`), for members run with `--client-cert-auth`. Goes with
+        {option}`keyFile`. Passed as a systemd credential, so the balancer's dynamic user
+        needs no access to the file.
+      '';
+    };
+    keyFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/etcd-client.key";
+      description = "PEM private key of {option}`certificateFile` (`balancer.etcd_tls_key`). Keep it outside the Nix store; give it as a string.";
+    };
     createLocally = mkOption {
       type = types.bool;
       default = false;
@@ -62,10 +90,36 @@ in {
   inherit endpoints;
   used = endpoints != [];
 
+  # TLS files of the etcd client: systemd credentials of the balancer, named in its
+  # environment (`%d` is the credentials folder), never in the rendered settings.
+  unit = let
+    files = lib.filterAttrs (_: f: f != null) {
+      etcd-tls-ca = etcd.caFile;
+      etcd-tls-cert = etcd.certificateFile;
+      etcd-tls-key = etcd.keyFile;
+    };
+    variable = id: "DSF__BALANCER__" + lib.toUpper (lib.replaceStrings ["-"] ["_"] id);
+  in {
+    credentials = lib.mapAttrsToList (id: f: "${id}:${toString f}") files;
+    environment = lib.mapAttrs' (id: _: lib.nameValuePair (variable id) "%d/${id}") files;
+  };
+
   # Whether the balancer reaches etcd beyond this host (network-online.target).
   remote = lib.any (u: !addr.urlIsLocal u) endpoints;
 
   assertions = [
+    {
+      assertion = (etcd.certificateFile == null) == (etcd.keyFile == null);
+      message = "services.dsf.balancer.etcd: certificateFile and keyFile go together; set both.";
+    }
+    {
+      assertion = (etcd.caFile == null && etcd.certificateFile == null) || lib.any (lib.hasPrefix "https://") endpoints;
+      message = "services.dsf.balancer.etcd: caFile and certificateFile are for https:// endpoints, and none is listed; use https:// URLs in balancer.etcd.endpoints, or remove the TLS files.";
+    }
+    {
+      assertion = !(etcd.keyFile != null && lib.hasPrefix builtins.storeDir (toString etcd.keyFile));
+      message = "services.dsf.balancer.etcd.keyFile: a private key must not be in the Nix store (everyone can read it); give it as a string like \"/run/secrets/etcd-client.key\".";
+    }
     {
       assertion = !(etcd.createLocally && etcd.endpoints != []);
       message = "services.dsf.balancer.etcd: createLocally = true runs etcd here and points the balancer at it; remove balancer.etcd.endpoints, or set createLocally = false to use them.";

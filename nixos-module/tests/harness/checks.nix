@@ -61,6 +61,23 @@ in {
     (expect "a loopback etcd needs no network-online.target" (!lib.elem "network-online.target" u.after))
   ];
 
+  etcd-tls.check = r: let
+    lb = r.settingsOf "dsf-balancer";
+    creds = (sc r "dsf-balancer").LoadCredential;
+    env = r.units.dsf-balancer.environment;
+  in [
+    (noAssertions r)
+    (expect "the balancer gets the https:// endpoints as balancer.etcd" (lib.all (lib.hasPrefix "https://") lb.balancer.etcd && lib.length lb.balancer.etcd == 3))
+    (expect "CA, client certificate and key reach it as credentials" (lib.all (c: lib.elem c creds) ["etcd-tls-ca:/etc/dsf/etcd-ca.pem" "etcd-tls-cert:/run/secrets/etcd-client.pem" "etcd-tls-key:/run/secrets/etcd-client.key"]))
+    (expect "named in its environment as balancer.etcd_tls_*" (env.DSF__BALANCER__ETCD_TLS_CA == "%d/etcd-tls-ca" && env.DSF__BALANCER__ETCD_TLS_CERT == "%d/etcd-tls-cert" && env.DSF__BALANCER__ETCD_TLS_KEY == "%d/etcd-tls-key"))
+    (expect "no TLS path is in the rendered settings" (!lib.hasInfix "etcd-client" (builtins.toJSON lb) && !lib.hasInfix "etcd-ca" (builtins.toJSON lb)))
+  ];
+
+  etcd-tls-bad.check = r: [
+    (expect "a client certificate without its key is refused" (asserts r "balancer.etcd: certificateFile and keyFile go together"))
+    (expect "TLS files with only http:// endpoints are refused" (asserts r "caFile and certificateFile are for https:// endpoints"))
+  ];
+
   register-several.check = r: [
     (noAssertions r)
     (expect "the nodes get both balancers in node.register" (allNodes r (u: (r.settingsOf u).node.register == "127.0.0.1:6200,10.0.0.12:6200")))
