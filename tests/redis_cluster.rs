@@ -209,8 +209,11 @@ fn start_load(
     let mut c = a.client();
     let token = c.login_new("loader");
     for id in ids {
-        c.call("blacklist.insert", json!({"id_card": id, "name": "v0"}))
-            .unwrap();
+        applied(
+            &mut c,
+            "blacklist.insert",
+            json!({"id_card": id, "name": "v0"}),
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     let handles = (0..threads)
@@ -243,13 +246,32 @@ fn all_writable(a: &Node, b: &Node, ids: &[String]) {
     let mut cb = b.client();
     cb.token = Some(token);
     for id in ids {
-        ca.call("blacklist.update", json!({"id_card": id, "name": "final"}))
-            .unwrap_or_else(|e| panic!("update {id} after recovery: {e:?}"));
+        applied(
+            &mut ca,
+            "blacklist.update",
+            json!({"id_card": id, "name": "final"}),
+        );
         assert_eq!(
             cb.call("blacklist.query", json!({"id_card": id})).unwrap(),
             json!({"listed": true, "name": "final"})
         );
     }
+}
+
+/// Makes a write the suite needs applied. A write the cache could not fence (a
+/// replica slower than the `WAIT` bound on a loaded machine) applies nothing and
+/// answers `unavailable`, the documented fallback: it is tried again, a few times.
+fn applied(c: &mut Client, op: &str, body: serde_json::Value) {
+    for _ in 0..20 {
+        match c.call(op, body.clone()) {
+            Ok(_) => return,
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("{op} {body}: {e:?}"),
+        }
+    }
+    panic!("{op} {body}: still unavailable after 20 tries");
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
