@@ -3,8 +3,9 @@
 use super::error::{ApiError, ErrorCode};
 use super::frame;
 use super::legacy::{self, Legacy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// One decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +59,53 @@ impl Request {
 
     /// Decodes one payload. Unknown top-level fields are ignored.
     pub fn parse(payload: &[u8]) -> Result<Request, RequestError> {
+        if let Some(req) = Self::parse_common(payload) {
+            return Ok(req);
+        }
+        Self::parse_general(payload)
+    }
+
+    /// The shape nearly every client sends (an object with a numeric `id`, a string
+    /// `type`, string-or-null `token`/`key` and an object-or-null `body`), decoded
+    /// straight into its fields without building the top-level object as a map.
+    /// `None` for anything else — legacy codes, duplicate fields, wrong types,
+    /// malformed JSON — which [`parse_general`](Self::parse_general) then decodes
+    /// and, where it is an error, words.
+    fn parse_common(payload: &[u8]) -> Option<Request> {
+        #[derive(Deserialize)]
+        struct Wire<'a> {
+            id: u64,
+            #[serde(rename = "type", borrow)]
+            op: Cow<'a, str>,
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            key: Option<String>,
+            #[serde(default)]
+            body: Option<Value>,
+        }
+        // A derived struct also accepts a JSON array; the protocol does not.
+        if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        let wire: Wire<'_> = serde_json::from_slice(payload).ok()?;
+        let body = match wire.body {
+            None => Value::Object(Map::new()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => return None,
+        };
+        Some(Request {
+            id: wire.id,
+            op: wire.op.into_owned(),
+            token: wire.token,
+            key: wire.key,
+            body,
+        })
+    }
+
+    /// Decodes any payload through a generic JSON value, with the exact error for
+    /// each way a request can be malformed.
+    fn parse_general(payload: &[u8]) -> Result<Request, RequestError> {
         let value: Value = serde_json::from_slice(payload).map_err(|e| {
             let what = if e.is_syntax() || e.is_eof() {
                 "payload is not valid JSON"
@@ -357,6 +405,28 @@ mod tests {
             Response::parse(err.to_json().to_string().as_bytes()).unwrap(),
             err
         );
+    }
+
+    #[test]
+    fn common_and_general_paths_agree() {
+        for text in [
+            r#"{"id":7,"type":"a.b","token":null,"key":"k","body":null}"#,
+            r#" {"body":{"x":[1,{"y":null}]},"type":"a\u002eb","id":0,"z":[1]}"#,
+            r#"{"id":1,"type":"x","id":2}"#,
+            r#"{"id":1,"type":"x","body":{"a":1},"body":{"b":2}}"#,
+            r#"{"id":1.0,"type":"x"}"#,
+            r#"{"id":18446744073709551615,"type":"x","key":3}"#,
+            r#"[1,"x"]"#,
+            r#"{"id":1,"type":"x"} x"#,
+        ] {
+            let general = Request::parse_general(text.as_bytes());
+            assert_eq!(parse(text), general, "{text}");
+            if let Some(common) = Request::parse_common(text.as_bytes()) {
+                assert_eq!(Ok(common), general, "{text}");
+            }
+        }
+        assert!(Request::parse_common(br#"{"id":1,"type":"x","id":2}"#).is_none());
+        assert!(Request::parse_common(br#"[1,"x"]"#).is_none());
     }
 
     #[test]

@@ -122,7 +122,9 @@ impl Job {
         if let Some(m) = self.unplace() {
             m.load.answered();
         }
-        let mut frame = Vec::new();
+        // The request's bytes are not needed any more: their buffer carries the answer.
+        let mut frame = std::mem::take(&mut self.payload);
+        frame.clear();
         scan::encode_with_id(&mut frame, payload, span, self.client_id);
         self.deliver(frame);
     }

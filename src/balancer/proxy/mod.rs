@@ -127,10 +127,12 @@ impl Service for Proxy {
         let Ok(member) = self.inner.choose(conn.id, &snap, head.op, head.key, None) else {
             return false;
         };
-        let deadline = Instant::now() + self.inner.opts.request_timeout;
+        // One clock read serves the deadline and the node's response timeout.
+        let now = Instant::now();
+        let deadline = now + self.inner.opts.request_timeout;
         let reply = Reply::Mailbox(mailbox.clone());
         let job = Job::new(payload.to_vec(), &head, conn.id, deadline, reply);
-        self.inner.send(job, member);
+        self.inner.send_at(job, member, now);
         true
     }
 
@@ -230,7 +232,9 @@ impl Inner {
             .lock()
             .expect("sticky lock");
         let picks = shard.entry(conn).or_default();
-        let slot = picks.iter().position(|p| p.service == group.name);
+        let slot = picks
+            .iter()
+            .position(|p| Arc::ptr_eq(&p.service, &group.name) || p.service == group.name);
         if let Some(p) = slot.map(|i| &mut picks[i]) {
             let keep = avoid != Some(&*p.node);
             if keep && p.generation == generation {
@@ -326,10 +330,15 @@ impl Inner {
     }
 
     /// Hands `job` to a pooled connection to `member`.
-    fn send(&self, mut job: Job, member: Arc<Member>) {
+    fn send(&self, job: Job, member: Arc<Member>) {
+        self.send_at(job, member, Instant::now());
+    }
+
+    /// [`send`](Self::send) at `now`, a clock reading the caller already has.
+    fn send_at(&self, mut job: Job, member: Arc<Member>, now: Instant) {
         let pool = self.pool(&member);
         member.load.proxied.fetch_add(1, Ordering::Relaxed);
-        job.place(member, Instant::now());
+        job.place(member, now);
         let affinity = Some(job.conn);
         pool.send(job, affinity);
     }
