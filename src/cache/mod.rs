@@ -16,6 +16,7 @@ pub mod aside;
 pub mod cluster;
 pub mod local;
 pub mod mget;
+pub mod outage;
 pub mod redis;
 pub mod script;
 pub mod sharded;
@@ -134,6 +135,51 @@ impl CacheStats {
 
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `r` in `errors` when it failed, and passes it on.
+    pub(crate) fn count<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
+        if r.is_err() {
+            CacheStats::bump(&self.errors);
+        }
+        r
+    }
+
+    /// What a guarded Redis read (value, generation, locked) answers, counted as a
+    /// hit or a miss.
+    pub(crate) fn lookup(&self, found: (Option<String>, Option<String>, bool)) -> Lookup {
+        let (value, generation, locked) = found;
+        match value {
+            Some(v) => {
+                CacheStats::bump(&self.hits);
+                Lookup::Hit(v)
+            }
+            None => {
+                CacheStats::bump(&self.misses);
+                Lookup::Miss(Guard(GuardState::Redis(generation, locked)))
+            }
+        }
+    }
+
+    /// The generation a Redis miss saw, if its guard allows a fill. A write held the
+    /// key when the miss was seen: its store read may be older than that write, so the
+    /// fill is counted stale and not kept (`None`).
+    pub(crate) fn fillable(&self, guard: Guard) -> Option<Option<String>> {
+        match guard.0 {
+            GuardState::Redis(seen, false) => Some(seen),
+            _ => {
+                CacheStats::bump(&self.stale_fills);
+                None
+            }
+        }
+    }
+
+    /// Counts a fill the cache refused as stale; passes `stored` on.
+    pub(crate) fn filled(&self, stored: bool) -> bool {
+        if !stored {
+            CacheStats::bump(&self.stale_fills);
+        }
+        stored
     }
 }
 

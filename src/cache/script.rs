@@ -10,8 +10,10 @@
 //! and a release delivered late (after its lock expired and a new write took the key)
 //! removes only its own token, so it cannot lift the new writer's lock.
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// The value key of cache key `key`.
 pub fn value_key(key: &str) -> String {
@@ -38,6 +40,28 @@ pub fn holders_key(key: &str) -> String {
 /// `ARGV[4]` the TTL in ms. Refused (0) when the generation changed or a write holds
 /// the lock.
 pub static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
+
+/// Runs [`FILL`] for cache key `key` on `conn`: stores `value` for `ttl` if the key's
+/// generation is still `seen` and no write holds its lock. Returns whether it stored.
+pub async fn fill<C: ConnectionLike>(
+    conn: &mut C,
+    key: &str,
+    seen: Option<&str>,
+    value: &str,
+    ttl: Duration,
+) -> RedisResult<bool> {
+    let n: i64 = FILL
+        .key(value_key(key))
+        .key(generation_key(key))
+        .key(lock_key(key))
+        .arg(if seen.is_some() { "1" } else { "0" })
+        .arg(seen.unwrap_or(""))
+        .arg(value)
+        .arg(ttl.as_millis().max(1) as u64)
+        .invoke_async(conn)
+        .await?;
+    Ok(n == 1)
+}
 
 /// The Lua source of [`FILL`] (sent with `EVAL` where a pipeline needs it).
 pub const FILL_LUA: &str = r"if redis.call('EXISTS', KEYS[3]) == 1 then
