@@ -145,11 +145,16 @@ impl CacheStats {
         r
     }
 
-    /// What a guarded Redis read (value, generation, locked) answers, counted as a
-    /// hit or a miss.
-    pub(crate) fn lookup(&self, found: (Option<String>, Option<String>, bool)) -> Lookup {
-        let (value, generation, locked) = found;
-        match value {
+    /// Answers a Redis read from its guarded `read` (value, generation, locked),
+    /// counted as a hit, a miss or an error.
+    pub(crate) async fn guarded_get(
+        &self,
+        read: impl std::future::Future<
+            Output = Result<(Option<String>, Option<String>, bool), CacheError>,
+        >,
+    ) -> Result<Lookup, CacheError> {
+        let (value, generation, locked) = self.count(read.await)?;
+        Ok(match value {
             Some(v) => {
                 CacheStats::bump(&self.hits);
                 Lookup::Hit(v)
@@ -158,28 +163,30 @@ impl CacheStats {
                 CacheStats::bump(&self.misses);
                 Lookup::Miss(Guard(GuardState::Redis(generation, locked)))
             }
-        }
+        })
     }
 
-    /// The generation a Redis miss saw, if its guard allows a fill. A write held the
-    /// key when the miss was seen: its store read may be older than that write, so the
-    /// fill is counted stale and not kept (`None`).
-    pub(crate) fn fillable(&self, guard: Guard) -> Option<Option<String>> {
-        match guard.0 {
-            GuardState::Redis(seen, false) => Some(seen),
-            _ => {
-                CacheStats::bump(&self.stale_fills);
-                None
-            }
-        }
-    }
-
-    /// Counts a fill the cache refused as stale; passes `stored` on.
-    pub(crate) fn filled(&self, stored: bool) -> bool {
+    /// Runs a Redis miss's `fill` with the generation its `guard` saw, and counts a
+    /// refusal as a stale fill and a failure as an error. A write held the key when
+    /// the miss was seen: its store read may be older than that write, so nothing is
+    /// sent and the fill is not kept.
+    pub(crate) async fn guarded_fill<Fut>(
+        &self,
+        guard: Guard,
+        fill: impl FnOnce(Option<String>) -> Fut,
+    ) -> Result<bool, CacheError>
+    where
+        Fut: std::future::Future<Output = Result<bool, CacheError>>,
+    {
+        let GuardState::Redis(seen, false) = guard.0 else {
+            CacheStats::bump(&self.stale_fills);
+            return Ok(false);
+        };
+        let stored = self.count(fill(seen).await)?;
         if !stored {
             CacheStats::bump(&self.stale_fills);
         }
-        stored
+        Ok(stored)
     }
 }
 

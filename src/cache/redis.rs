@@ -39,10 +39,9 @@
 
 use super::mget::{Batcher, Guarded};
 use super::outage::Outages;
-use super::script::{fill, FENCE, INVALIDATE, RELEASE};
+use super::script::{fill, write_keys_and_args, FENCE, INVALIDATE, RELEASE};
 pub use super::script::{generation_key, holders_key, lock_key, value_key};
 use super::CacheError;
-use rand::RngCore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult};
 use std::collections::HashSet;
@@ -52,8 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long a generation key outlives the last invalidation of its key.
-pub const GENERATION_TTL: Duration = Duration::from_secs(600);
+pub use super::script::GENERATION_TTL;
 
 /// How long a server that failed is skipped before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -317,14 +315,9 @@ async fn script_cmd(
     key: &str,
     extra: &[&str],
 ) -> RedisResult<()> {
-    let mut nonce = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let mut inv = script.key(value_key(key));
-    inv.key(generation_key(key))
-        .key(lock_key(key))
-        .key(holders_key(key))
-        .arg(hex::encode(nonce))
-        .arg(GENERATION_TTL.as_millis() as u64);
+    let (keys, args) = write_keys_and_args(key);
+    let mut inv = script.key(&keys[..]);
+    inv.arg(&args[..]);
     for a in extra {
         inv.arg(*a);
     }

@@ -10,6 +10,7 @@
 //! and a release delivered late (after its lock expired and a new write took the key)
 //! removes only its own token, so it cannot lift the new writer's lock.
 
+use rand::RngCore;
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
 use std::sync::LazyLock;
@@ -40,6 +41,29 @@ pub fn holders_key(key: &str) -> String {
 /// `ARGV[4]` the TTL in ms. Refused (0) when the generation changed or a write holds
 /// the lock.
 pub static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
+
+/// How long a generation key outlives the last invalidation of its key.
+pub const GENERATION_TTL: Duration = Duration::from_secs(600);
+
+/// The four keys ([`FILL`]'s three and the holders) that [`FENCE`], [`RELEASE`] and
+/// [`INVALIDATE`] take for cache key `key`, and their first two arguments: a fresh
+/// random generation and [`GENERATION_TTL`] in ms.
+pub fn write_keys_and_args(key: &str) -> ([String; 4], [String; 2]) {
+    let mut nonce = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    (
+        [
+            value_key(key),
+            generation_key(key),
+            lock_key(key),
+            holders_key(key),
+        ],
+        [
+            hex::encode(nonce),
+            (GENERATION_TTL.as_millis() as u64).to_string(),
+        ],
+    )
+}
 
 /// Runs [`FILL`] for cache key `key` on `conn`: stores `value` for `ttl` if the key's
 /// generation is still `seen` and no write holds its lock. Returns whether it stored.

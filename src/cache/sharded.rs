@@ -83,12 +83,10 @@ impl Cache for RedisCache {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>> {
-        Box::pin(async move {
-            let found = self
-                .stats
-                .count(self.shards.for_key(key).get_guarded(key).await)?;
-            Ok(self.stats.lookup(found))
-        })
+        Box::pin(
+            self.stats
+                .guarded_get(self.shards.for_key(key).get_guarded(key)),
+        )
     }
 
     fn fill<'a>(
@@ -98,16 +96,10 @@ impl Cache for RedisCache {
         value: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
-        Box::pin(async move {
-            let Some(seen) = self.stats.fillable(guard) else {
-                return Ok(false);
-            };
+        Box::pin(self.stats.guarded_fill(guard, move |seen| async move {
             let inst = self.shards.for_key(key);
-            let stored = self
-                .stats
-                .count(inst.fill_guarded(key, seen.as_deref(), value, ttl).await)?;
-            Ok(self.stats.filled(stored))
-        })
+            inst.fill_guarded(key, seen.as_deref(), value, ttl).await
+        }))
     }
 
     fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {

@@ -35,16 +35,15 @@
 mod health;
 mod ready;
 
-use super::redis::{redact, GENERATION_TTL};
+use super::redis::redact;
 use super::script::{
-    cache_slot, fill, generation_key, holders_key, lock_key, value_key, FENCE_LUA, INVALIDATE_LUA,
-    RELEASE_LUA,
+    cache_slot, fill, generation_key, lock_key, value_key, write_keys_and_args, FENCE_LUA,
+    INVALIDATE_LUA, RELEASE_LUA,
 };
 use super::{Cache, CacheError, CacheStats, Fence, Guard, Lookup};
 use crate::runtime::BoxFuture;
 use async_lock::OnceCell;
 use health::SlotHealth;
-use rand::RngCore;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
@@ -222,18 +221,13 @@ impl RedisCluster {
     /// by `WAIT` for the configured replicas. Fails unless enough replicas confirmed.
     async fn replicated(&self, key: &str, lua: &str, extra: &[&str]) -> Result<(), CacheError> {
         let slot = cache_slot(key);
-        let mut nonce = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut nonce);
+        let (keys, args) = write_keys_and_args(key);
         let mut pipe = redis::pipe();
         pipe.cmd("EVAL")
             .arg(lua)
-            .arg(4)
-            .arg(value_key(key))
-            .arg(generation_key(key))
-            .arg(lock_key(key))
-            .arg(holders_key(key))
-            .arg(hex::encode(nonce))
-            .arg(GENERATION_TTL.as_millis() as u64);
+            .arg(keys.len())
+            .arg(&keys[..])
+            .arg(&args[..]);
         for a in extra {
             pipe.arg(*a);
         }
@@ -398,10 +392,7 @@ impl Cache for RedisCluster {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>> {
-        Box::pin(async move {
-            let found = self.stats.count(self.get_guarded(key).await)?;
-            Ok(self.stats.lookup(found))
-        })
+        Box::pin(self.stats.guarded_get(self.get_guarded(key)))
     }
 
     fn fill<'a>(
@@ -411,15 +402,9 @@ impl Cache for RedisCluster {
         value: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
-        Box::pin(async move {
-            let Some(seen) = self.stats.fillable(guard) else {
-                return Ok(false);
-            };
-            let stored = self
-                .stats
-                .count(self.fill_guarded(key, seen.as_deref(), value, ttl).await)?;
-            Ok(self.stats.filled(stored))
-        })
+        Box::pin(self.stats.guarded_fill(guard, move |seen| async move {
+            self.fill_guarded(key, seen.as_deref(), value, ttl).await
+        }))
     }
 
     fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
