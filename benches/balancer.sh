@@ -11,16 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 shapes=${SHAPES:-64x1 16x16}
-if ! command -v haproxy >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null
-fi
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+need haproxy haproxy
 cargo build --release --bins --benches -q
 dsf=target/release/dsf
 ulimit -n 20000 || true
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 reg=$(free_port); dir=$(free_port); prx=$(free_port); hap=$(free_port); node=$(free_port)
 
 # Every server gets one loop thread (HAProxy too: nbthread 1), the load generator one:
@@ -47,21 +46,7 @@ wait_for() { # port: until sys.ping answers through it
 }
 "$dsf" node --id bench-node --listen "127.0.0.1:$node" --register "127.0.0.1:$reg" \
   --data "$tmp/data" >"$tmp/node.out" 2>"$tmp/node.err" &
-cat >"$tmp/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode tcp
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend dsf
-  bind 127.0.0.1:$hap
-  default_backend nodes
-backend nodes
-  server bench-node 127.0.0.1:$node
-EOF
+haproxy_config "$tmp/haproxy.cfg" "$hap" "127.0.0.1:$node"
 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.out" 2>&1 &
 wait_for "$hap"
 

@@ -133,21 +133,7 @@ if has proxy; then
   start_node proxied "$DSF" DSF__RUNTIME__THREADS=1 -- --id bench-node --register "127.0.0.1:$REG" \
     --data "$WORK/proxied"
   PROXIED=$NODE
-  cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode tcp
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-frontend dsf
-  bind 127.0.0.1:$HAP
-  default_backend nodes
-backend nodes
-  server bench-node $PROXIED
-EOF
+  haproxy_config "$WORK/haproxy.cfg" "$HAP" "$PROXIED"
   haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
   HAP_PID=$!
   PIDS+=("$HAP_PID")

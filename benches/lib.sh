@@ -104,3 +104,26 @@ start_node() {
   cat "$WORK/$name.log" >&2
   exit 1
 }
+
+# Writes an HAProxy configuration to FILE: one loop thread, TCP mode, a frontend on
+# 127.0.0.1:PORT (BIND options after the address, e.g. "ssl crt x.pem") forwarding to
+# the node at ADDR; GLOBAL is one more line for the global section.
+haproxy_config() { # file port addr [bind] [global]
+  local file=$1 port=$2 addr=$3 bind=${4:-} global=${5:-}
+  {
+    printf 'global\n  nbthread 1\n  maxconn 8000\n'
+    [ -z "$global" ] || printf '  %s\n' "$global"
+    cat <<CFG
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend dsf
+  bind 127.0.0.1:$port${bind:+ $bind}
+  default_backend nodes
+backend nodes
+  server bench-node $addr
+CFG
+  } >"$file"
+}

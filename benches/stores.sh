@@ -20,72 +20,25 @@ PARTS=${PARTS:-all}
 KEYS=1000        # id-0 … id-999 are queried; id-0 … id-499 are listed
 LOGIN_USERS=100  # logins are spread over this many names (no per-name throttling)
 
-if ! command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null \
-    || ! command -v redis-cli >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server redis-server redis-tools
-fi
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+need mariadbd mariadb-server
+need redis-server redis-server
+need redis-cli redis-tools
 cargo build --release --quiet
 DSF=$PWD/target/release/dsf
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# --- Redis -------------------------------------------------------------------------
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
-PIDS+=($!)
-REDIS=redis://127.0.0.1:$REDIS_PORT
-
-# --- MariaDB -----------------------------------------------------------------------
-DB_PORT=$(free_port)
-mariadb-install-db --no-defaults --auth-root-authentication-method=normal --skip-test-db \
-    --user=root --datadir="$WORK/db" >/dev/null
-mariadbd --no-defaults --datadir="$WORK/db" --port="$DB_PORT" --bind-address=127.0.0.1 \
-    --socket="$WORK/db.sock" --user=root --skip-log-bin --skip-name-resolve \
-    --max-connections=500 >"$WORK/mariadb.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do
-    mariadb-admin --no-defaults --socket="$WORK/db.sock" -uroot ping >/dev/null 2>&1 && break
-    sleep 0.2
-done
-mariadb --no-defaults --socket="$WORK/db.sock" -uroot -e "
-    CREATE DATABASE dsf;
-    CREATE USER 'dsf'@'127.0.0.1' IDENTIFIED BY 'bench-pw';
-    GRANT ALL ON dsf.* TO 'dsf'@'127.0.0.1';"
-echo bench-pw >"$WORK/db-password"
-MYSQL=mysql://dsf@127.0.0.1:$DB_PORT/dsf
+# --- Redis and MariaDB ---------------------------------------------------------------
+start_redis
+start_mariadb
 
 # --- Nodes -------------------------------------------------------------------------
 NODE_PID=
 NODE=
-# start_node NAME [ENV=VALUE …] -- [dsf node flags …]
-start_node() {
-    local name=$1; shift
-    local envs=()
-    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
-    shift
-    env "${envs[@]}" DSF__STORE__PASSWORD_FILE="$WORK/db-password" DSF__LOG__LEVEL=warn \
-        "$DSF" node --listen 127.0.0.1:0 --admin "" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
-    NODE_PID=$!
-    PIDS+=("$NODE_PID")
-    for _ in $(seq 300); do
-        NODE=$(sed -n 's/.* listening on //p' "$WORK/$name.out" 2>/dev/null | head -1)
-        [ -n "$NODE" ] && return 0
-        sleep 0.1
-    done
-    echo "node $name did not start:" >&2
-    cat "$WORK/$name.log" >&2
-    exit 1
-}
 stop_node() { kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true; }
 call() { "$DSF" client --node "$NODE" call "$@"; }
 
@@ -141,7 +94,7 @@ start_redis_cluster() {
 echo "# machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # MySQL + Redis, cache on.
-start_node mysql-redis -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n1"
+start_node mysql-redis "$DSF" -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n1"
 populate
 bench_query "MariaDB + Redis cache"
 if [ "$PARTS" = cluster ]; then bench_update "MariaDB + Redis cache"; fi
@@ -152,7 +105,7 @@ if [ "$PARTS" = all ] || [ "$PARTS" = cluster ]; then
 start_redis_cluster
 SEEDS=()
 for p in "${CLUSTER_PORTS[@]}"; do SEEDS+=(--redis "redis://127.0.0.1:$p"); done
-start_node mysql-cluster DSF__CACHE__CLUSTER=true -- --mysql "$MYSQL" "${SEEDS[@]}" --data "$WORK/nc"
+start_node mysql-cluster "$DSF" DSF__CACHE__CLUSTER=true -- --mysql "$MYSQL" "${SEEDS[@]}" --data "$WORK/nc"
 bench_query "MariaDB + Redis Cluster cache (3+3)"
 if [ "$PARTS" = cluster ]; then bench_update "MariaDB + Redis Cluster cache (3+3)"; fi
 stop_node
@@ -160,18 +113,18 @@ fi
 
 if [ "$PARTS" != cluster ]; then
 # MySQL, cache off (sessions and answers from MariaDB on every request).
-start_node mysql-nocache DSF__CACHE__ENABLED=false -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n2"
+start_node mysql-nocache "$DSF" DSF__CACHE__ENABLED=false -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n2"
 bench_query "MariaDB, cache disabled"
 stop_node
 fi
 
 if [ "$PARTS" = all ]; then
 # Embedded: SQLite + in-process cache, then with the cache off.
-start_node embedded -- --data "$WORK/embedded"
+start_node embedded "$DSF" -- --data "$WORK/embedded"
 populate
 bench_query "embedded SQLite + in-process cache"
 stop_node
-start_node embedded-nocache DSF__CACHE__ENABLED=false -- --data "$WORK/embedded"
+start_node embedded-nocache "$DSF" DSF__CACHE__ENABLED=false -- --data "$WORK/embedded"
 bench_query "embedded SQLite, cache disabled"
 # For scale: the same load shape on the bare protocol path (no token, no store).
 "$DSF" bench --target "$NODE" --op sys.echo --body '{"id_card":"id-{key}"}' --keys "$KEYS" \
@@ -180,7 +133,7 @@ bench_query "embedded SQLite, cache disabled"
 stop_node
 
 # user.login at the OWASP cost (the configuration default), MariaDB + Redis.
-start_node login -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n3"
+start_node login "$DSF" -- --mysql "$MYSQL" --redis "$REDIS" --data "$WORK/n3"
 for i in $(seq 0 $((LOGIN_USERS - 1))); do
     call user.register "{\"name\":\"login$i\",\"password\":\"bench-password\"}" >/dev/null
 done

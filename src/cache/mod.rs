@@ -16,6 +16,7 @@ pub mod aside;
 pub mod cluster;
 pub mod local;
 pub mod mget;
+pub mod outage;
 pub mod redis;
 pub mod script;
 pub mod sharded;
@@ -134,6 +135,58 @@ impl CacheStats {
 
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `r` in `errors` when it failed, and passes it on.
+    pub(crate) fn count<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
+        if r.is_err() {
+            CacheStats::bump(&self.errors);
+        }
+        r
+    }
+
+    /// Answers a Redis read from its guarded `read` (value, generation, locked),
+    /// counted as a hit, a miss or an error.
+    pub(crate) async fn guarded_get(
+        &self,
+        read: impl std::future::Future<
+            Output = Result<(Option<String>, Option<String>, bool), CacheError>,
+        >,
+    ) -> Result<Lookup, CacheError> {
+        let (value, generation, locked) = self.count(read.await)?;
+        Ok(match value {
+            Some(v) => {
+                CacheStats::bump(&self.hits);
+                Lookup::Hit(v)
+            }
+            None => {
+                CacheStats::bump(&self.misses);
+                Lookup::Miss(Guard(GuardState::Redis(generation, locked)))
+            }
+        })
+    }
+
+    /// Runs a Redis miss's `fill` with the generation its `guard` saw, and counts a
+    /// refusal as a stale fill and a failure as an error. A write held the key when
+    /// the miss was seen: its store read may be older than that write, so nothing is
+    /// sent and the fill is not kept.
+    pub(crate) async fn guarded_fill<Fut>(
+        &self,
+        guard: Guard,
+        fill: impl FnOnce(Option<String>) -> Fut,
+    ) -> Result<bool, CacheError>
+    where
+        Fut: std::future::Future<Output = Result<bool, CacheError>>,
+    {
+        let GuardState::Redis(seen, false) = guard.0 else {
+            CacheStats::bump(&self.stale_fills);
+            return Ok(false);
+        };
+        let stored = self.count(fill(seen).await)?;
+        if !stored {
+            CacheStats::bump(&self.stale_fills);
+        }
+        Ok(stored)
     }
 }
 

@@ -38,10 +38,10 @@
 //! server is down it fails at once, and the write it guards is not attempted.
 
 use super::mget::{Batcher, Guarded};
+use super::outage::Outages;
+use super::script::{fill, write_keys_and_args, FENCE, INVALIDATE, RELEASE};
 pub use super::script::{generation_key, holders_key, lock_key, value_key};
-use super::script::{FENCE, FILL, INVALIDATE, RELEASE};
 use super::CacheError;
-use rand::RngCore;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RedisResult};
 use std::collections::HashSet;
@@ -49,16 +49,14 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long a generation key outlives the last invalidation of its key.
-pub const GENERATION_TTL: Duration = Duration::from_secs(600);
+pub use super::script::GENERATION_TTL;
 
 /// How long a server that failed is skipped before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// At most one warning per server this often.
-pub const WARN_EVERY: Duration = Duration::from_secs(10);
+pub use super::outage::WARN_EVERY;
 
 /// One Redis server.
 pub struct RedisInstance {
@@ -68,18 +66,12 @@ pub struct RedisInstance {
     conn: ConnectionManager,
     /// Deadline of one command.
     op_timeout: Duration,
-    /// Reference point of the millisecond clocks below.
-    epoch: Instant,
-    /// Calls fail fast until this time (ms since `epoch`).
+    /// The clock, the recovery note and rate-limited warnings.
+    outages: Outages,
+    /// Calls fail fast until this time ([`Outages::now_ms`]).
     down_until_ms: AtomicU64,
-    /// When the last warning was logged (ms since `epoch`, `u64::MAX` = never).
-    last_warn_ms: AtomicU64,
-    /// Failures since the last warning.
-    unwarned: AtomicU64,
     /// All failures.
     failures: AtomicU64,
-    /// Whether the last call failed (to log recovery once).
-    down: AtomicBool,
     /// Undelivered invalidations: cache keys.
     pending: Mutex<HashSet<String>>,
     /// Fast check for `pending` being non-empty.
@@ -125,12 +117,9 @@ impl RedisInstance {
             label,
             conn,
             op_timeout,
-            epoch: Instant::now(),
+            outages: Outages::new(),
             down_until_ms: AtomicU64::new(0),
-            last_warn_ms: AtomicU64::new(u64::MAX),
-            unwarned: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            down: AtomicBool::new(false),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
             reads: Batcher::default(),
@@ -148,7 +137,7 @@ impl RedisInstance {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.outages.now_ms()
     }
 
     /// Runs one call: skipped while marked down, bounded by `op_timeout`, with
@@ -183,7 +172,7 @@ impl RedisInstance {
         .await;
         match r {
             Some(Ok(v)) => {
-                if self.down.swap(false, Ordering::Relaxed) {
+                if self.outages.recovered() {
                     tracing::info!(redis = %self.label, "redis reachable again");
                 }
                 Ok(v)
@@ -200,19 +189,9 @@ impl RedisInstance {
     fn mark_down(&self, why: &str) -> CacheError {
         let now = self.now_ms();
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.down.store(true, Ordering::Relaxed);
         self.down_until_ms
             .store(now + RETRY_AFTER.as_millis() as u64, Ordering::Relaxed);
-        let unwarned = self.unwarned.fetch_add(1, Ordering::Relaxed) + 1;
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        let due = last == u64::MAX || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
-        if due
-            && self
-                .last_warn_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.unwarned.store(0, Ordering::Relaxed);
+        if let Some(unwarned) = self.outages.failed(now) {
             tracing::warn!(
                 redis = %self.label,
                 error = why,
@@ -276,21 +255,8 @@ impl RedisInstance {
         value: &str,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.run(|mut c| async move {
-            let n: i64 = FILL
-                .key(value_key(key))
-                .key(generation_key(key))
-                .key(lock_key(key))
-                .arg(if seen.is_some() { "1" } else { "0" })
-                .arg(seen.unwrap_or(""))
-                .arg(value)
-                .arg(ttl_ms)
-                .invoke_async(&mut c)
-                .await?;
-            Ok(n == 1)
-        })
-        .await
+        self.run(|mut c| async move { fill(&mut c, key, seen, value, ttl).await })
+            .await
     }
 
     /// Fences a cache key before a store write: a fresh generation, no value, and the
@@ -349,14 +315,9 @@ async fn script_cmd(
     key: &str,
     extra: &[&str],
 ) -> RedisResult<()> {
-    let mut nonce = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let mut inv = script.key(value_key(key));
-    inv.key(generation_key(key))
-        .key(lock_key(key))
-        .key(holders_key(key))
-        .arg(hex::encode(nonce))
-        .arg(GENERATION_TTL.as_millis() as u64);
+    let (keys, args) = write_keys_and_args(key);
+    let mut inv = script.key(&keys[..]);
+    inv.arg(&args[..]);
     for a in extra {
         inv.arg(*a);
     }

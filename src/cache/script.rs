@@ -10,8 +10,11 @@
 //! and a release delivered late (after its lock expired and a new write took the key)
 //! removes only its own token, so it cannot lift the new writer's lock.
 
-use redis::Script;
+use rand::RngCore;
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// The value key of cache key `key`.
 pub fn value_key(key: &str) -> String {
@@ -38,6 +41,51 @@ pub fn holders_key(key: &str) -> String {
 /// `ARGV[4]` the TTL in ms. Refused (0) when the generation changed or a write holds
 /// the lock.
 pub static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(FILL_LUA));
+
+/// How long a generation key outlives the last invalidation of its key.
+pub const GENERATION_TTL: Duration = Duration::from_secs(600);
+
+/// The four keys ([`FILL`]'s three and the holders) that [`FENCE`], [`RELEASE`] and
+/// [`INVALIDATE`] take for cache key `key`, and their first two arguments: a fresh
+/// random generation and [`GENERATION_TTL`] in ms.
+pub fn write_keys_and_args(key: &str) -> ([String; 4], [String; 2]) {
+    let mut nonce = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    (
+        [
+            value_key(key),
+            generation_key(key),
+            lock_key(key),
+            holders_key(key),
+        ],
+        [
+            hex::encode(nonce),
+            (GENERATION_TTL.as_millis() as u64).to_string(),
+        ],
+    )
+}
+
+/// Runs [`FILL`] for cache key `key` on `conn`: stores `value` for `ttl` if the key's
+/// generation is still `seen` and no write holds its lock. Returns whether it stored.
+pub async fn fill<C: ConnectionLike>(
+    conn: &mut C,
+    key: &str,
+    seen: Option<&str>,
+    value: &str,
+    ttl: Duration,
+) -> RedisResult<bool> {
+    let n: i64 = FILL
+        .key(value_key(key))
+        .key(generation_key(key))
+        .key(lock_key(key))
+        .arg(if seen.is_some() { "1" } else { "0" })
+        .arg(seen.unwrap_or(""))
+        .arg(value)
+        .arg(ttl.as_millis().max(1) as u64)
+        .invoke_async(conn)
+        .await?;
+    Ok(n == 1)
+}
 
 /// The Lua source of [`FILL`] (sent with `EVAL` where a pipeline needs it).
 pub const FILL_LUA: &str = r"if redis.call('EXISTS', KEYS[3]) == 1 then

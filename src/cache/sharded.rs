@@ -3,7 +3,7 @@
 //! server cools only its share of keys. [`RedisCache`] is the [`Cache`] over them.
 
 use super::redis::RedisInstance;
-use super::{Cache, CacheError, CacheStats, Fence, Guard, GuardState, Lookup};
+use super::{Cache, CacheError, CacheStats, Fence, Guard, Lookup};
 use crate::ring::{Ring, DEFAULT_VNODES};
 use crate::runtime::BoxFuture;
 use std::collections::HashMap;
@@ -75,13 +75,6 @@ impl RedisCache {
             stats: CacheStats::default(),
         }
     }
-
-    fn count<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
-        if r.is_err() {
-            CacheStats::bump(&self.stats.errors);
-        }
-        r
-    }
 }
 
 impl Cache for RedisCache {
@@ -90,20 +83,10 @@ impl Cache for RedisCache {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>> {
-        Box::pin(async move {
-            let (value, generation, locked) =
-                self.count(self.shards.for_key(key).get_guarded(key).await)?;
-            Ok(match value {
-                Some(v) => {
-                    CacheStats::bump(&self.stats.hits);
-                    Lookup::Hit(v)
-                }
-                None => {
-                    CacheStats::bump(&self.stats.misses);
-                    Lookup::Miss(Guard(GuardState::Redis(generation, locked)))
-                }
-            })
-        })
+        Box::pin(
+            self.stats
+                .guarded_get(self.shards.for_key(key).get_guarded(key)),
+        )
     }
 
     fn fill<'a>(
@@ -113,24 +96,17 @@ impl Cache for RedisCache {
         value: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
-        Box::pin(async move {
-            let GuardState::Redis(seen, false) = guard.0 else {
-                // A write held the key when the miss was seen: its store read may be
-                // older than that write, so it is not kept.
-                CacheStats::bump(&self.stats.stale_fills);
-                return Ok(false);
-            };
+        Box::pin(self.stats.guarded_fill(guard, move |seen| async move {
             let inst = self.shards.for_key(key);
-            let stored = self.count(inst.fill_guarded(key, seen.as_deref(), value, ttl).await)?;
-            if !stored {
-                CacheStats::bump(&self.stats.stale_fills);
-            }
-            Ok(stored)
-        })
+            inst.fill_guarded(key, seen.as_deref(), value, ttl).await
+        }))
     }
 
     fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
-        Box::pin(async move { self.count(self.shards.for_key(key).invalidate(key).await) })
+        Box::pin(async move {
+            self.stats
+                .count(self.shards.for_key(key).invalidate(key).await)
+        })
     }
 
     fn fence<'a>(
@@ -141,7 +117,8 @@ impl Cache for RedisCache {
         Box::pin(async move {
             let fence = Fence::random();
             let inst = self.shards.for_key(key);
-            self.count(inst.fence(key, fence.token(), hold).await)?;
+            self.stats
+                .count(inst.fence(key, fence.token(), hold).await)?;
             Ok(fence)
         })
     }
@@ -153,7 +130,7 @@ impl Cache for RedisCache {
     ) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move {
             let inst = self.shards.for_key(key);
-            self.count(inst.release(key, fence.token()).await)
+            self.stats.count(inst.release(key, fence.token()).await)
         })
     }
 

@@ -16,6 +16,20 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
+/// Panics, naming the apt `packages` that provide it, unless `binary` is on the PATH.
+pub fn require(binary: &str, packages: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {binary}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{binary}` is not installed: apt-get install -y {packages}"
+    );
+}
+
 /// A running `dsf` process; killed when dropped.
 pub struct Dsf {
     /// The child process.

@@ -3,10 +3,14 @@
 //! 127.0.0.1 ports in a temporary folder, killed when dropped. Tests may kill a
 //! master, restart it (it rejoins as a replica) and reshard slots under load.
 
+use super::process::require;
 use super::stores::free_port;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// What `apt-get install` provides the servers started here.
+const PACKAGES: &str = "redis-server redis-tools";
 
 /// How long a silent node stays a master before its replica takes over.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
@@ -45,25 +49,12 @@ impl Master {
     }
 }
 
-fn require(binary: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {binary}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{binary}` is not installed: apt-get install -y redis-server redis-tools"
-    );
-}
-
 impl RedisCluster {
     /// Starts 6 servers and joins them as 3 masters with one replica each; returns
     /// once every member reports `cluster_state:ok` with all slots covered.
     pub fn start() -> RedisCluster {
-        require("redis-server");
-        require("redis-cli");
+        require("redis-server", PACKAGES);
+        require("redis-cli", PACKAGES);
         let mut c = RedisCluster {
             dir: tempfile::tempdir().expect("temp dir"),
             members: Vec::new(),

@@ -7,6 +7,7 @@
 //! stopped when its owner is dropped; the shared MariaDB is stopped by a watchdog when
 //! the test process exits.
 
+use super::process::require;
 use dsf::client::{CallOptions, Connection};
 use dsf::protocol::{ApiError, ErrorCode};
 use serde_json::Value;
@@ -17,6 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// What `apt-get install` provides the servers started here.
+const PACKAGES: &str = "mariadb-server redis-server";
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -34,19 +38,6 @@ fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn require(binary: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {binary}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{binary}` is not installed: apt-get install -y mariadb-server redis-server"
-    );
-}
-
 /// A private `redis-server`.
 pub struct Redis {
     /// Its port (kept across restarts).
@@ -60,7 +51,7 @@ pub struct Redis {
 impl Redis {
     /// Starts one on a free port.
     pub fn start() -> Redis {
-        require("redis-server");
+        require("redis-server", PACKAGES);
         let mut r = Redis {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
@@ -73,7 +64,7 @@ impl Redis {
 
     /// Starts one that speaks TLS only, with `cert` and `key`, on a free port.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Redis {
-        require("redis-server");
+        require("redis-server", PACKAGES);
         let mut r = Redis {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
@@ -234,7 +225,7 @@ impl MariaDb {
     }
 
     fn init(dir: PathBuf, tmp: Option<tempfile::TempDir>, shared: bool, extra: String) -> MariaDb {
-        require("mariadbd");
+        require("mariadbd", PACKAGES);
         let data = dir.join("data");
         // Two bootstraps at once (the shared server and an owned one, started by
         // tests running in parallel) sometimes abort on each other's temporary
@@ -600,6 +591,28 @@ impl Client {
     /// The underlying connection.
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Reads `id` as not listed twice (the second read is a cache hit), has `writer`
+    /// insert it as `first`, and checks that this client answers `first` at once.
+    pub fn cache_miss_then_see_insert(&self, writer: &Client, id: &str) {
+        let q = serde_json::json!({"id_card": id});
+        for _ in 0..2 {
+            assert_eq!(
+                self.call("blacklist.query", q.clone()).unwrap(),
+                serde_json::json!({"listed": false})
+            );
+        }
+        writer
+            .call(
+                "blacklist.insert",
+                serde_json::json!({"id_card": id, "name": "first"}),
+            )
+            .unwrap();
+        assert_eq!(
+            self.call("blacklist.query", q).unwrap(),
+            serde_json::json!({"listed": true, "name": "first"})
+        );
     }
 }
 

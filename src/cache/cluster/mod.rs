@@ -35,16 +35,15 @@
 mod health;
 mod ready;
 
-use super::redis::{redact, GENERATION_TTL};
+use super::redis::redact;
 use super::script::{
-    cache_slot, generation_key, holders_key, lock_key, value_key, FENCE_LUA, FILL, INVALIDATE_LUA,
-    RELEASE_LUA,
+    cache_slot, fill, generation_key, lock_key, value_key, write_keys_and_args, FENCE_LUA,
+    INVALIDATE_LUA, RELEASE_LUA,
 };
-use super::{Cache, CacheError, CacheStats, Fence, Guard, GuardState, Lookup};
+use super::{Cache, CacheError, CacheStats, Fence, Guard, Lookup};
 use crate::runtime::BoxFuture;
 use async_lock::OnceCell;
 use health::SlotHealth;
-use rand::RngCore;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
@@ -217,30 +216,18 @@ impl RedisCluster {
         }
     }
 
-    fn count<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
-        if r.is_err() {
-            CacheStats::bump(&self.stats.errors);
-        }
-        r
-    }
-
     /// Runs `lua` (fence, release or invalidation) on `key`'s four keys with a fresh
     /// generation and its TTL, then `extra` arguments, followed on the same connection
     /// by `WAIT` for the configured replicas. Fails unless enough replicas confirmed.
     async fn replicated(&self, key: &str, lua: &str, extra: &[&str]) -> Result<(), CacheError> {
         let slot = cache_slot(key);
-        let mut nonce = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut nonce);
+        let (keys, args) = write_keys_and_args(key);
         let mut pipe = redis::pipe();
         pipe.cmd("EVAL")
             .arg(lua)
-            .arg(4)
-            .arg(value_key(key))
-            .arg(generation_key(key))
-            .arg(lock_key(key))
-            .arg(holders_key(key))
-            .arg(hex::encode(nonce))
-            .arg(GENERATION_TTL.as_millis() as u64);
+            .arg(keys.len())
+            .arg(&keys[..])
+            .arg(&args[..]);
         for a in extra {
             pipe.arg(*a);
         }
@@ -380,19 +367,8 @@ impl RedisCluster {
         let slot = cache_slot(key);
         self.fail_fast(slot)?;
         self.deliver_pending(key).await?;
-        let ttl_ms = ttl.as_millis().max(1) as u64;
         self.call(slot, Lane::Reads, true, |mut c| async move {
-            let n: i64 = FILL
-                .key(value_key(key))
-                .key(generation_key(key))
-                .key(lock_key(key))
-                .arg(if seen.is_some() { "1" } else { "0" })
-                .arg(seen.unwrap_or(""))
-                .arg(value)
-                .arg(ttl_ms)
-                .invoke_async(&mut c)
-                .await?;
-            Ok(n == 1)
+            fill(&mut c, key, seen, value, ttl).await
         })
         .await
     }
@@ -416,19 +392,7 @@ impl Cache for RedisCluster {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Lookup, CacheError>> {
-        Box::pin(async move {
-            let (value, generation, locked) = self.count(self.get_guarded(key).await)?;
-            Ok(match value {
-                Some(v) => {
-                    CacheStats::bump(&self.stats.hits);
-                    Lookup::Hit(v)
-                }
-                None => {
-                    CacheStats::bump(&self.stats.misses);
-                    Lookup::Miss(Guard(GuardState::Redis(generation, locked)))
-                }
-            })
-        })
+        Box::pin(self.stats.guarded_get(self.get_guarded(key)))
     }
 
     fn fill<'a>(
@@ -438,22 +402,16 @@ impl Cache for RedisCluster {
         value: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, CacheError>> {
-        Box::pin(async move {
-            let GuardState::Redis(seen, false) = guard.0 else {
-                // A write held the key when the miss was seen: not kept.
-                CacheStats::bump(&self.stats.stale_fills);
-                return Ok(false);
-            };
-            let stored = self.count(self.fill_guarded(key, seen.as_deref(), value, ttl).await)?;
-            if !stored {
-                CacheStats::bump(&self.stats.stale_fills);
-            }
-            Ok(stored)
-        })
+        Box::pin(self.stats.guarded_fill(guard, move |seen| async move {
+            self.fill_guarded(key, seen.as_deref(), value, ttl).await
+        }))
     }
 
     fn invalidate<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), CacheError>> {
-        Box::pin(async move { self.count(self.invalidate_with(key, INVALIDATE_LUA, &[]).await) })
+        Box::pin(async move {
+            self.stats
+                .count(self.invalidate_with(key, INVALIDATE_LUA, &[]).await)
+        })
     }
 
     fn fence<'a>(
@@ -463,7 +421,8 @@ impl Cache for RedisCluster {
     ) -> BoxFuture<'a, Result<Fence, CacheError>> {
         Box::pin(async move {
             let fence = Fence::random();
-            self.count(self.fence_key(key, fence.token(), hold).await)?;
+            self.stats
+                .count(self.fence_key(key, fence.token(), hold).await)?;
             Ok(fence)
         })
     }
@@ -474,7 +433,7 @@ impl Cache for RedisCluster {
         fence: &'a Fence,
     ) -> BoxFuture<'a, Result<(), CacheError>> {
         Box::pin(async move {
-            self.count(
+            self.stats.count(
                 self.invalidate_with(key, RELEASE_LUA, &[fence.token()])
                     .await,
             )
