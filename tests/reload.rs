@@ -97,9 +97,9 @@ fn files() -> Files {
     }
 }
 
-#[test]
-fn sighup_changes_algorithm_and_weight_and_connections_stay_open() {
-    let f = files();
+/// A balancer on `f.balancer` with an admin listener (its address returned) and node
+/// `a` on `f.node_a`, registered with it: what the SIGHUP tests reload.
+fn balancer_and_node_a(f: &Files) -> (Balancer, String, Node) {
     let lb_cfg = f.balancer.to_str().unwrap();
     let lb = Balancer::start(&["--config", lb_cfg, "--admin", "127.0.0.1:0"], &[]);
     let admin = lb.proc.addr("admin listening on");
@@ -109,6 +109,13 @@ fn sighup_changes_algorithm_and_weight_and_connections_stay_open() {
         &["--config", f.node_a.to_str().unwrap()],
         &[],
     );
+    (lb, admin, a)
+}
+
+#[test]
+fn sighup_changes_algorithm_and_weight_and_connections_stay_open() {
+    let f = files();
+    let (lb, admin, a) = balancer_and_node_a(&f);
     let b = Node::start("b", &lb.registration, &[], &[]);
     lb.wait_healthy(&["a", "b"], Duration::from_secs(10));
 
@@ -243,15 +250,7 @@ fn library_load(addr: &str) -> LibraryLoad {
 #[test]
 fn sighup_with_an_invalid_file_keeps_the_running_config_and_names_the_key() {
     let f = files();
-    let lb_cfg = f.balancer.to_str().unwrap();
-    let lb = Balancer::start(&["--config", lb_cfg, "--admin", "127.0.0.1:0"], &[]);
-    let admin = lb.proc.addr("admin listening on");
-    let a = Node::start(
-        "a",
-        &lb.registration,
-        &["--config", f.node_a.to_str().unwrap()],
-        &[],
-    );
+    let (lb, admin, a) = balancer_and_node_a(&f);
     lb.wait_healthy(&["a"], Duration::from_secs(10));
     let mut proxy = Wire::connect(&lb.proxy);
     let mut dir = Wire::connect(&lb.directory);
@@ -269,6 +268,7 @@ fn sighup_with_an_invalid_file_keeps_the_running_config_and_names_the_key() {
     let log = lb.proc.logs();
     let line = log.lines().find(|l| l.contains("reload refused")).unwrap();
     assert!(line.contains("balancer.algorithm"), "names the key: {line}");
+    let lb_cfg = f.balancer.to_str().unwrap();
     assert!(line.contains(lb_cfg), "names the file: {line}");
     assert_eq!(status(&admin)["algorithm"], "consistent_hash");
 
