@@ -158,6 +158,10 @@ pub struct StoreStats {
     pub blacklist_reads: AtomicU64,
     /// Operations that failed as unavailable or timed out.
     pub failures: AtomicU64,
+    /// Point reads (session checks, `blacklist_get`) answered by batched statements.
+    pub batched_reads: AtomicU64,
+    /// Statements that answered them (fewer than the reads under load).
+    pub batched_statements: AtomicU64,
 }
 
 impl StoreStats {

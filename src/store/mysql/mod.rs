@@ -11,6 +11,7 @@
 //! a connection is bounded by `acquire_timeout` and a whole operation by
 //! `query_timeout`, so an outage is answered `unavailable` or `timeout`, never a hang.
 
+mod batch;
 mod errors;
 mod migrate;
 mod pool;
@@ -18,6 +19,7 @@ mod runner;
 mod startup;
 mod tables;
 
+use batch::{drains_for, Batcher, PointRead};
 use errors::{classify, not_found_unless_changed};
 use migrate::Plan;
 
@@ -42,6 +44,34 @@ const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Name of the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: &str = "dsf.schema_migrations";
 
+/// Session checks: an unexpired session and its user's name, by token hash.
+const SESSION_READ: PointRead<SessionRecord> = PointRead {
+    what: "session get",
+    head: "SELECT s.token_hash, s.user_id, u.name, s.expires_at FROM sessions s \
+           JOIN users u ON u.id = s.user_id WHERE s.token_hash IN (",
+    tail: ") AND s.expires_at > ?",
+    extra: || vec![now_ms().into()],
+    row: |row| {
+        let (hash, user_id, name, expires_at_ms) =
+            mysql_async::from_row_opt::<(String, u64, String, u64)>(row)?;
+        let s = SessionRecord {
+            user_id,
+            name,
+            expires_at_ms,
+        };
+        Ok((hash, s))
+    },
+};
+
+/// Blacklist lookups: the name listed under an id_card.
+const ENTRY_READ: PointRead<String> = PointRead {
+    what: "blacklist get",
+    head: "SELECT id_card, name FROM blacklist WHERE id_card IN (",
+    tail: ")",
+    extra: Vec::new,
+    row: mysql_async::from_row_opt::<(String, String)>,
+};
+
 /// The MySQL store.
 pub struct MySqlStore {
     /// The pool; a reload of `store.pool_min`/`pool_max` replaces it, and `Drop`
@@ -51,13 +81,17 @@ pub struct MySqlStore {
     acquire_timeout: Duration,
     /// Deadline of one operation.
     query_timeout: Duration,
-    /// Counters.
-    stats: StoreStats,
+    /// Counters (shared with the batched reads' drains).
+    stats: Arc<StoreStats>,
     /// `mysql HOST:PORT`, naming the database in logs and errors.
     target: String,
     /// The tokio runtime the driver runs on (async-compat's); operations are spawned
     /// onto it whole ([`runner`]).
     runtime: tokio::runtime::Handle,
+    /// Session checks, answered many to a statement ([`batch`]).
+    session_reads: Arc<Batcher<SessionRecord>>,
+    /// `blacklist_get`, answered many to a statement.
+    entry_reads: Arc<Batcher<String>>,
 }
 
 impl MySqlStore {
@@ -78,9 +112,11 @@ impl MySqlStore {
             pool: ArcSwapOption::from_pointee(pool),
             acquire_timeout: cfg.acquire_timeout,
             query_timeout: cfg.query_timeout,
-            stats: StoreStats::default(),
+            stats: Arc::default(),
             target,
             runtime,
+            session_reads: Arc::new(Batcher::new(SESSION_READ, drains_for(cfg.pool_max))),
+            entry_reads: Arc::new(Batcher::new(ENTRY_READ, drains_for(cfg.pool_max))),
         };
         let started = Instant::now();
         let attempts = store.wait_and_migrate(cfg.startup_timeout, started).await?;
@@ -93,6 +129,24 @@ impl MySqlStore {
             "mysql store open"
         );
         Ok(store)
+    }
+
+    /// A point read through `batcher`, in the next statement of its kind.
+    async fn batched<V: Clone + Send + 'static>(
+        &self,
+        batcher: &Arc<Batcher<V>>,
+        key: String,
+    ) -> StoreResult<Option<V>> {
+        let r = batcher
+            .get(key, self.query_timeout, |b| {
+                let drain = b.drain(self.pool(), self.acquire_timeout, self.stats.clone());
+                drop(self.runtime.spawn(drain));
+            })
+            .await;
+        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 
     fn pool(&self) -> Arc<Pool> {
@@ -279,13 +333,7 @@ impl Store for MySqlStore {
 
     fn blacklist_get<'a>(&'a self, id_card: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
         self.stats.blacklist_reads.fetch_add(1, Ordering::Relaxed);
-        let what = "blacklist get";
-        let id_card = id_card.to_owned();
-        Box::pin(self.run(what, move |mut c| async move {
-            c.exec_first("SELECT name FROM blacklist WHERE id_card = ?", (id_card,))
-                .await
-                .map_err(|e| classify(e, what))
-        }))
+        Box::pin(self.batched(&self.entry_reads, id_card.to_owned()))
     }
 
     fn blacklist_search<'a>(
@@ -358,23 +406,7 @@ impl Store for MySqlStore {
         &'a self,
         token_hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>> {
-        let what = "session get";
-        let token_hash = token_hash.to_owned();
-        Box::pin(self.run(what, move |mut c| async move {
-            let row: Option<(u64, String, u64)> = c
-                .exec_first(
-                    "SELECT s.user_id, u.name, s.expires_at FROM sessions s \
-                     JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
-                    (token_hash, now_ms()),
-                )
-                .await
-                .map_err(|e| classify(e, what))?;
-            Ok(row.map(|(user_id, name, expires_at_ms)| SessionRecord {
-                user_id,
-                name,
-                expires_at_ms,
-            }))
-        }))
+        Box::pin(self.batched(&self.session_reads, token_hash.to_owned()))
     }
 
     fn session_delete<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>> {

@@ -62,6 +62,9 @@ impl MySqlStore {
         let opts = options(cfg)?;
         // The pool spawns its housekeeping task on creation: do it in a tokio context.
         let pool = Compat::new(async move { Pool::new(opts) }).await;
+        self.session_reads
+            .set_limit(super::drains_for(cfg.pool_max));
+        self.entry_reads.set_limit(super::drains_for(cfg.pool_max));
         let Some(old) = self.pool.swap(Some(Arc::new(pool))) else {
             return Ok(());
         };
