@@ -117,9 +117,12 @@ pub fn register(routes: &mut Routes<'_>, app: &Arc<App>) {
             Ok(Found { entries })
         },
     );
+    // A read that does not depend on who asks: it runs beside the session check, so
+    // that both cache reads leave in one batch (PROTOCOL §3 is unchanged: the answer
+    // is released only after the check passes).
     routes.route_with(
         "blacklist.query",
-        Access::Authenticated,
+        Access::AuthenticatedRead,
         app,
         |app, _ctx, b: IdCard| async move {
             validate::id_card(&b.id_card)?;

@@ -18,6 +18,8 @@
 
 use super::CacheError;
 use event_listener::Event;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// A guarded read's answer: value, generation, and whether a write holds the key.
@@ -34,11 +36,36 @@ pub struct Batcher {
 #[derive(Default)]
 pub struct Batch {
     /// Distinct cache keys, in the order their three keys appear in the `MGET`.
-    keys: Mutex<Vec<String>>,
+    keys: Mutex<Keys>,
     /// The answer, three values per key, set once by the member that sent it.
     result: OnceLock<Result<Vec<Option<String>>, CacheError>>,
     /// Wakes the members waiting for `result`.
     done: Event,
+}
+
+/// A batch's distinct keys, found again by hash: a batch of a pipelined node holds
+/// hundreds of keys, and a scan per member was quadratic.
+#[derive(Default)]
+pub struct Keys {
+    list: Vec<String>,
+    by_hash: HashMap<u64, usize>,
+}
+
+impl Keys {
+    /// The index of `key`, added if new. Two keys with one hash are both kept (the
+    /// second is read twice; only equal keys share a read).
+    fn index_of(&mut self, key: &str) -> usize {
+        let hash = self.by_hash.hasher().hash_one(key);
+        if let Some(&i) = self.by_hash.get(&hash) {
+            if self.list[i] == key {
+                return i;
+            }
+        } else {
+            self.by_hash.insert(hash, self.list.len());
+        }
+        self.list.push(key.to_owned());
+        self.list.len() - 1
+    }
 }
 
 /// A member's place in a batch.
@@ -55,13 +82,7 @@ impl Batcher {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let batch = open.get_or_insert_with(Default::default).clone();
         let mut keys = batch.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let index = match keys.iter().position(|k| k == key) {
-            Some(i) => i,
-            None => {
-                keys.push(key.to_owned());
-                keys.len() - 1
-            }
-        };
+        let index = keys.index_of(key);
         drop(keys);
         drop(open);
         Ticket { batch, index }
@@ -78,7 +99,7 @@ impl Batcher {
         drop(open);
         let mut keys = ticket.batch.keys.lock().unwrap_or_else(|e| e.into_inner());
         // Members only need their index from here on.
-        Some(std::mem::take(&mut *keys))
+        Some(std::mem::take(&mut keys.list))
     }
 }
 
@@ -98,7 +119,9 @@ impl Ticket {
             // request's deadline): the guard answers them with an error then.
             let guard = Sender(&self.batch);
             let expected = keys.len() * 3;
-            let r = send(keys).await.and_then(|values| {
+            // Boxed: only one member sends, so the command's (large) future is not
+            // part of every member's.
+            let r = Box::pin(send(keys)).await.and_then(|values| {
                 if values.len() == expected {
                     Ok(values)
                 } else {

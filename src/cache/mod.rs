@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod local;
 pub mod mget;
 pub mod outage;
+pub mod per_loop;
 pub mod redis;
 pub mod script;
 pub mod sharded;

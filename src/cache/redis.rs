@@ -39,6 +39,7 @@
 
 use super::mget::{Batcher, Guarded};
 use super::outage::Outages;
+use super::per_loop::PerLoop;
 use super::script::{fill, write_keys_and_args, FENCE, INVALIDATE, RELEASE};
 pub use super::script::{generation_key, holders_key, lock_key, value_key};
 use super::CacheError;
@@ -78,6 +79,8 @@ pub struct RedisInstance {
     has_pending: AtomicBool,
     /// Guarded reads starting together leave as one `MGET` ([`super::mget`]).
     reads: Batcher,
+    /// The reads' connections, one per loop thread ([`super::per_loop`]).
+    per_loop: PerLoop,
 }
 
 /// A client for `url`: a `rediss://` server is verified against the PEM bundle
@@ -111,6 +114,7 @@ impl RedisInstance {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200))
             .set_pipeline_buffer_size(1024);
+        let per_loop = PerLoop::new(client.get_connection_info());
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| CacheError::Other(format!("{label}: {e}")))?;
         Ok(RedisInstance {
@@ -123,6 +127,7 @@ impl RedisInstance {
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
             reads: Batcher::default(),
+            per_loop,
         })
     }
 
@@ -165,8 +170,9 @@ impl RedisInstance {
     {
         let limit = self.op_timeout;
         let fut = f(self.conn.clone());
+        let deadline = crate::runtime::deadline::at(std::time::Instant::now() + limit);
         let r = futures_lite::future::or(async { Some(fut.await) }, async move {
-            async_io::Timer::after(limit).await;
+            deadline.await;
             None
         })
         .await;
@@ -233,14 +239,17 @@ impl RedisInstance {
         let ticket = self.reads.join(key);
         ticket
             .answer(&self.reads, |keys| {
-                self.run(|mut c| async move {
+                self.run(|mut shared| async move {
                     let mut mget = redis::cmd("MGET");
                     for k in &keys {
                         mget.arg(value_key(k))
                             .arg(generation_key(k))
                             .arg(lock_key(k));
                     }
-                    mget.query_async(&mut c).await
+                    match self.per_loop.query(&mget).await {
+                        Some(r) => r,
+                        None => mget.query_async(&mut shared).await,
+                    }
                 })
             })
             .await

@@ -11,6 +11,13 @@ pub enum Access {
     Public,
     /// A valid token is required; the auth middleware fills [`Ctx::user`].
     Authenticated,
+    /// A valid token is required, and the handler only reads and does not look at
+    /// who asks ([`Ctx::user`] stays empty): it runs *beside* the session check, so
+    /// that both reads leave together (one cache round trip instead of two), and its
+    /// answer is released only once the check has passed. A failed check answers at
+    /// once and drops the handler. A handler that writes, or whose answer depends on
+    /// the user, must use [`Access::Authenticated`].
+    AuthenticatedRead,
 }
 
 /// The user behind a valid token.

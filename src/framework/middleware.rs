@@ -8,6 +8,7 @@ use crate::protocol::ApiError;
 use crate::runtime::BoxFuture;
 use serde_json::Value;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// Code around handlers.
@@ -48,7 +49,8 @@ pub trait SessionVerifier: Send + Sync + 'static {
     fn verify(&self, token: &str) -> BoxFuture<'static, Result<AuthUser, ApiError>>;
 }
 
-/// Requires a valid token on [`Access::Authenticated`] routes and fills [`Ctx::user`].
+/// Requires a valid token on [`Access::Authenticated`] routes and fills [`Ctx::user`];
+/// on [`Access::AuthenticatedRead`] routes the check runs beside the handler.
 pub struct Auth {
     verifier: Arc<dyn SessionVerifier>,
 }
@@ -76,11 +78,47 @@ impl Middleware for Auth {
             ))));
         };
         let verify = self.verifier.verify(&token);
+        if ctx.access == Access::AuthenticatedRead {
+            return Box::pin(beside(verify, next.run(ctx, body)));
+        }
         Box::pin(async move {
             ctx.user = Some(verify.await?);
             next.run(ctx, body).await
         })
     }
+}
+
+/// Runs `handler` beside the session check `verify`: the check's failure answers at
+/// once (the handler is dropped); the handler's answer waits for the check to pass.
+async fn beside(
+    verify: BoxFuture<'static, Result<AuthUser, ApiError>>,
+    handler: BoxFuture<'static, Result<Value, ApiError>>,
+) -> Result<Value, ApiError> {
+    let (mut verify, mut handler) = (Some(verify), handler);
+    let mut answer = None;
+    std::future::poll_fn(move |cx| {
+        // The check is polled first, so that its read joins a batch before the
+        // handler's does (they leave together either way).
+        if let Some(v) = verify.as_mut() {
+            if let Poll::Ready(r) = v.as_mut().poll(cx) {
+                r?;
+                verify = None;
+            }
+        }
+        if answer.is_none() {
+            if let Poll::Ready(r) = handler.as_mut().poll(cx) {
+                answer = Some(r);
+            }
+        }
+        match (&verify, answer.take()) {
+            (None, Some(r)) => Poll::Ready(r),
+            (_, a) => {
+                answer = a;
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// Logs every request at debug level and slow ones at warn level.

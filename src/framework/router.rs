@@ -167,7 +167,7 @@ impl Service for Router {
         Box::pin(async move {
             // The handler is polled first, so a request answered at once never arms a timer.
             let result = future::or(fut, async move {
-                async_io::Timer::at(deadline).await;
+                crate::runtime::deadline::at(deadline).await;
                 Err(ApiError::timeout())
             })
             .await;

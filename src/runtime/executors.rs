@@ -111,6 +111,11 @@ impl Drop for Inner {
     }
 }
 
+/// Whether the caller runs on a loop thread (where [`spawn_local`] stays on it).
+pub fn on_loop() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
 /// Spawns onto the current loop thread's executor, or smol's global one elsewhere.
 pub fn spawn_local<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Task<T> {
     CURRENT.with(|c| match &*c.borrow() {

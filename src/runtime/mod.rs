@@ -3,6 +3,7 @@
 //! implements [`Service`] (the node's router, the balancer's proxy and directory).
 
 pub mod connection;
+pub mod deadline;
 pub mod executors;
 pub mod handover;
 pub mod listeners;
@@ -12,7 +13,7 @@ pub mod reload;
 pub mod server;
 pub mod shutdown;
 
-pub use executors::{blocking, spawn_local, Runtime};
+pub use executors::{blocking, on_loop, spawn_local, Runtime};
 pub use listeners::Inherited;
 pub use registry::{ConnSnapshot, Outbound, Registry};
 pub use reload::Reload;

@@ -188,7 +188,7 @@ impl RedisCluster {
     where
         Fut: Future<Output = RedisResult<T>>,
     {
-        let limit = self.op_timeout;
+        let deadline = crate::runtime::deadline::at(std::time::Instant::now() + self.op_timeout);
         let r = futures_lite::future::or(
             async {
                 match self.connection(lane).await {
@@ -197,7 +197,7 @@ impl RedisCluster {
                 }
             },
             async move {
-                async_io::Timer::after(limit).await;
+                deadline.await;
                 Ok::<_, RedisError>(None)
             },
         )
