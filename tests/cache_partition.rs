@@ -207,6 +207,67 @@ fn a_writer_that_loses_redis_after_the_fence_is_acknowledged_and_b_never_serves_
     relay.resume();
 }
 
+/// A *reader* cut off from Redis (its per-loop connections hold unanswered reads):
+/// each query is answered from the store within a bound, B's acknowledged write is
+/// what A answers, and after the heal A reads through Redis again (Redis counts its
+/// hits) without a restart.
+#[test]
+fn a_reader_cut_from_redis_answers_from_the_store_and_uses_redis_again() {
+    let stores = Stores::new(Backend::MariaDbRedis);
+    let redis = stores.redis.as_ref().unwrap();
+    let relay = relay_to(redis);
+    let (a, b) = two_nodes(&stores, &relay);
+    let mut cb = b.client();
+    let token = cb.login_new("quin");
+    let mut ca = a.client();
+    ca.token = Some(token);
+    cb.call("blacklist.insert", json!({"id_card": "Q-1", "name": "One"}))
+        .unwrap();
+    assert_eq!(name_on(&ca, "Q-1"), listed("One"));
+
+    relay.pause();
+    for i in 0..6 {
+        let started = Instant::now();
+        assert_eq!(
+            name_on(&ca, "Q-1"),
+            listed(if i < 3 { "One" } else { "Two" })
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "read {i} while cut took {:?}",
+            started.elapsed()
+        );
+        if i == 2 {
+            cb.call("blacklist.update", json!({"id_card": "Q-1", "name": "Two"}))
+                .unwrap();
+        }
+    }
+
+    relay.resume();
+    let hits = || -> u64 {
+        let info = redis.cli(&["INFO", "stats"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("keyspace_hits:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    // Cached again through B, then read by A alone.
+    assert_eq!(name_on(&cb, "Q-1"), listed("Two"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = hits();
+        assert_eq!(name_on(&ca, "Q-1"), listed("Two"));
+        if hits() > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never read through Redis again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The Lua side: a fence refuses fills even with the current generation, a release
 /// lifts only its own hold, a hold is never shortened, and a fence expires by itself.
 #[test]

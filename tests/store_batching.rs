@@ -121,8 +121,12 @@ fn concurrent_uncached_reads_share_statements_and_each_gets_its_own_answer() {
         }
         let after = n.batched();
         let (reads, statements) = (after.0 - before.0, after.1 - before.1);
-        // 400 session checks and 240 entry reads.
-        assert_eq!(reads, 640, "every read went through the batches");
+        // 400 session checks and 240 entry reads under valid tokens; the entry reads
+        // beside a failing check (160) are sent unless the check failed first.
+        assert!(
+            (640..=800).contains(&reads),
+            "{reads} reads went through the batches"
+        );
         assert!(
             statements * 4 <= reads,
             "{reads} reads took {statements} statements"

@@ -159,3 +159,102 @@ impl Middleware for AccessLog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Router;
+    use crate::protocol::{ErrorCode, Request};
+    use crate::runtime::{ConnMeta, Service};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    /// Accepts the token "good" and refuses any other, after `delay`.
+    struct Slow {
+        delay: Duration,
+    }
+
+    impl SessionVerifier for Slow {
+        fn verify(&self, token: &str) -> BoxFuture<'static, Result<AuthUser, ApiError>> {
+            let (delay, good) = (self.delay, token == "good");
+            Box::pin(async move {
+                async_io::Timer::after(delay).await;
+                if good {
+                    Ok(AuthUser {
+                        user_id: 1,
+                        name: "a".into(),
+                    })
+                } else {
+                    Err(ApiError::unauthorized("no"))
+                }
+            })
+        }
+    }
+
+    fn router(check: Duration, handler: Duration, ran: Arc<AtomicBool>) -> Router {
+        let mut r = Router::new(Duration::from_secs(10));
+        r.layer(Auth::new(Arc::new(Slow { delay: check })));
+        r.route("x.read", Access::AuthenticatedRead, move |ctx, _: Value| {
+            let ran = ran.clone();
+            async move {
+                assert!(ctx.user.is_none());
+                async_io::Timer::after(handler).await;
+                ran.store(true, Ordering::SeqCst);
+                Ok(json!({"read": true}))
+            }
+        });
+        r
+    }
+
+    fn call(r: &Router, token: &str) -> (Result<Value, ApiError>, Duration) {
+        let mut req = Request::new(1, "x.read", json!({}));
+        req.token = Some(token.into());
+        let meta = ConnMeta {
+            id: 1,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let t = Instant::now();
+        let r = smol::block_on(r.call(meta, req)).result;
+        (r, t.elapsed())
+    }
+
+    #[test]
+    fn a_read_beside_its_check_is_released_only_after_the_check_passes() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = router(Duration::from_millis(80), Duration::ZERO, ran.clone());
+        let (ok, took) = call(&r, "good");
+        assert_eq!(ok.unwrap(), json!({"read": true}));
+        assert!(took >= Duration::from_millis(80), "released after {took:?}");
+        // A failed check wins over an answer that was ready first.
+        let (refused, _) = call(&r, "bad");
+        assert_eq!(refused.unwrap_err().code, ErrorCode::Unauthorized);
+        assert!(ran.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_failed_check_answers_at_once_and_drops_the_read() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = router(
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+            ran.clone(),
+        );
+        let (refused, took) = call(&r, "bad");
+        assert_eq!(refused.unwrap_err().code, ErrorCode::Unauthorized);
+        assert!(took < Duration::from_secs(1), "answered after {took:?}");
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_two_run_at_the_same_time() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = router(Duration::from_millis(150), Duration::from_millis(150), ran);
+        let (ok, took) = call(&r, "good");
+        assert!(ok.is_ok());
+        assert!(
+            took < Duration::from_millis(290),
+            "took {took:?}: run one after the other"
+        );
+    }
+}

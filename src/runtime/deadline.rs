@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn deadlines_fire_in_order_and_dropped_ones_never_do() {
         let start = Instant::now();
-        let ms = |n| start + Duration::from_millis(n);
+        let ms = move |n| start + Duration::from_millis(n);
         smol::block_on(async {
             // A later deadline first, then an earlier one that must wake the thread.
             let late = smol::spawn(async move {
