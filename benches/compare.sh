@@ -45,6 +45,13 @@ need redis-benchmark redis-server
 DSF=$PWD/target/release/dsf
 RAW=$(find target/release/deps -maxdepth 1 -name 'raw_echo-*' ! -name '*.d' -printf '%T@ %p\n' |
   sort -rn | head -n1 | cut -d' ' -f2-)
+for bin in "$DSF" "$RAW"; do
+  if [ ! -x "$bin" ]; then
+    echo "missing ${bin:-the raw echo server of benches/raw_echo.rs}: run without NO_BUILD=1" \
+      "(or cargo build --release --bins --benches first)" >&2
+    exit 1
+  fi
+done
 if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
   echo "BASELINE=$BASELINE is not an executable" >&2
   exit 1

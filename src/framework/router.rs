@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One registered operation.
 #[derive(Clone)]
@@ -144,7 +144,7 @@ impl Service for Router {
             );
             return Box::pin(std::future::ready(Response::err(Some(id), err)));
         };
-        let started = Instant::now();
+        let started = crate::runtime::clock::now();
         let deadline = started + self.request_timeout;
         let ctx = Ctx {
             conn,

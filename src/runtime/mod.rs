@@ -2,6 +2,7 @@
 //! shutdown. Protocol-level but application-agnostic: whatever answers requests
 //! implements [`Service`] (the node's router, the balancer's proxy and directory).
 
+pub mod clock;
 pub mod connection;
 pub mod deadline;
 pub mod executors;

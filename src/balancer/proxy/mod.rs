@@ -40,6 +40,7 @@ use arc_swap::ArcSwap;
 use job::{Job, Reply};
 use pool::{ConnOptions, Failover, NodePool};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -82,6 +83,10 @@ pub struct Proxy {
     inner: Arc<Inner>,
 }
 
+/// One shard of the sticky picks, by connection id (ids this process assigns, so the
+/// cheap hasher of wire ids serves).
+type StickyPicks = HashMap<u64, Vec<Sticky>, BuildHasherDefault<pool::WireIdHasher>>;
+
 struct Inner {
     /// This proxy, for the pools to hand failed jobs back to without owning it.
     me: Weak<Inner>,
@@ -94,7 +99,7 @@ struct Inner {
     /// Generation pools were last pruned at (fast check without the lock).
     pruned: AtomicU64,
     /// Keyless stickiness, by client connection id.
-    sticky: Vec<Mutex<HashMap<u64, Vec<Sticky>>>>,
+    sticky: Vec<Mutex<StickyPicks>>,
     /// Options.
     opts: ProxyOptions,
 }
@@ -127,8 +132,9 @@ impl Service for Proxy {
         let Ok(member) = self.inner.choose(conn.id, &snap, head.op, head.key, None) else {
             return false;
         };
-        // One clock read serves the deadline and the node's response timeout.
-        let now = Instant::now();
+        // One clock reading per read from the client serves the deadline and the
+        // node's response timeout of every request in it.
+        let now = crate::runtime::clock::now();
         let deadline = now + self.inner.opts.request_timeout;
         let reply = Reply::Mailbox(mailbox.clone());
         let job = Job::new(payload.to_vec(), &head, conn.id, deadline, reply);

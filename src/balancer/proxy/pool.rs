@@ -35,10 +35,11 @@ const MAX_KEPT: usize = 256 * 1024;
 /// Room offered to each read of a node connection: a whole batch of responses.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Hashes wire ids, which this process makes up itself and nobody can choose, with
-/// one multiplication instead of SipHash (a tenth of the proxy's time otherwise).
+/// Hashes wire ids and connection ids, which this process makes up itself and
+/// nobody can choose, with one multiplication instead of SipHash (a tenth of the
+/// proxy's time otherwise).
 #[derive(Default)]
-struct WireIdHasher(u64);
+pub(super) struct WireIdHasher(u64);
 
 impl Hasher for WireIdHasher {
     fn finish(&self) -> u64 {

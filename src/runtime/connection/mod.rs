@@ -285,7 +285,9 @@ impl Conn {
                     self.stop = Stop::Graceful;
                     return Ok(0);
                 }
-                Ok(self.take_slice(&scratch[..n]))
+                Ok(super::clock::with_reading(|| {
+                    self.take_slice(&scratch[..n])
+                }))
             })
         } else {
             let buf = self.dec.read_buf();
@@ -298,7 +300,7 @@ impl Conn {
                         self.stop = Stop::Graceful;
                         return Ok(0);
                     }
-                    Ok(self.take_buffered())
+                    Ok(super::clock::with_reading(|| self.take_buffered()))
                 }
                 Err(e) => {
                     self.dec.advance(0, offered);
