@@ -96,16 +96,23 @@ impl Registry {
 
     /// Adds a connection; `None` if the slab is full.
     pub fn insert(&self, peer: SocketAddr, tx: Arc<Mailbox>) -> Option<u64> {
-        self.insert_with_identity(peer, tx, None)
+        self.insert_with_identity(peer, tx, None, usize::MAX)
     }
 
-    /// Adds a connection whose client presented a certificate; `None` if the table is full.
+    /// Adds a connection whose client presented a certificate; `None` if the table is
+    /// full or already holds `max` connections. The count and the insert are one step
+    /// under the lock, so loops accepting at the same time cannot pass `max` together.
     pub fn insert_with_identity(
         &self,
         peer: SocketAddr,
         tx: Arc<Mailbox>,
         identity: Option<PeerIdentity>,
+        max: usize,
     ) -> Option<u64> {
+        let mut keys = self.keys.lock().expect("registry lock");
+        if keys.len() >= max {
+            return None;
+        }
         let key = self.slab.insert(ConnInfo {
             peer,
             started_s: self.epoch.elapsed().as_secs() as u32,
@@ -117,7 +124,7 @@ impl Registry {
             tx,
             identity: identity.map(Box::new),
         })?;
-        self.keys.lock().expect("registry lock").insert(key);
+        keys.insert(key);
         Some(key as u64)
     }
 

@@ -105,9 +105,12 @@ pub fn run(
     let Ok(stream) = Arc::try_unwrap(Arc::<Async<TcpStream>>::from(stream)) else {
         return Conn::drive(None, shutdown);
     };
+    // The accept loop checked the limit; this is the check that holds when several
+    // loops accept at once (one over it is closed without a frame).
+    let max = shared.limits.load().max_connections;
     let id = shared
         .registry
-        .insert_with_identity(peer, mailbox.clone(), identity);
+        .insert_with_identity(peer, mailbox.clone(), identity, max);
     if id.is_some() {
         shared.metrics.accepted.increment(1);
         shared.metrics.connections.increment(1.0);
