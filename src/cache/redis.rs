@@ -40,7 +40,7 @@
 use super::mget::{Batcher, Guarded};
 use super::outage::Outages;
 use super::per_loop::PerLoop;
-use super::script::{fill, write_keys_and_args, FENCE, INVALIDATE, RELEASE};
+use super::script::{fill, guard_key_args, write_keys_and_args, FENCE, INVALIDATE, RELEASE};
 pub use super::script::{generation_key, holders_key, lock_key, value_key};
 use super::CacheError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -241,10 +241,9 @@ impl RedisInstance {
             .answer(&self.reads, |keys| {
                 self.run(|mut shared| async move {
                     let mut mget = redis::cmd("MGET");
+                    let mut buf = Vec::with_capacity(80);
                     for k in &keys {
-                        mget.arg(value_key(k))
-                            .arg(generation_key(k))
-                            .arg(lock_key(k));
+                        guard_key_args(&mut mget, k, &mut buf);
                     }
                     match self.per_loop.query(&mget).await {
                         Some(r) => r,

@@ -31,6 +31,20 @@ pub fn lock_key(key: &str) -> String {
     format!("dsf:{{{key}}}:w")
 }
 
+/// Appends the value, generation and lock keys of `key` to `cmd`, in that order (a
+/// guarded read's three keys), written through `buf`: the command copies each
+/// argument, so no string is made per key.
+pub fn guard_key_args(cmd: &mut redis::Cmd, key: &str, buf: &mut Vec<u8>) {
+    for suffix in [b":v", b":g", b":w"] {
+        buf.clear();
+        buf.extend_from_slice(b"dsf:{");
+        buf.extend_from_slice(key.as_bytes());
+        buf.push(b'}');
+        buf.extend_from_slice(suffix);
+        cmd.arg(&buf[..]);
+    }
+}
+
 /// The key of the set of writes holding the lock of cache key `key`.
 pub fn holders_key(key: &str) -> String {
     format!("dsf:{{{key}}}:ws")
@@ -187,6 +201,28 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
 mod tests {
     use super::*;
     use redis::cluster_routing::{Route, SlotAddr};
+
+    #[test]
+    fn guard_key_args_are_the_three_key_functions() {
+        let mut cmd = redis::cmd("MGET");
+        let mut buf = Vec::new();
+        for k in ["bl:a", "s:ff", "x{y}"] {
+            guard_key_args(&mut cmd, k, &mut buf);
+        }
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .filter_map(|a| match a {
+                redis::Arg::Simple(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<Vec<u8>> = std::iter::once(b"MGET".to_vec())
+            .chain(["bl:a", "s:ff", "x{y}"].iter().flat_map(|k| {
+                [value_key(k), generation_key(k), lock_key(k)].map(String::into_bytes)
+            }))
+            .collect();
+        assert_eq!(args, want);
+    }
 
     #[test]
     fn slots_match_redis_cluster() {
