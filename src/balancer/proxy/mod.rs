@@ -83,6 +83,10 @@ pub struct Proxy {
     inner: Arc<Inner>,
 }
 
+/// The node pools by node id, looked up for every request. Node ids come from
+/// registrations, which need the cluster secret, so the cheap hasher serves.
+type Pools = HashMap<Arc<str>, Arc<NodePool>, BuildHasherDefault<pool::WireIdHasher>>;
+
 /// One shard of the sticky picks, by connection id (ids this process assigns, so the
 /// cheap hasher of wire ids serves).
 type StickyPicks = HashMap<u64, Vec<Sticky>, BuildHasherDefault<pool::WireIdHasher>>;
@@ -93,7 +97,7 @@ struct Inner {
     /// Whose snapshot routes.
     membership: Arc<Membership>,
     /// Node pools by node id; read lock-free, changed under `pools_lock`.
-    pools: ArcSwap<HashMap<Arc<str>, Arc<NodePool>>>,
+    pools: ArcSwap<Pools>,
     /// Serializes pool changes; holds the generation pools were last pruned at.
     pools_lock: Mutex<u64>,
     /// Generation pools were last pruned at (fast check without the lock).
@@ -284,7 +288,7 @@ impl Inner {
             return;
         }
         let current = self.pools.load_full();
-        let keep: HashMap<Arc<str>, Arc<NodePool>> = current
+        let keep: Pools = current
             .iter()
             .filter(|(id, pool)| {
                 // An ejected node's connections go too: when it is readmitted, fresh
