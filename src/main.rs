@@ -6,6 +6,12 @@ mod cli;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's allocator: under pipelined load `malloc`/`free`
+/// (with glibc's chunk consolidation) were a fifth of a node's CPU on the Redis path
+/// (BENCHMARKS.md, "Third pass").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = cli::Cli::parse();
     std::process::exit(cli::run(cli));
