@@ -35,8 +35,8 @@ const MAX_KEPT: usize = 256 * 1024;
 /// Room offered to each read of a node connection: a whole batch of responses.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Hashes ids this process makes up itself (wire, connection, node ids) with one
-/// multiplication instead of SipHash (a tenth of the proxy's time otherwise).
+/// Hashes ids no client chooses (wire and connection ids, registered node ids) with
+/// one multiplication instead of SipHash (a tenth of the proxy's time otherwise).
 #[derive(Default)]
 pub(super) struct WireIdHasher(u64);
 
