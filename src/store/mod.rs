@@ -169,6 +169,15 @@ impl StoreStats {
     pub fn blacklist_reads(&self) -> u64 {
         self.blacklist_reads.load(Ordering::Relaxed)
     }
+
+    /// Counts `r` in [`failures`](Self::failures) when it is an outage (unavailable or
+    /// timed out), and passes it on.
+    pub fn counted<T>(&self, r: StoreResult<T>) -> StoreResult<T> {
+        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
 }
 
 /// Connection-pool occupancy at one moment (metrics).

@@ -124,10 +124,7 @@ impl EmbeddedStore {
         job: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         let r = deadline(self.inner.timeout, what, job).await;
-        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
-            self.inner.stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        self.inner.stats.counted(r)
     }
 }
 

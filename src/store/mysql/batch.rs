@@ -16,6 +16,7 @@
 //! key), so each kind uses at most seven prepared statements.
 
 use super::classify;
+use super::runner::take;
 use crate::store::{StoreError, StoreResult, StoreStats};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, FromRowError, Pool, Row};
@@ -164,15 +165,7 @@ impl<V: Clone + Send + 'static> Batcher<V> {
             let run = async move {
                 let mut c = match held {
                     Some(c) => c,
-                    None => match tokio::time::timeout(acquire, pool.get_conn()).await {
-                        Ok(Ok(c)) => c,
-                        Ok(Err(e)) => return Err(classify(e, what)),
-                        Err(_) => {
-                            return Err(StoreError::Unavailable(format!(
-                                "{what}: no connection within {acquire:?}"
-                            )))
-                        }
-                    },
+                    None => take(pool, acquire, what).await?,
                 };
                 let found = me.select(&mut c, &keys).await?;
                 Ok((found, c))

@@ -143,10 +143,7 @@ impl MySqlStore {
                 drop(self.runtime.spawn(drain));
             })
             .await;
-        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        self.stats.counted(r)
     }
 
     fn pool(&self) -> Arc<Pool> {

@@ -12,11 +12,11 @@
 
 use super::{classify, MySqlStore};
 use crate::store::{StoreError, StoreResult};
-use mysql_async::Conn;
+use mysql_async::{Conn, Pool};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 impl MySqlStore {
     /// Runs `op` with a pooled connection on the driver's runtime, bounded by
@@ -34,29 +34,26 @@ impl MySqlStore {
         // async-io timer here would wake async-io's reactor on every operation.
         let deadline = tokio::time::Instant::now() + self.query_timeout;
         let task = self.runtime.spawn(async move {
-            let run = async move {
-                let conn = match tokio::time::timeout(acquire, pool.get_conn()).await {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Err(classify(e, what)),
-                    Err(_) => {
-                        return Err(StoreError::Unavailable(format!(
-                            "{what}: no connection within {acquire:?}"
-                        )))
-                    }
-                };
-                op(conn).await
-            };
+            let run = async move { op(take(&pool, acquire, what).await?).await };
             // On time-out the operation is dropped here, on the driver's thread, and
             // its connection goes back through the pool's cleanup.
             tokio::time::timeout_at(deadline, run)
                 .await
                 .unwrap_or(Err(StoreError::Timeout(what)))
         });
-        let r = Spawned { task, what }.await;
-        if let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &r {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+        self.stats.counted(Spawned { task, what }.await)
+    }
+}
+
+/// A pooled connection within `acquire`, on the driver's runtime; `what` names the
+/// operation in the error.
+pub(super) async fn take(pool: &Pool, acquire: Duration, what: &'static str) -> StoreResult<Conn> {
+    match tokio::time::timeout(acquire, pool.get_conn()).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(classify(e, what)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "{what}: no connection within {acquire:?}"
+        ))),
     }
 }
 
